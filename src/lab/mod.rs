@@ -1,0 +1,10 @@
+//! The lab engine: lab files, their validation into a [`Plan`], and building and tearing down
+//! the namespaces, links and addresses a plan describes.
+
+pub mod diag;
+pub mod plan;
+pub mod spec;
+pub mod validate;
+
+pub use diag::{Diagnostic, Source};
+pub use plan::Plan;

@@ -1,0 +1,509 @@
+//! The resolved lab: every name, namespace, address, MAC and interface name decided.
+//!
+//! A `Plan` only comes out of `validate::validate`, and its fields are types whose constructors
+//! check their invariants, so code that builds, shows or tears down a lab never re-checks input.
+//! Nothing here does I/O.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::num::{NonZeroU16, NonZeroU32};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+/// Longest interface name the kernel accepts (IFNAMSIZ - 1).
+pub const IFNAME_MAX: usize = 15;
+
+/// A name the kernel accepts for a network interface: 1..=15 bytes, no `/`, `:`, whitespace,
+/// and not `.` or `..`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct IfName(String);
+
+impl IfName {
+    pub fn new(name: &str) -> Result<Self, String> {
+        if name.is_empty() {
+            return Err("an interface name cannot be empty".into());
+        }
+        if name.len() > IFNAME_MAX {
+            return Err(format!(
+                "interface name `{name}` is {} bytes; Linux allows at most {IFNAME_MAX}",
+                name.len()
+            ));
+        }
+        if name == "." || name == ".." {
+            return Err(format!("`{name}` is not a valid interface name"));
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "interface name `{name}` contains `{}`, which Linux does not allow",
+                c.escape_default()
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A lab or node name: ASCII letters, digits, `-`, `_` and `.`, starting with a letter or digit.
+/// These become parts of namespace names (`/run/netns/<lab>-<node>`) and sometimes interface
+/// names, so the charset is the intersection of what both accept and what a shell needs no
+/// quoting for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Name(String);
+
+/// Longest lab or node name: keeps `<lab>-<node>` well under NAME_MAX and readable in `ip netns`.
+pub const NAME_MAX: usize = 63;
+
+impl Name {
+    pub fn new(name: &str) -> Result<Self, String> {
+        let first_ok = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+        if !first_ok {
+            return Err(if name.is_empty() {
+                "a name cannot be empty".to_owned()
+            } else {
+                format!("name `{name}` must start with a letter or a digit")
+            });
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(format!(
+                "name `{name}` contains `{}`; use letters, digits, `-`, `_` and `.` only",
+                c.escape_default()
+            ));
+        }
+        if name.len() > NAME_MAX {
+            return Err(format!(
+                "name `{name}` is {} bytes long; at most {NAME_MAX} are allowed",
+                name.len()
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A network namespace name as `ip netns` shows it: `<lab>-<node>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct NetnsName(String);
+
+impl NetnsName {
+    pub fn for_node(lab: &Name, node: &Name) -> Self {
+        Self(format!("{lab}-{node}"))
+    }
+
+    /// Wraps a name read back from a state file; such names were made by `for_node`.
+    pub fn from_state(name: String) -> Self {
+        Self(name)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NetnsName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A MAC address. Containers get Docker's IP-derived one: 02:42 followed by the IPv4 bytes
+/// (Docker up to 27.x; 28+ randomises it, which would make labs differ run to run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    pub fn docker_from_ip(ip: Ipv4Addr) -> Self {
+        let o = ip.octets();
+        Self([0x02, 0x42, o[0], o[1], o[2], o[3]])
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A per-namespace kernel setting, e.g. `net.ipv4.ip_local_port_range = "1024 65535"`.
+/// Only `net.*` keys are accepted: everything else is global and would change the machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sysctl {
+    pub key: String,
+    pub value: String,
+}
+
+impl Sysctl {
+    /// The file under /proc/sys that holds this key (dots become slashes).
+    pub fn proc_path(&self) -> String {
+        format!("/proc/sys/{}", self.key.replace('.', "/"))
+    }
+}
+
+/// An inclusive range of TCP/UDP ports, `lo <= hi`, neither zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PortRange {
+    lo: NonZeroU16,
+    hi: NonZeroU16,
+}
+
+impl PortRange {
+    pub fn new(lo: u16, hi: u16) -> Result<Self, String> {
+        let (Some(l), Some(h)) = (NonZeroU16::new(lo), NonZeroU16::new(hi)) else {
+            return Err("port 0 cannot be part of a port range".into());
+        };
+        if lo > hi {
+            return Err(format!(
+                "port range {lo}-{hi} is empty: the first port is larger than the last"
+            ));
+        }
+        Ok(Self { lo: l, hi: h })
+    }
+
+    pub fn lo(&self) -> u16 {
+        self.lo.get()
+    }
+
+    pub fn hi(&self) -> u16 {
+        self.hi.get()
+    }
+
+    /// Number of ports in the range.
+    pub fn len(&self) -> u32 {
+        u32::from(self.hi()) - u32::from(self.lo()) + 1
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.lo, self.hi)
+    }
+}
+
+/// How a docker bridge translates container traffic leaving the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Nat {
+    /// Docker's default: `ip saddr <subnet> oifname != <bridge> masquerade`.
+    Masquerade { ports: Option<PortRange> },
+    /// Docker's `com.docker.network.host_ipv4`, generalised to a pool of the host's addresses.
+    Snat {
+        /// A non-empty set of the host's own LAN addresses, contiguous and ascending, because
+        /// the kernel's NAT range is `min..=max`.
+        pool: Vec<Ipv4Addr>,
+        ports: Option<PortRange>,
+        persistent: bool,
+    },
+    /// `enable_ip_masquerade=false`: containers leave with their own addresses.
+    None,
+}
+
+/// An L2 segment: a bridge in a namespace of its own, one port per attached host.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lan {
+    pub name: Name,
+    pub netns: NetnsName,
+    pub subnet: Ipv4Net,
+    /// The bridge inside the LAN's namespace; named after the LAN.
+    pub bridge: IfName,
+}
+
+/// Index into `Plan::lans`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct LanId(pub usize);
+
+/// Index into `Plan::hosts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct HostId(pub usize);
+
+/// Index into `Plan::containers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ContainerId(pub usize);
+
+/// A machine: a namespace with one NIC (`eth0`) on its LAN.
+#[derive(Debug, Clone, Serialize)]
+pub struct Host {
+    pub name: Name,
+    pub netns: NetnsName,
+    pub lan: LanId,
+    /// The host's NIC, like a VM's `eth0`.
+    pub nic: IfName,
+    /// The other end of the NIC's veth, a port of the LAN bridge; named after the host.
+    pub lan_port: IfName,
+    /// Non-empty; the first is the primary address (the one MASQUERADE picks).
+    pub addresses: Vec<Ipv4Addr>,
+    /// Prefix length of the LAN subnet, used for every address.
+    pub prefix_len: u8,
+    pub sysctls: Vec<Sysctl>,
+    pub docker: Option<DockerNet>,
+}
+
+/// Docker's default bridge network on a host.
+#[derive(Debug, Clone, Serialize)]
+pub struct DockerNet {
+    pub bridge: IfName,
+    pub subnet: Ipv4Net,
+    /// First host address of the subnet, on the bridge.
+    pub gateway: Ipv4Addr,
+    pub nat: Nat,
+}
+
+/// A container: its own namespace with `eth0` on a host's docker bridge.
+#[derive(Debug, Clone, Serialize)]
+pub struct Container {
+    /// `c1`, `c2`, ... for a replica set, or the set's name when it has one replica.
+    pub name: Name,
+    /// The `[containers.<group>]` table this container came from.
+    pub group: Name,
+    pub netns: NetnsName,
+    pub host: HostId,
+    pub address: Ipv4Addr,
+    pub mac: Mac,
+    /// Host end of the veth pair, `veth` + 7 hex digits as Docker names it (derived from the lab
+    /// and container names, so it is stable across runs and unique on the host).
+    pub veth: IfName,
+    pub sysctls: Vec<Sysctl>,
+}
+
+/// The article's server: listens on `port` on every address of its host.
+#[derive(Debug, Clone, Serialize)]
+pub struct Server {
+    pub name: Name,
+    pub host: HostId,
+    pub port: NonZeroU16,
+}
+
+/// The article's client, run in each of `containers`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientGroup {
+    pub name: Name,
+    /// Non-empty.
+    pub containers: Vec<ContainerId>,
+    /// Non-empty; the i-th container of the group connects to `connect[i % len]`.
+    pub connect: Vec<SocketAddrV4>,
+    /// Per container.
+    pub connections: NonZeroU32,
+    #[serde(with = "duration_secs")]
+    pub ping_interval: Duration,
+}
+
+impl ClientGroup {
+    /// The target of the i-th container of the group.
+    pub fn target_of(&self, i: usize) -> SocketAddrV4 {
+        self.connect[i % self.connect.len()]
+    }
+}
+
+/// An expected count: exact, or a closed range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CountRange {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl CountRange {
+    pub fn exact(n: u64) -> Self {
+        Self { min: n, max: n }
+    }
+
+    pub fn contains(&self, n: u64) -> bool {
+        self.min <= n && n <= self.max
+    }
+}
+
+impl fmt::Display for CountRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.min == self.max {
+            write!(f, "{}", self.min)
+        } else {
+            write!(f, "{}..={}", self.min, self.max)
+        }
+    }
+}
+
+/// What `lab run` checks at the end.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Expect {
+    pub established: Option<CountRange>,
+}
+
+/// A validated lab.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub name: Name,
+    pub description: String,
+    pub lans: Vec<Lan>,
+    pub hosts: Vec<Host>,
+    pub containers: Vec<Container>,
+    pub servers: Vec<Server>,
+    pub clients: Vec<ClientGroup>,
+    pub expect: Expect,
+}
+
+impl Plan {
+    pub fn lan(&self, id: LanId) -> &Lan {
+        &self.lans[id.0]
+    }
+
+    pub fn host(&self, id: HostId) -> &Host {
+        &self.hosts[id.0]
+    }
+
+    pub fn container(&self, id: ContainerId) -> &Container {
+        &self.containers[id.0]
+    }
+
+    /// Every namespace of the lab in build order: LANs, hosts, containers.
+    /// Teardown goes in the reverse order.
+    pub fn namespaces(&self) -> Vec<NetnsName> {
+        let lans = self.lans.iter().map(|l| l.netns.clone());
+        let hosts = self.hosts.iter().map(|h| h.netns.clone());
+        let containers = self.containers.iter().map(|c| c.netns.clone());
+        lans.chain(hosts).chain(containers).collect()
+    }
+
+    /// The namespace of a node (lan, host or container) by its name.
+    pub fn netns_of(&self, node: &str) -> Option<&NetnsName> {
+        let lans = self.lans.iter().map(|l| (&l.name, &l.netns));
+        let hosts = self.hosts.iter().map(|h| (&h.name, &h.netns));
+        let containers = self.containers.iter().map(|c| (&c.name, &c.netns));
+        lans.chain(hosts)
+            .chain(containers)
+            .find(|(n, _)| n.as_str() == node)
+            .map(|(_, ns)| ns)
+    }
+
+    /// Containers attached to the docker bridge of `host`, in address order.
+    pub fn containers_of(&self, host: HostId) -> impl Iterator<Item = &Container> {
+        self.containers.iter().filter(move |c| c.host == host)
+    }
+}
+
+/// Docker's host-side veth name for a container: `veth` + 7 hex digits. Docker picks them at
+/// random; `lab` derives them (FNV-1a of lab and container name, plus a salt bumped on the rare
+/// collision) so every run of a lab looks the same and `lab show --commands` can print them.
+pub fn veth_name(lab: &Name, container: &Name, salt: u32) -> IfName {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in lab
+        .as_str()
+        .bytes()
+        .chain([0])
+        .chain(container.as_str().bytes())
+        .chain(salt.to_le_bytes())
+    {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    // 7 hex digits = 28 bits; the name is always 11 bytes, so it is always valid.
+    IfName(format!("veth{:07x}", h & 0x0fff_ffff))
+}
+
+mod duration_secs {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifname_limits() {
+        assert!(IfName::new("docker0").is_ok());
+        assert!(IfName::new("abcdefghijklmno").is_ok());
+        assert!(
+            IfName::new("abcdefghijklmnop")
+                .unwrap_err()
+                .contains("16 bytes")
+        );
+        assert!(IfName::new("a/b").is_err());
+        assert!(IfName::new("a b").is_err());
+        assert!(IfName::new("..").is_err());
+        assert!(IfName::new("").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(Name::new("cross-host").is_ok());
+        assert!(Name::new("c_1.x").is_ok());
+        assert!(Name::new("-x").is_err());
+        assert!(Name::new("a/b").unwrap_err().contains("`/`"));
+        assert!(Name::new("ü").is_err());
+        assert!(Name::new(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn docker_mac() {
+        let mac = Mac::docker_from_ip(Ipv4Addr::new(172, 17, 0, 2));
+        assert_eq!(mac.to_string(), "02:42:ac:11:00:02");
+    }
+
+    #[test]
+    fn veth_names_are_stable_and_docker_shaped() {
+        let lab = Name::new("cross-host").unwrap();
+        let c1 = Name::new("c1").unwrap();
+        let a = veth_name(&lab, &c1, 0);
+        assert_eq!(a, veth_name(&lab, &c1, 0));
+        assert_ne!(a, veth_name(&lab, &c1, 1));
+        assert_ne!(a, veth_name(&lab, &Name::new("c2").unwrap(), 0));
+        assert_eq!(a.as_str().len(), 11);
+        assert!(a.as_str().starts_with("veth"));
+        assert!(a.as_str()[4..].chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn port_range() {
+        let r = PortRange::new(40000, 40099).unwrap();
+        assert_eq!(r.len(), 100);
+        assert_eq!(PortRange::new(1024, 65535).unwrap().len(), 64512);
+        assert!(PortRange::new(0, 5).is_err());
+        assert!(PortRange::new(6, 5).is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! Lab file -> [`Plan`](super::Plan), collecting every problem with its location.

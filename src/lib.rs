@@ -1,0 +1,8 @@
+//! `lab`: network labs in Linux network namespaces that show what happens to TCP connections
+//! behind Docker-style NAT.
+//!
+//! Data flows one way: lab file -> [`lab::Plan`] -> kernel objects -> workload -> report ->
+//! teardown. `docs/architecture.md` maps the modules.
+
+pub mod error;
+pub mod lab;
