@@ -202,7 +202,7 @@ mod tests {
     fn suggestions() {
         let keys = ["addresses", "lan", "sysctls", "docker"];
         assert_eq!(did_you_mean("adresses", keys), Some("addresses"));
-        assert_eq!(did_you_mean("lna", keys), Some("lan"));
+        assert_eq!(did_you_mean("lam", keys), Some("lan"));
         assert_eq!(did_you_mean("zzzzzz", keys), None);
     }
 }
