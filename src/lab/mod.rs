@@ -8,3 +8,9 @@ pub mod validate;
 
 pub use diag::{Diagnostic, Source};
 pub use plan::Plan;
+pub use validate::{LoadOptions, Loaded, load};
+pub mod build;
+pub mod lifecycle;
+pub mod netlink;
+pub mod preflight;
+pub mod state;

@@ -50,6 +50,11 @@ impl IfName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The NIC of hosts and containers, as in a VM or a Docker container.
+    pub fn eth0() -> Self {
+        Self("eth0".to_owned())
+    }
 }
 
 impl fmt::Display for IfName {
@@ -149,6 +154,25 @@ impl Mac {
     }
 }
 
+impl Mac {
+    /// A stable locally administered MAC for a bridge: Docker's `02:42` prefix and 4 bytes
+    /// derived from `seed` (Docker picks them at random; stable ones make runs comparable).
+    pub fn derived(seed: &str) -> Self {
+        let h = fnv1a(seed.bytes());
+        let b = h.to_be_bytes();
+        Self([0x02, 0x42, b[0], b[1], b[2], b[3]])
+    }
+}
+
+fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
@@ -210,7 +234,7 @@ impl PortRange {
     }
 
     /// Number of ports in the range.
-    pub fn len(&self) -> u32 {
+    pub fn size(&self) -> u32 {
         u32::from(self.hi()) - u32::from(self.lo()) + 1
     }
 }
@@ -427,17 +451,13 @@ impl Plan {
 /// random; `lab` derives them (FNV-1a of lab and container name, plus a salt bumped on the rare
 /// collision) so every run of a lab looks the same and `lab show --commands` can print them.
 pub fn veth_name(lab: &Name, container: &Name, salt: u32) -> IfName {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in lab
-        .as_str()
-        .bytes()
-        .chain([0])
-        .chain(container.as_str().bytes())
-        .chain(salt.to_le_bytes())
-    {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
+    let h = fnv1a(
+        lab.as_str()
+            .bytes()
+            .chain([0])
+            .chain(container.as_str().bytes())
+            .chain(salt.to_le_bytes()),
+    );
     // 7 hex digits = 28 bits; the name is always 11 bytes, so it is always valid.
     IfName(format!("veth{:07x}", h & 0x0fff_ffff))
 }
@@ -501,8 +521,8 @@ mod tests {
     #[test]
     fn port_range() {
         let r = PortRange::new(40000, 40099).unwrap();
-        assert_eq!(r.len(), 100);
-        assert_eq!(PortRange::new(1024, 65535).unwrap().len(), 64512);
+        assert_eq!(r.size(), 100);
+        assert_eq!(PortRange::new(1024, 65535).unwrap().size(), 64512);
         assert!(PortRange::new(0, 5).is_err());
         assert!(PortRange::new(6, 5).is_err());
     }
