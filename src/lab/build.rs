@@ -1,0 +1,159 @@
+//! Plan -> kernel objects: LAN switches, hosts with their NIC and docker bridge, containers.
+//!
+//! Everything is created inside the lab's own namespaces, never in the initial one, and each
+//! namespace was recorded (see `state`) before this runs, so deleting the recorded namespaces
+//! undoes any prefix of this work: a failure or a signal at any await point leaves nothing that
+//! teardown cannot find.
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, Result};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+
+use super::netlink::{Netns, Veth};
+use super::plan::{Container, Host, IfName, Lan, Mac, Plan};
+
+/// Containers built at once. Netlink requests are cheap; this bounds open sockets and fds.
+const CONTAINER_CONCURRENCY: usize = 16;
+
+/// A LAN switch that is up: its namespace and bridge index.
+struct LanNode {
+    netns: Netns,
+    bridge: u32,
+}
+
+/// A host that is up: its namespace and, when it runs Docker, the docker bridge index.
+struct HostNode {
+    netns: Netns,
+    docker_bridge: Option<u32>,
+}
+
+/// Builds every object of `plan`. The namespaces must be recorded before this is called.
+pub async fn build(plan: &Plan) -> Result<()> {
+    let mut lans = Vec::with_capacity(plan.lans.len());
+    for lan in &plan.lans {
+        lans.push(
+            build_lan(lan)
+                .await
+                .with_context(|| format!("build lan {}", lan.name))?,
+        );
+    }
+    let mut hosts = Vec::with_capacity(plan.hosts.len());
+    for host in &plan.hosts {
+        let lan = &lans[host.lan.0];
+        hosts.push(
+            build_host(plan, host, lan)
+                .await
+                .with_context(|| format!("build host {}", host.name))?,
+        );
+    }
+    futures_util::stream::iter(&plan.containers)
+        .map(|c| {
+            let host = &hosts[c.host.0];
+            async move {
+                build_container(plan, c, host)
+                    .await
+                    .with_context(|| format!("build container {}", c.name))
+            }
+        })
+        .buffer_unordered(CONTAINER_CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
+
+async fn build_lan(lan: &Lan) -> Result<LanNode> {
+    let netns = Netns::create(&lan.netns)?;
+    netns.loopback_up().await?;
+    let mac = Mac::derived(lan.netns.as_str());
+    let bridge = netns.add_bridge(&lan.bridge, mac).await?;
+    Ok(LanNode { netns, bridge })
+}
+
+async fn build_host(plan: &Plan, host: &Host, lan: &LanNode) -> Result<HostNode> {
+    let netns = Netns::create(&host.netns)?;
+    netns.loopback_up().await?;
+    // The NIC: eth0 in the host, its peer a port of the LAN bridge named after the host.
+    let nic = Veth {
+        name: &host.nic,
+        netns: &netns,
+        mac: None,
+    };
+    lan.netns
+        .add_veth(&host.lan_port, Some(lan.bridge), &nic)
+        .await?;
+    let eth0 = netns.link_index(&host.nic).await?;
+    // The first address added is the primary one, which MASQUERADE picks.
+    for &ip in &host.addresses {
+        netns
+            .add_address(eth0, &host.nic, ip, host.prefix_len)
+            .await?;
+    }
+    netns.set_up(eth0, host.nic.as_str()).await?;
+    for s in &host.sysctls {
+        netns.write_sysctl(&s.key, &s.value)?;
+    }
+    let docker_bridge = match &host.docker {
+        None => None,
+        Some(docker) => {
+            // What dockerd does at start: forwarding on, docker0 with the gateway address.
+            netns.write_sysctl("net.ipv4.ip_forward", "1")?;
+            let mac = Mac::derived(&format!("{}/{}", plan.name, host.name));
+            let bridge = netns.add_bridge(&docker.bridge, mac).await?;
+            netns
+                .add_address(
+                    bridge,
+                    &docker.bridge,
+                    docker.gateway,
+                    docker.subnet.prefix_len(),
+                )
+                .await?;
+            // Docker's NAT and forward rules, one atomic nftables batch inside the host.
+            netns
+                .run(|| crate::nat::rules::apply(docker))?
+                .with_context(|| format!("write Docker's nftables rules in {}", host.netns))?;
+            Some(bridge)
+        }
+    };
+    Ok(HostNode {
+        netns,
+        docker_bridge,
+    })
+}
+
+async fn build_container(plan: &Plan, c: &Container, host: &HostNode) -> Result<()> {
+    let h = plan.host(c.host);
+    let (Some(docker), Some(bridge)) = (&h.docker, host.docker_bridge) else {
+        anyhow::bail!("host {} has no docker bridge", h.name);
+    };
+    let netns = Netns::create(&c.netns)?;
+    netns.loopback_up().await?;
+    let eth0_name = IfName::eth0();
+    let eth0 = Veth {
+        name: &eth0_name,
+        netns: &netns,
+        mac: Some(c.mac),
+    };
+    host.netns.add_veth(&c.veth, Some(bridge), &eth0).await?;
+    let eth0 = netns.link_index(&eth0_name).await?;
+    netns
+        .add_address(eth0, &eth0_name, c.address, docker.subnet.prefix_len())
+        .await?;
+    netns.set_up(eth0, "eth0").await?;
+    netns.add_default_route(docker.gateway, eth0).await?;
+    for s in &c.sysctls {
+        netns.write_sysctl(&s.key, &s.value)?;
+    }
+    Ok(())
+}
+
+/// Namespaces of `plan` that exist already, with the lab that owns each when known.
+pub fn taken_namespaces(plan: &Plan, owners: &HashMap<String, String>) -> Vec<String> {
+    plan.namespaces()
+        .into_iter()
+        .filter(super::netlink::netns_exists)
+        .map(|ns| match owners.get(ns.as_str()) {
+            Some(lab) => format!("{ns} (lab {lab})"),
+            None => format!("{ns} (not made by lab)"),
+        })
+        .collect()
+}

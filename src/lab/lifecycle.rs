@@ -1,0 +1,202 @@
+//! A lab's life: `up` (claim the name, record, build, roll back on failure or signal), leave it
+//! up or take it `down`, and `clean` whatever dead processes left behind. `lab run` is `up` +
+//! workload + `down` on the same [`Lab`].
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context as _, Result, anyhow};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use super::build::{build, taken_namespaces};
+use super::netlink::remove_netns;
+use super::plan::Plan;
+use super::state::{LabState, Phase, Process, Record, remove_dir};
+use crate::error::{Fail, invalid};
+
+/// SIGINT and SIGTERM, caught from before the first object is created so that an interrupted
+/// command tears down instead of dying half-way. Once registered they stay caught for the life
+/// of the process, so a second Ctrl-C cannot cut a teardown short either.
+pub struct Signals {
+    int: Signal,
+    term: Signal,
+}
+
+impl Signals {
+    /// Must be called inside a tokio runtime.
+    pub fn catch() -> Result<Self> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).context("catch SIGINT")?,
+            term: signal(SignalKind::terminate()).context("catch SIGTERM")?,
+        })
+    }
+
+    /// Waits for the next signal and returns its number.
+    pub async fn recv(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.int.recv() => libc::SIGINT,
+            _ = self.term.recv() => libc::SIGTERM,
+        }
+    }
+}
+
+/// A lab this process built and is responsible for.
+pub struct Lab {
+    pub plan: Plan,
+    record: Record,
+}
+
+/// Builds `plan`. On any failure, or on a signal, removes everything built and returns the error
+/// (a [`Fail::Interrupted`] for a signal).
+pub async fn up(plan: Plan, file: Option<&Path>, signals: &mut Signals) -> Result<Lab> {
+    let owners = namespace_owners();
+    let mut record = Record::create(LabState::new(&plan, file))?;
+    let taken = taken_namespaces(&plan, &owners);
+    if !taken.is_empty() {
+        // Nothing was created: give the name back and say what is in the way.
+        record.remove()?;
+        return Err(invalid(format!(
+            "these network namespaces exist already: {}; remove them (`lab down <lab>`, or \
+             `ip netns del <name>` if you made them) or pick another lab name with --name",
+            taken.join(", ")
+        )));
+    }
+    let outcome = tokio::select! {
+        r = build(&plan) => r,
+        sig = signals.recv() => Err(Fail::Interrupted(sig).into()),
+    };
+    match outcome {
+        Ok(()) => Ok(Lab { plan, record }),
+        Err(err) => {
+            if let Some(taken) = err
+                .chain()
+                .find_map(|e| e.downcast_ref::<super::netlink::NetnsTaken>())
+            {
+                // Someone made this namespace between our check and our create: not ours.
+                record.disown_namespace(&taken.0)?;
+            }
+            if let Err(td) = teardown(record) {
+                return Err(err.context(format!("and tearing down failed too: {td:#}")));
+            }
+            Err(err)
+        }
+    }
+}
+
+impl Lab {
+    /// Leaves the lab running with no owner: `lab down` removes it.
+    pub fn leave_up(mut self) -> Result<()> {
+        self.record.set_phase(Phase::Up, None)
+    }
+
+    /// Marks the lab as running a workload in this process.
+    pub fn set_running(&mut self) -> Result<()> {
+        self.record
+            .set_phase(Phase::Running, Some(Process::current()))
+    }
+
+    pub fn down(self) -> Result<()> {
+        teardown(self.record)
+    }
+}
+
+/// `lab down NAME`: removes a lab from its record alone; the lab file is not needed.
+pub fn down(lab: &str, force: bool) -> Result<()> {
+    let record = Record::open(lab)?;
+    if let Some(owner) = record.state.owner
+        && owner.is_alive()
+        && owner != Process::current()
+        && !force
+    {
+        return Err(invalid(format!(
+            "lab {lab} is being {} by process {}; stop it (Ctrl-C or `kill {}`: it tears the lab \
+             down itself), or use `lab down --force {lab}`",
+            match record.state.phase {
+                Phase::Running => "run",
+                Phase::TearingDown => "torn down",
+                _ => "built",
+            },
+            owner.pid,
+            owner.pid
+        )));
+    }
+    teardown(record)
+}
+
+/// What `clean` did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Cleaned {
+    /// Labs removed because nobody was responsible for them any more.
+    pub removed: Vec<String>,
+    /// Live labs left alone (up on purpose, or owned by a running process).
+    pub kept: Vec<String>,
+}
+
+/// `lab clean`: removes every lab whose owner died (a crash, `kill -9`), and with `all` also
+/// labs left up on purpose. Labs owned by a live process are never touched.
+pub fn clean(all: bool) -> Result<Cleaned> {
+    let mut done = Cleaned::default();
+    let mut errors = Vec::new();
+    for lab in Record::list()? {
+        let record = match Record::open(&lab) {
+            Ok(r) => r,
+            Err(_) => {
+                // No readable record: the process died between claiming the name and writing
+                // the first record (always written before any object), so only the dir exists.
+                remove_dir(&Record::orphan_dir(&lab))?;
+                done.removed.push(lab);
+                continue;
+            }
+        };
+        let owned_by_live_process = record.state.owner.is_some_and(|p| p.is_alive());
+        if owned_by_live_process || (record.state.is_live() && !all) {
+            done.kept.push(lab);
+            continue;
+        }
+        match teardown(record) {
+            Ok(()) => done.removed.push(lab),
+            Err(e) => errors.push(format!("{lab}: {e:#}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(done)
+    } else {
+        Err(anyhow!("could not remove every lab: {}", errors.join("; ")))
+    }
+}
+
+/// Removes every namespace in the record, newest first, going on past failures; deletes the
+/// record only when everything is gone, so a failed teardown can be retried with `lab down`.
+pub fn teardown(mut record: Record) -> Result<()> {
+    record.set_phase(Phase::TearingDown, Some(Process::current()))?;
+    let errors: Vec<String> = record
+        .state
+        .namespaces()
+        .rev()
+        .filter_map(|ns| remove_netns(&ns).err().map(|e| format!("{e:#}")))
+        .collect();
+    if errors.is_empty() {
+        record.remove()
+    } else {
+        Err(anyhow!(
+            "teardown of lab {} left {} problem(s): {}; run `lab down {}` again",
+            record.state.lab,
+            errors.len(),
+            errors.join("; "),
+            record.state.lab
+        ))
+    }
+}
+
+/// Which lab recorded each namespace, to name the owner of a namespace that is in the way.
+fn namespace_owners() -> HashMap<String, String> {
+    let mut owners = HashMap::new();
+    for lab in Record::list().unwrap_or_default() {
+        if let Ok(r) = Record::open(&lab) {
+            for ns in r.state.namespaces {
+                owners.insert(ns, lab.clone());
+            }
+        }
+    }
+    owners
+}
