@@ -1,0 +1,4 @@
+//! NAT like Docker's: the rules, the kernel's translation table, and predictions of what the kernel will do.
+
+pub mod predict;
+pub mod rules;
