@@ -4,5 +4,8 @@
 //! Data flows one way: lab file -> [`lab::Plan`] -> kernel objects -> workload -> report ->
 //! teardown. `docs/architecture.md` maps the modules.
 
+pub mod cli;
 pub mod error;
 pub mod lab;
+pub mod nat;
+pub mod report;

@@ -1,0 +1,56 @@
+//! `lab check FILE`: validate and show the topology; no root, no kernel calls.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::{read_lab, rejection_summary};
+use crate::report::topology;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The lab file (TOML).
+    pub file: PathBuf,
+    /// Use this lab name instead of the file's `name`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print the validated plan (or the problems) as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    match read_lab(&args.file, args.name.as_deref()) {
+        Ok((source, loaded)) => {
+            if args.json {
+                let warnings: Vec<_> = loaded.warnings.iter().map(|w| source.locate(w)).collect();
+                let doc =
+                    serde_json::json!({ "ok": true, "plan": loaded.plan, "diagnostics": warnings });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                for w in &loaded.warnings {
+                    eprint!("{}", source.render(w));
+                }
+                print!("{}", topology::render(&loaded.plan));
+            }
+            Ok(())
+        }
+        Err(Err(e)) => Err(e),
+        Err(Ok(rejected)) => {
+            if args.json {
+                let located: Vec<_> = rejected
+                    .diagnostics
+                    .iter()
+                    .map(|d| rejected.source.locate(d))
+                    .collect();
+                let doc = serde_json::json!({ "ok": false, "diagnostics": located });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                for d in &rejected.diagnostics {
+                    eprint!("{}", rejected.source.render(d));
+                }
+            }
+            Err(rejection_summary(&rejected))
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! `lab clean`: remove what crashed or killed `lab` processes left behind.
+
+use anyhow::Result;
+
+use crate::lab::{lifecycle, preflight};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Also remove labs that were left up on purpose by `lab up`.
+    #[arg(long)]
+    pub all: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    preflight::check_machine()?;
+    let _deferred = super::DeferSignals::new();
+    let done = lifecycle::clean(args.all)?;
+    for lab in &done.removed {
+        eprintln!("removed lab {lab}");
+    }
+    for lab in &done.kept {
+        eprintln!("kept lab {lab}: it is up or in use (`lab down {lab}` removes it)");
+    }
+    if done.removed.is_empty() {
+        eprintln!("nothing to clean");
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! The command line: one thin file per verb. Verbs parse arguments, call the engine, and print;
+//! nothing below `cli` prints.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::error::invalid;
+use crate::lab::plan::Name;
+use crate::lab::validate::{LoadOptions, Loaded, load};
+use crate::lab::{Diagnostic, Source};
+
+mod check;
+mod clean;
+mod down;
+mod exec;
+mod list;
+mod up;
+
+/// Network labs in Linux namespaces that show what happens to TCP connections behind
+/// Docker-style NAT.
+#[derive(Debug, Parser)]
+#[command(name = "lab", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a lab file and print its topology (no root needed).
+    ///
+    /// Example: lab check labs/02-cross-host.toml
+    Check(check::Args),
+    /// Build a lab and leave it running.
+    ///
+    /// Example: sudo lab up labs/02-cross-host.toml
+    Up(up::Args),
+    /// Remove everything a lab made.
+    ///
+    /// Example: sudo lab down cross-host
+    Down(down::Args),
+    /// Show the labs that are up, with their nodes and namespaces.
+    ///
+    /// Example: sudo lab list
+    List(list::Args),
+    /// Run a command inside a node's network namespace.
+    ///
+    /// Example: sudo lab exec cross-host c1 -- ss -s
+    Exec(exec::Args),
+    /// Remove what crashed or killed lab processes left behind (labs left up on purpose stay).
+    ///
+    /// Example: sudo lab clean
+    Clean(clean::Args),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Check(a) => check::run(a),
+        Command::Up(a) => up::run(a),
+        Command::Down(a) => down::run(a),
+        Command::List(a) => list::run(a),
+        Command::Exec(a) => exec::run(a),
+        Command::Clean(a) => clean::run(a),
+    }
+}
+
+/// A lab file that failed to load: every diagnostic, for printing.
+pub struct Rejected {
+    pub source: Source,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Reads and validates a lab file. `Err(Ok(rejected))` carries the diagnostics of a bad file;
+/// `Err(Err(e))` is a file that could not be read.
+pub fn read_lab(path: &Path, name: Option<&str>) -> Result<(Source, Loaded), Result<Rejected>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Err(invalid(format!(
+            "cannot read lab file {}: {e}",
+            path.display()
+        )))
+    })?;
+    let source = Source::new(path.display().to_string(), text);
+    let name = name
+        .map(|n| Name::new(n).map_err(|e| invalid(format!("--name: {e}"))))
+        .transpose()
+        .map_err(Err)?;
+    match load(&source, &LoadOptions { name }) {
+        Ok(loaded) => Ok((source, loaded)),
+        Err(diagnostics) => Err(Ok(Rejected {
+            source,
+            diagnostics,
+        })),
+    }
+}
+
+/// Reads and validates a lab file for a verb that goes on to build it: prints warnings, or
+/// every problem and a one-line summary.
+pub fn load_lab(path: &Path, name: Option<&str>) -> Result<Loaded> {
+    match read_lab(path, name) {
+        Ok((source, loaded)) => {
+            for w in &loaded.warnings {
+                eprint!("{}", source.render(w));
+            }
+            Ok(loaded)
+        }
+        Err(Err(e)) => Err(e),
+        Err(Ok(rejected)) => {
+            for d in &rejected.diagnostics {
+                eprint!("{}", rejected.source.render(d));
+            }
+            Err(rejection_summary(&rejected))
+        }
+    }
+}
+
+pub fn rejection_summary(r: &Rejected) -> anyhow::Error {
+    let n = r.diagnostics.iter().filter(|d| d.is_error()).count();
+    invalid(format!(
+        "{}: {n} error{} in the lab file; nothing was built",
+        r.source.path,
+        if n == 1 { "" } else { "s" }
+    ))
+}
+
+/// A multi-threaded runtime for verbs that talk netlink. Two workers: the work is kernel-bound.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Absolute form of a path for records, so `lab list` can say where a lab came from.
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Ignores SIGINT, SIGTERM and SIGHUP while alive, for synchronous teardowns: a removal cut
+/// short by Ctrl-C would leave a half-removed lab, and removal is quick.
+pub struct DeferSignals {
+    previous: Vec<(i32, libc::sighandler_t)>,
+}
+
+impl DeferSignals {
+    pub fn new() -> Self {
+        let previous = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
+            .into_iter()
+            // SAFETY: installing SIG_IGN is async-signal-safe and has no preconditions.
+            .map(|sig| (sig, unsafe { libc::signal(sig, libc::SIG_IGN) }))
+            .collect();
+        Self { previous }
+    }
+}
+
+impl Default for DeferSignals {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for DeferSignals {
+    fn drop(&mut self) {
+        for &(sig, handler) in &self.previous {
+            // SAFETY: restores the handler that was installed before `new`.
+            unsafe { libc::signal(sig, handler) };
+        }
+    }
+}

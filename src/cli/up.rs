@@ -1,0 +1,40 @@
+//! `lab up FILE`: build a lab and leave it running.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::{absolute, load_lab, runtime};
+use crate::lab::lifecycle::{Signals, up};
+use crate::lab::preflight;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The lab file (TOML).
+    pub file: PathBuf,
+    /// Use this lab name instead of the file's `name` (to run two copies side by side).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let loaded = load_lab(&args.file, args.name.as_deref())?;
+    preflight::check_machine()?;
+    let plan = loaded.plan;
+    let name = plan.name.clone();
+    let namespaces = plan.namespaces().len();
+    let file = absolute(&args.file);
+    let started = Instant::now();
+    runtime()?.block_on(async {
+        let mut signals = Signals::catch()?;
+        let lab = up(plan, Some(&file), &mut signals).await?;
+        lab.leave_up()
+    })?;
+    eprintln!(
+        "lab {name} is up: {namespaces} namespaces in {:.0} ms. `lab list` shows it, \
+         `lab exec {name} <node> -- <cmd>` enters it, `lab down {name}` removes it.",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}

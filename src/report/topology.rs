@@ -1,0 +1,128 @@
+//! A one-screen picture of a lab: LANs, hosts and their addresses, docker bridges with their NAT
+//! rule, containers, servers, clients and expectations. Returned as text; the CLI prints it.
+
+use std::fmt::Write as _;
+
+use crate::lab::plan::{Nat, Plan};
+
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "lab {}", plan.name);
+    for line in plan.description.lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+    for (li, lan) in plan.lans.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "\nlan {}  {}  (netns {})",
+            lan.name, lan.subnet, lan.netns
+        );
+        let hosts: Vec<_> = plan
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.lan.0 == li)
+            .collect();
+        for (hi, (host_id, host)) in hosts.iter().enumerate() {
+            let last_host = hi + 1 == hosts.len();
+            let (branch, stem) = if last_host {
+                ("└─", "   ")
+            } else {
+                ("├─", "│  ")
+            };
+            let addrs: Vec<String> = host.addresses.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                out,
+                "{branch} host {}  {} {}  (netns {})",
+                host.name,
+                host.nic,
+                addrs.join(", "),
+                host.netns
+            );
+            for s in plan.servers.iter().filter(|s| s.host.0 == *host_id) {
+                let _ = writeln!(out, "{stem}   server {} listens on :{}", s.name, s.port);
+            }
+            if let Some(d) = &host.docker {
+                let _ = writeln!(
+                    out,
+                    "{stem}   {} {}/{}  nat: {}",
+                    d.bridge,
+                    d.gateway,
+                    d.subnet.prefix_len(),
+                    nat_summary(
+                        &d.nat,
+                        &d.subnet.to_string(),
+                        d.bridge.as_str(),
+                        host.addresses[0]
+                    )
+                );
+                let containers: Vec<_> = plan
+                    .containers_of(crate::lab::plan::HostId(*host_id))
+                    .collect();
+                for (ci, c) in containers.iter().enumerate() {
+                    let twig = if ci + 1 == containers.len() {
+                        "└─"
+                    } else {
+                        "├─"
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{stem}   {twig} {} eth0 {}  {}  via {}",
+                        c.name, c.address, c.mac, c.veth
+                    );
+                }
+            }
+        }
+    }
+    if !plan.clients.is_empty() {
+        let _ = writeln!(out, "\nclients");
+        for g in &plan.clients {
+            let members: Vec<String> = g
+                .containers
+                .iter()
+                .enumerate()
+                .map(|(i, id)| format!("{} -> {}", plan.container(*id).name, g.target_of(i)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {}: {} connections each: {}",
+                g.name,
+                g.connections,
+                members.join(", ")
+            );
+        }
+    }
+    if let Some(e) = plan.expect.established {
+        let _ = writeln!(out, "\nexpect established = {e}");
+    }
+    out
+}
+
+fn nat_summary(nat: &Nat, subnet: &str, bridge: &str, primary: std::net::Ipv4Addr) -> String {
+    let ports = |p: &Option<crate::lab::plan::PortRange>| {
+        p.map(|p| format!(" ports {p}")).unwrap_or_default()
+    };
+    match nat {
+        Nat::Masquerade { ports: p } => format!(
+            "masquerade (ip saddr {subnet} oifname != \"{bridge}\" -> {primary}{})",
+            ports(p)
+        ),
+        Nat::Snat {
+            pool,
+            ports: p,
+            persistent,
+        } => {
+            let range = match (pool.first(), pool.last()) {
+                (Some(a), Some(b)) if a != b => format!("{a}-{b}"),
+                (Some(a), _) => a.to_string(),
+                _ => String::new(),
+            };
+            format!(
+                "snat to {range}{}{}",
+                ports(p),
+                if *persistent { " persistent" } else { "" }
+            )
+        }
+        Nat::None => "none (containers leave with their own addresses)".into(),
+    }
+}

@@ -1,0 +1,180 @@
+//! Shared helpers for tests that build real labs as root.
+//!
+//! - Each test gets a lab name of its own (`--name`), so tests run in parallel without colliding.
+//! - [`LabGuard`] takes the lab down when dropped, also when the test panics.
+//! - Sockets are made inside a lab namespace on a dedicated thread (a socket keeps the namespace
+//!   it was created in); the test never connects to a lab address from the initial namespace.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+pub const LAB: &str = env!("CARGO_BIN_EXE_lab");
+
+/// Lab records of tests live apart from the user's (`/run/lab`), so `lab clean` in a test never
+/// sees a user's labs, and the suite can prove it left no record behind.
+pub const RUN_DIR: &str = "/run/lab-tests";
+
+/// `lab` as the tests run it.
+pub fn lab_command() -> Command {
+    let mut c = Command::new(LAB);
+    c.env("LAB_RUN_DIR", RUN_DIR);
+    c
+}
+
+/// True when the test may build labs. Without root it skips, except under CI where skipping
+/// would hide the tests: there it fails.
+pub fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test} needs root, and CI must run the lab tests as root"
+    );
+    eprintln!("skipping {test}: needs root");
+    false
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn lab_file(name: &str) -> PathBuf {
+    repo().join("labs").join(name)
+}
+
+/// A short lab name unique to this test and process: `t<tag><pid % 100000>`.
+pub fn unique_name(tag: &str) -> String {
+    format!("t{tag}{}", std::process::id() % 100_000)
+}
+
+pub fn lab(args: &[&str]) -> Output {
+    lab_command()
+        .args(args)
+        .output()
+        .expect("run the lab binary")
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Takes the lab down when dropped (`--force`, ignoring "not up"), so a failing test cleans up.
+pub struct LabGuard {
+    pub name: String,
+}
+
+impl LabGuard {
+    /// `lab up FILE --name NAME`, asserting success.
+    pub fn up(file: &Path, name: &str) -> Self {
+        let out = lab(&["up", file.to_str().expect("utf-8 path"), "--name", name]);
+        let guard = Self {
+            name: name.to_owned(),
+        };
+        assert!(out.status.success(), "lab up failed:\n{}", text(&out));
+        guard
+    }
+
+    pub fn ns(&self, node: &str) -> String {
+        format!("{}-{node}", self.name)
+    }
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = lab(&["down", "--force", &self.name]);
+    }
+}
+
+/// Runs `f` on a fresh thread that has entered the named network namespace.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        // SAFETY: setns on a valid fd affects only this short-lived thread.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("namespace thread panicked")
+}
+
+/// A listener created inside `ns`.
+pub fn listen_in(ns: &str, addr: &str) -> TcpListener {
+    let addr = addr.to_owned();
+    in_netns(ns, move || {
+        TcpListener::bind(&addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"))
+    })
+}
+
+/// Connects from inside `ns`, with a timeout, returning the stream or the error.
+pub fn connect_from(ns: &str, to: &str, timeout: Duration) -> std::io::Result<TcpStream> {
+    let to: SocketAddr = to.parse().expect("socket address");
+    in_netns(ns, move || TcpStream::connect_timeout(&to, timeout))
+}
+
+/// Output of a command run as is (for `ip`, `nft`: tests may use them to check).
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The initial namespace's links, addresses, routes and nftables ruleset, to prove a lab left
+/// them untouched. (Other tests' labs never change these either, so parallel tests don't skew it.)
+pub fn host_snapshot() -> String {
+    [
+        "ip -j link show",
+        "ip -j addr show",
+        "ip -j route show table all",
+        "nft list ruleset",
+    ]
+    .iter()
+    .map(|c| format!("## {c}\n{}", sh(c)))
+    .collect()
+}
+
+pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Asserts that nothing of lab `name` is left: no namespace, no record, no `lab` process
+/// holding it.
+pub fn assert_gone(name: &str) {
+    let prefix = format!("{name}-");
+    let left = namespaces_with_prefix(&prefix);
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+    let listed = sh("ip netns list");
+    assert!(
+        !listed.lines().any(|l| l.starts_with(&prefix)),
+        "ip netns list still shows lab {name}:\n{listed}"
+    );
+    let record = Path::new(RUN_DIR).join(name);
+    assert!(!record.exists(), "record {} left behind", record.display());
+}

@@ -1,0 +1,346 @@
+//! The lab engine against the real kernel (root): `up` builds what the plan says, Docker-style;
+//! traffic stays inside the lab; `down`, signals and `clean` leave nothing behind.
+
+mod common;
+
+use std::io::Read as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn cross_host_lab_is_built_like_docker_and_leaves_nothing() {
+    if !root_or_skip("cross_host_lab_is_built_like_docker_and_leaves_nothing") {
+        return;
+    }
+    let before = host_snapshot();
+    let name = unique_name("xh");
+    {
+        let lab = LabGuard::up(&lab_file("02-cross-host.toml"), &name);
+        let listed = sh("ip netns list");
+        for node in ["lan", "client-host", "server-host", "c1", "c2", "c3"] {
+            assert!(
+                listed.contains(&lab.ns(node)),
+                "{node} missing from:\n{listed}"
+            );
+        }
+
+        // Containers: eth0 with Docker's address order and IP-derived MAC, default via gateway.
+        for (i, c) in ["c1", "c2", "c3"].iter().enumerate() {
+            let addr = sh(&format!("ip -n {} -o -4 addr show dev eth0", lab.ns(c)));
+            assert!(
+                addr.contains(&format!("172.17.0.{}/16", i + 2)),
+                "{c}: {addr}"
+            );
+            let link = sh(&format!("ip -n {} -o link show dev eth0", lab.ns(c)));
+            assert!(
+                link.contains(&format!("02:42:ac:11:00:{:02x}", i + 2)),
+                "{c}: {link}"
+            );
+            assert!(link.contains("state UP"), "{c}: {link}");
+            let route = sh(&format!("ip -n {} route show default", lab.ns(c)));
+            assert!(
+                route.contains("default via 172.17.0.1 dev eth0"),
+                "{c}: {route}"
+            );
+            let lo = sh(&format!("ip -n {} -o link show dev lo", lab.ns(c)));
+            assert!(lo.contains("UP"), "{c} lo: {lo}");
+            let range = sh(&format!(
+                "ip netns exec {} cat /proc/sys/net/ipv4/ip_local_port_range",
+                lab.ns(c)
+            ));
+            assert_eq!(
+                range.split_whitespace().collect::<Vec<_>>(),
+                ["1024", "65535"]
+            );
+        }
+
+        // The client host: eth0 on the LAN, docker0 with the gateway, one vethXXXXXXX per
+        // container enslaved to docker0, forwarding on, its own sysctl, no default route.
+        let host = lab.ns("client-host");
+        assert!(sh(&format!("ip -n {host} -o -4 addr show dev eth0")).contains("192.168.49.6/24"));
+        assert!(sh(&format!("ip -n {host} -o -4 addr show dev docker0")).contains("172.17.0.1/16"));
+        let ports = sh(&format!("ip -n {host} -o link show master docker0"));
+        let veths: Vec<&str> = ports
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n))
+            .collect();
+        assert_eq!(veths.len(), 3, "{ports}");
+        for v in &veths {
+            assert!(
+                v.len() == 11
+                    && v.starts_with("veth")
+                    && v[4..].chars().all(|c| c.is_ascii_hexdigit()),
+                "Docker-style veth name: {v}"
+            );
+        }
+        let sysctl = |ns: &str, key: &str| {
+            sh(&format!(
+                "ip netns exec {ns} cat /proc/sys/{}",
+                key.replace('.', "/")
+            ))
+            .trim()
+            .to_owned()
+        };
+        assert_eq!(sysctl(&host, "net.ipv4.ip_forward"), "1");
+        assert_eq!(sysctl(&host, "net.ipv4.tcp_syn_retries"), "2");
+        assert_eq!(sh(&format!("ip -n {host} route show default")), "");
+
+        // The LAN: a bridge with one port per host, named after the host.
+        let lan_ports = sh(&format!("ip -n {} -o link show master lan", lab.ns("lan")));
+        assert!(
+            lan_ports.contains("client-host@") && lan_ports.contains("server-host@"),
+            "{lan_ports}"
+        );
+
+        // Hosts on the LAN reach each other.
+        let server = lab.ns("server-host");
+        let listener = listen_in(&server, "0.0.0.0:9000");
+        let s = connect_from(&host, "192.168.49.5:9000", Duration::from_secs(3))
+            .expect("client-host reaches server-host over the LAN");
+        let (_, peer) = listener.accept().expect("accept");
+        assert_eq!(peer.ip().to_string(), "192.168.49.6");
+        drop(s);
+
+        // A container reaches the server host through Docker's MASQUERADE: the server sees
+        // the client host's LAN address, with the container's source port kept.
+        let s = connect_from(&lab.ns("c1"), "192.168.49.5:9000", Duration::from_secs(3))
+            .expect("c1 reaches the server host");
+        let (_, peer) = listener.accept().expect("accept");
+        assert_eq!(peer.ip().to_string(), "192.168.49.6");
+        assert_eq!(peer.port(), s.local_addr().unwrap().port());
+        drop(s);
+
+        // A container reaches its own host's address without translation (the article's
+        // "same host" case): the host sees the container's own address.
+        let local = listen_in(&host, "192.168.49.6:9001");
+        let s = connect_from(&lab.ns("c2"), "192.168.49.6:9001", Duration::from_secs(3))
+            .expect("c2 reaches its host");
+        let (_, peer) = local.accept().expect("accept");
+        assert_eq!(peer.ip().to_string(), "172.17.0.3");
+        drop(s);
+
+        // Nothing reaches outside the lab: hosts have no default route, and a container's
+        // packets for the world stop at its host.
+        let err =
+            connect_from(&host, "8.8.8.8:53", Duration::from_secs(1)).expect_err("no way out");
+        assert_eq!(err.raw_os_error(), Some(libc::ENETUNREACH), "{err}");
+        connect_from(&lab.ns("c1"), "8.8.8.8:53", Duration::from_secs(1))
+            .expect_err("a container cannot leave the lab");
+        connect_from(&server, "172.17.0.2:22", Duration::from_secs(1))
+            .expect_err("the other host has no route to the docker subnet");
+    }
+    assert_gone(&name);
+    assert_eq!(before, host_snapshot(), "the initial namespace changed");
+}
+
+#[test]
+fn same_name_is_refused_and_two_labs_coexist() {
+    if !root_or_skip("same_name_is_refused_and_two_labs_coexist") {
+        return;
+    }
+    let file = lab_file("03-more-server-addresses.toml");
+    let (a, b) = (unique_name("ca"), unique_name("cb"));
+    {
+        let first = LabGuard::up(&file, &a);
+        let again = lab(&["up", file.to_str().unwrap(), "--name", &a]);
+        assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+        assert!(
+            text(&again).contains(&format!("lab {a} is already up")),
+            "{}",
+            text(&again)
+        );
+        // The refused attempt must not have damaged the first lab.
+        assert_eq!(namespaces_with_prefix(&format!("{a}-")).len(), 6);
+
+        let second = LabGuard::up(&file, &b);
+        assert_eq!(namespaces_with_prefix(&format!("{b}-")).len(), 6);
+        // Same addresses in both: each lab is its own world.
+        let l = listen_in(&second.ns("server-host"), "192.168.49.15:9000");
+        connect_from(
+            &second.ns("client-host"),
+            "192.168.49.15:9000",
+            Duration::from_secs(3),
+        )
+        .expect("second lab works");
+        drop(l);
+        connect_from(
+            &first.ns("client-host"),
+            "192.168.49.15:9000",
+            Duration::from_secs(1),
+        )
+        .expect_err("the first lab has no listener: its traffic never reaches the second");
+
+        let listed = lab(&["list", "--json"]);
+        let doc: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("list --json");
+        let names: Vec<&str> = doc
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter_map(|l| l["lab"].as_str())
+            .collect();
+        assert!(
+            names.contains(&a.as_str()) && names.contains(&b.as_str()),
+            "{names:?}"
+        );
+    }
+    assert_gone(&a);
+    assert_gone(&b);
+}
+
+/// Starts `lab up` of the 100-container benchmark lab and waits until it has created a few
+/// namespaces, so a signal lands in the middle of the build.
+fn start_big_up(name: &str) -> std::process::Child {
+    let file = repo().join("bench/100-containers.toml");
+    let child = lab_command()
+        .args(["up", file.to_str().unwrap(), "--name", name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lab up");
+    let prefix = format!("{name}-");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while namespaces_with_prefix(&prefix).len() < 4 {
+        assert!(Instant::now() < deadline, "lab up made no namespaces");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child
+}
+
+fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+#[test]
+fn a_signal_during_up_tears_down_and_says_so() {
+    if !root_or_skip("a_signal_during_up_tears_down_and_says_so") {
+        return;
+    }
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let name = unique_name(&format!("s{sig}"));
+        let _guard = LabGuard { name: name.clone() };
+        let mut child = start_big_up(&name);
+        signal(&child, sig);
+        let status = child.wait().expect("wait");
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(status.code(), Some(code), "signal {sig}: {err}");
+        assert!(err.contains("interrupted by"), "{err}");
+        assert_gone(&name);
+    }
+}
+
+#[test]
+fn after_kill_9_down_and_clean_remove_everything() {
+    if !root_or_skip("after_kill_9_down_and_clean_remove_everything") {
+        return;
+    }
+    // kill -9 mid-build, then `lab down NAME`.
+    let name = unique_name("k9d");
+    let _g1 = LabGuard { name: name.clone() };
+    let mut child = start_big_up(&name);
+    signal(&child, libc::SIGKILL);
+    child.wait().expect("wait");
+    assert!(!namespaces_with_prefix(&format!("{name}-")).is_empty());
+    let listed = text(&lab(&["list"]));
+    assert!(listed.contains(&format!("{name}  left behind")), "{listed}");
+    let out = lab(&["down", &name]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_gone(&name);
+
+    // kill -9 mid-build, then `lab clean`, which must leave a lab that is up alone.
+    let live = unique_name("k9l");
+    let dead = unique_name("k9c");
+    let live_guard = LabGuard::up(&lab_file("01-same-host.toml"), &live);
+    let _g2 = LabGuard { name: dead.clone() };
+    let mut child = start_big_up(&dead);
+    signal(&child, libc::SIGKILL);
+    child.wait().expect("wait");
+    let out = lab(&["clean"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("removed lab {dead}")),
+        "{}",
+        text(&out)
+    );
+    assert_gone(&dead);
+    assert_eq!(
+        namespaces_with_prefix(&format!("{live}-")).len(),
+        5,
+        "clean removed a live lab"
+    );
+    drop(live_guard);
+    assert_gone(&live);
+}
+
+#[test]
+fn bad_lab_file_builds_nothing_and_exits_2() {
+    if !root_or_skip("bad_lab_file_builds_nothing_and_exits_2") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("lab-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        "name = \"bad\"\n[lans.lan]\nsubnet = \"10.0.0.0/24\"\n[hosts.h]\nlan = \"lna\"\naddresses = [\"10.0.0.5\"]\n",
+    )
+    .unwrap();
+    let name = unique_name("bad");
+    let out = lab(&["up", file.to_str().unwrap(), "--name", &name]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:5:7"), "{err}");
+    assert!(namespaces_with_prefix(&format!("{name}-")).is_empty());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn without_privileges_up_exits_3_and_names_what_is_missing() {
+    if !root_or_skip("without_privileges_up_exits_3_and_names_what_is_missing") {
+        return;
+    }
+    let file = lab_file("01-same-host.toml");
+    // Still root, but with no capabilities at all: what a too-weak container looks like.
+    let out = Command::new("setpriv")
+        .args([
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+            "env",
+            "LAB_RUN_DIR=/run/lab-tests",
+            LAB,
+            "up",
+            file.to_str().unwrap(),
+        ])
+        .args(["--name", &unique_name("np")])
+        .output()
+        .expect("run setpriv");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CAP_NET_ADMIN") && err.contains("CAP_SYS_ADMIN"),
+        "{err}"
+    );
+    // `check` needs no privileges.
+    let out = Command::new("setpriv")
+        .args([
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+            LAB,
+            "check",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .expect("run setpriv");
+    assert!(out.status.success(), "{}", text(&out));
+}
