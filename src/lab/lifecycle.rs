@@ -78,7 +78,10 @@ pub async fn up(plan: Plan, file: Option<&Path>, signals: &mut Signals) -> Resul
             if let Err(td) = teardown(record) {
                 return Err(err.context(format!("and tearing down failed too: {td:#}")));
             }
-            Err(err)
+            let name = &plan.name;
+            Err(err.context(format!(
+                "lab {name} was not built; everything it had made was removed"
+            )))
         }
     }
 }

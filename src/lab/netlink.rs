@@ -218,8 +218,19 @@ impl Netns {
     /// that opens the file, so the open happens inside `run`.
     pub fn write_sysctl(&self, key: &str, value: &str) -> Result<()> {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        self.run(|| std::fs::write(&path, value))?
-            .with_context(|| format!("set {key} = {value} in network namespace {}", self.name))
+        match self.run(|| std::fs::write(&path, value))? {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(anyhow!(
+                "this kernel has no sysctl {key} in a network namespace (no {path}); \
+                 check the name, or load the module that provides it"
+            ))
+            .context(format!(
+                "set {key} = {value} in network namespace {}",
+                self.name
+            )),
+            Err(e) => Err(e)
+                .with_context(|| format!("set {key} = {value} in network namespace {}", self.name)),
+        }
     }
 
     /// Reads a per-namespace sysctl (trimmed).
