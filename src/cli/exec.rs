@@ -24,8 +24,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let record = Record::open(&args.lab)?;
-    let Some(node) = record.state.node(&args.node) else {
-        let names: Vec<&str> = record.state.nodes.iter().map(|n| n.name.as_str()).collect();
+    let nodes = record.state.nodes();
+    let Some(node) = nodes.iter().find(|n| n.name == args.node) else {
+        let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
         return Err(invalid(format!(
             "lab {} has no node {}; its nodes are: {}",
             args.lab,

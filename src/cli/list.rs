@@ -26,7 +26,7 @@ pub fn run(args: Args) -> Result<()> {
             .map(|s| {
                 serde_json::json!({
                     "lab": s.lab, "status": status(s), "file": s.file, "phase": s.phase,
-                    "owner_pid": s.owner.map(|o| o.pid), "nodes": s.nodes,
+                    "owner_pid": s.owner.map(|o| o.pid), "nodes": s.nodes(),
                 })
             })
             .collect();
@@ -44,7 +44,7 @@ pub fn run(args: Args) -> Result<()> {
             .map(|f| format!("  ({})", f.display()))
             .unwrap_or_default();
         println!("{}  {}{file}", s.lab, status(s));
-        for n in &s.nodes {
+        for n in &s.nodes() {
             let present = netns_exists(&NetnsName::from_state(n.netns.clone()));
             println!(
                 "  {:<10} {:<16} {:<28} {}{}",

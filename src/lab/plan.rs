@@ -10,14 +10,14 @@ use std::num::{NonZeroU16, NonZeroU32};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 pub const IFNAME_MAX: usize = 15;
 
 /// A name the kernel accepts for a network interface: 1..=15 bytes, no `/`, `:`, whitespace,
 /// and not `.` or `..`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct IfName(String);
 
@@ -67,7 +67,7 @@ impl fmt::Display for IfName {
 /// These become parts of namespace names (`/run/netns/<lab>-<node>`) and sometimes interface
 /// names, so the charset is the intersection of what both accept and what a shell needs no
 /// quoting for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Name(String);
 
@@ -117,7 +117,7 @@ impl fmt::Display for Name {
 }
 
 /// A network namespace name as `ip netns` shows it: `<lab>-<node>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct NetnsName(String);
 
@@ -190,9 +190,36 @@ impl Serialize for Mac {
     }
 }
 
+impl std::str::FromStr for Mac {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut mac = [0u8; 6];
+        let mut parts = text.split(':');
+        for byte in &mut mac {
+            let part = parts
+                .next()
+                .ok_or_else(|| format!("MAC address `{text}` is too short"))?;
+            *byte =
+                u8::from_str_radix(part, 16).map_err(|_| format!("bad MAC address `{text}`"))?;
+        }
+        if parts.next().is_some() {
+            return Err(format!("MAC address `{text}` is too long"));
+        }
+        Ok(Self(mac))
+    }
+}
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A per-namespace kernel setting, e.g. `net.ipv4.ip_local_port_range = "1024 65535"`.
 /// Only `net.*` keys are accepted: everything else is global and would change the machine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sysctl {
     pub key: String,
     pub value: String,
@@ -206,7 +233,7 @@ impl Sysctl {
 }
 
 /// An inclusive range of TCP/UDP ports, `lo <= hi`, neither zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortRange {
     lo: NonZeroU16,
     hi: NonZeroU16,
@@ -246,7 +273,7 @@ impl fmt::Display for PortRange {
 }
 
 /// How a docker bridge translates container traffic leaving the host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Nat {
     /// Docker's default: `ip saddr <subnet> oifname != <bridge> masquerade`.
@@ -264,7 +291,7 @@ pub enum Nat {
 }
 
 /// An L2 segment: a bridge in a namespace of its own, one port per attached host.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Lan {
     pub name: Name,
     pub netns: NetnsName,
@@ -274,22 +301,22 @@ pub struct Lan {
 }
 
 /// Index into `Plan::lans`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct LanId(pub usize);
 
 /// Index into `Plan::hosts`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct HostId(pub usize);
 
 /// Index into `Plan::containers`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ContainerId(pub usize);
 
 /// A machine: a namespace with one NIC (`eth0`) on its LAN.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Host {
     pub name: Name,
     pub netns: NetnsName,
@@ -307,7 +334,7 @@ pub struct Host {
 }
 
 /// Docker's default bridge network on a host.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DockerNet {
     pub bridge: IfName,
     pub subnet: Ipv4Net,
@@ -317,7 +344,7 @@ pub struct DockerNet {
 }
 
 /// A container: its own namespace with `eth0` on a host's docker bridge.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Container {
     /// `c1`, `c2`, ... for a replica set, or the set's name when it has one replica.
     pub name: Name,
@@ -334,7 +361,7 @@ pub struct Container {
 }
 
 /// The article's server: listens on `port` on every address of its host.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Server {
     pub name: Name,
     pub host: HostId,
@@ -342,7 +369,7 @@ pub struct Server {
 }
 
 /// The article's client, run in each of `containers`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClientGroup {
     pub name: Name,
     /// Non-empty.
@@ -363,7 +390,7 @@ impl ClientGroup {
 }
 
 /// An expected count: exact, or a closed range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CountRange {
     pub min: u64,
     pub max: u64,
@@ -390,13 +417,13 @@ impl fmt::Display for CountRange {
 }
 
 /// What `lab run` checks at the end.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Expect {
     pub established: Option<CountRange>,
 }
 
 /// A validated lab.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub name: Name,
     pub description: String,
@@ -467,6 +494,11 @@ mod duration_secs {
 
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = <f64 as serde::Deserialize>::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }
 }
 

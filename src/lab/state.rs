@@ -68,8 +68,8 @@ fn start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// What `lab list` and `lab exec` need to know about a node without the lab file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What `lab list` and `lab exec` show of a node.
+#[derive(Debug, Clone, Serialize)]
 pub struct Node {
     pub name: String,
     pub kind: String,
@@ -90,7 +90,9 @@ pub struct LabState {
     pub created: u64,
     /// Every namespace the lab may have created, in creation order.
     pub namespaces: Vec<String>,
-    pub nodes: Vec<Node>,
+    /// The validated lab, so that commands on a running lab need not the file (which may have
+    /// changed or gone since).
+    pub plan: Plan,
 }
 
 impl LabState {
@@ -98,36 +100,6 @@ impl LabState {
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let mut nodes = Vec::new();
-        for lan in &plan.lans {
-            nodes.push(Node {
-                name: lan.name.to_string(),
-                kind: "lan".into(),
-                netns: lan.netns.to_string(),
-                addresses: vec![lan.subnet.to_string()],
-            });
-        }
-        for host in &plan.hosts {
-            let mut addresses: Vec<String> =
-                host.addresses.iter().map(ToString::to_string).collect();
-            if let Some(d) = &host.docker {
-                addresses.push(format!("{} ({})", d.gateway, d.bridge));
-            }
-            nodes.push(Node {
-                name: host.name.to_string(),
-                kind: "host".into(),
-                netns: host.netns.to_string(),
-                addresses,
-            });
-        }
-        for c in &plan.containers {
-            nodes.push(Node {
-                name: c.name.to_string(),
-                kind: "container".into(),
-                netns: c.netns.to_string(),
-                addresses: vec![c.address.to_string()],
-            });
-        }
         Self {
             lab: plan.name.to_string(),
             file: file.map(Path::to_path_buf),
@@ -135,7 +107,7 @@ impl LabState {
             owner: Some(Process::current()),
             created,
             namespaces: plan.namespaces().iter().map(ToString::to_string).collect(),
-            nodes,
+            plan: plan.clone(),
         }
     }
 
@@ -148,14 +120,45 @@ impl LabState {
     /// True when someone is responsible for this lab: its owner runs, or it was left up on
     /// purpose. `clean` removes only labs for which this is false.
     pub fn is_live(&self) -> bool {
-        match self.owner {
-            Some(p) => p.is_alive(),
-            None => self.phase == Phase::Up,
-        }
+        is_live(self.phase, self.owner)
     }
 
-    pub fn node(&self, name: &str) -> Option<&Node> {
-        self.nodes.iter().find(|n| n.name == name)
+    /// The lab's nodes (LANs, hosts, containers) with their namespaces and addresses.
+    pub fn nodes(&self) -> Vec<Node> {
+        let plan = &self.plan;
+        let lans = plan.lans.iter().map(|lan| Node {
+            name: lan.name.to_string(),
+            kind: "lan".into(),
+            netns: lan.netns.to_string(),
+            addresses: vec![lan.subnet.to_string()],
+        });
+        let hosts = plan.hosts.iter().map(|host| {
+            let mut addresses: Vec<String> =
+                host.addresses.iter().map(ToString::to_string).collect();
+            if let Some(d) = &host.docker {
+                addresses.push(format!("{} ({})", d.gateway, d.bridge));
+            }
+            Node {
+                name: host.name.to_string(),
+                kind: "host".into(),
+                netns: host.netns.to_string(),
+                addresses,
+            }
+        });
+        let containers = plan.containers.iter().map(|c| Node {
+            name: c.name.to_string(),
+            kind: "container".into(),
+            netns: c.netns.to_string(),
+            addresses: vec![c.address.to_string()],
+        });
+        lans.chain(hosts).chain(containers).collect()
+    }
+}
+
+fn is_live(phase: Phase, owner: Option<Process>) -> bool {
+    match owner {
+        Some(p) => p.is_alive(),
+        None => phase == Phase::Up,
     }
 }
 
@@ -291,24 +294,13 @@ mod tests {
 
     #[test]
     fn liveness() {
-        let mut s = LabState {
-            lab: "x".into(),
-            file: None,
-            phase: Phase::Up,
-            owner: None,
-            created: 0,
-            namespaces: vec![],
-            nodes: vec![],
-        };
-        assert!(s.is_live(), "left up on purpose");
-        s.phase = Phase::Building;
-        assert!(!s.is_live(), "nobody builds it");
-        s.owner = Some(Process::current());
-        assert!(s.is_live());
-        s.owner = Some(Process {
+        assert!(is_live(Phase::Up, None), "left up on purpose");
+        assert!(!is_live(Phase::Building, None), "nobody builds it");
+        assert!(is_live(Phase::Building, Some(Process::current())));
+        let dead = Process {
             pid: u32::MAX,
             start_time: 1,
-        });
-        assert!(!s.is_live(), "owner died");
+        };
+        assert!(!is_live(Phase::Running, Some(dead)), "owner died");
     }
 }
