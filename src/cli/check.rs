@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::{read_lab, rejection_summary};
-use crate::report::topology;
+use crate::nat::paths::predict_lab;
+use crate::report::{nat, topology};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -32,6 +33,7 @@ pub fn run(args: Args) -> Result<()> {
                     eprint!("{}", source.render(w));
                 }
                 print!("{}", topology::render(&loaded.plan));
+                print!("{}", nat::render_prediction(&predict_lab(&loaded.plan)));
             }
             Ok(())
         }

@@ -1,0 +1,312 @@
+//! The NAT paths of a lab, predicted from its plan alone: for each host whose containers run
+//! clients, which address each container's connections leave with, which (translated source,
+//! destination) path they share, how many ports that path has, and what will be established.
+//! Pure; `lab check`, `lab nat` and `lab run` show it.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use serde::Serialize;
+
+use super::predict::{
+    self, DEFAULT_LOCAL_PORTS, FlowPrediction, Limit, NatModel, PathPrediction, Prediction,
+};
+use crate::lab::plan::{Container, Host, HostId, Nat, Plan, Sysctl};
+
+/// What a host's kernel is predicted to do with its containers' client connections.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostPrediction {
+    pub host: HostId,
+    pub name: String,
+    /// The NAT rule, in words ("masquerade to 192.168.49.6", "snat to A-B persistent", ...).
+    pub nat: String,
+    /// Flows through the NAT and flows that are not translated (to the host itself, or with
+    /// `nat = "none"`), whose paths are per container and bounded by its own port range.
+    pub prediction: Prediction,
+}
+
+/// Predictions for every host that has client containers, in host order.
+pub fn predict_lab(plan: &Plan) -> Vec<HostPrediction> {
+    plan.hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, host)| predict_host(plan, HostId(i), host))
+        .collect()
+}
+
+fn predict_host(plan: &Plan, id: HostId, host: &Host) -> Option<HostPrediction> {
+    let docker = host.docker.as_ref()?;
+    let mut translated = Vec::new();
+    let mut local = Vec::new();
+    for group in &plan.clients {
+        for (i, &cid) in group.containers.iter().enumerate() {
+            let c = plan.container(cid);
+            if c.host != id {
+                continue;
+            }
+            let dst = group.target_of(i);
+            let flow =
+                predict::Flow::new(c.name.to_string(), c.address, dst, group.connections.get())
+                    .with_local_ports(local_ports(c));
+            if is_translated(host, &docker.nat, dst) {
+                translated.push(flow);
+            } else {
+                local.push(flow);
+            }
+        }
+    }
+    if translated.is_empty() && local.is_empty() {
+        return None;
+    }
+    let model = nat_model(host, &docker.nat);
+    let mut prediction = match &model {
+        Some(model) => model.predict(&translated),
+        None => Prediction {
+            flows: Vec::new(),
+            paths: Vec::new(),
+            wanted: 0,
+            established: 0,
+        },
+    };
+    add_untranslated(&mut prediction, &local);
+    Some(HostPrediction {
+        host: id,
+        name: host.name.to_string(),
+        nat: describe(host, &docker.nat),
+        prediction,
+    })
+}
+
+/// Packets to the host's own addresses are delivered locally and never reach POSTROUTING;
+/// packets to another container stay on the bridge (`oifname != docker0` fails); and with no
+/// NAT nothing is translated.
+fn is_translated(host: &Host, nat: &Nat, dst: SocketAddrV4) -> bool {
+    let ip = *dst.ip();
+    let to_self = host.addresses.contains(&ip)
+        || host
+            .docker
+            .as_ref()
+            .is_some_and(|d| d.gateway == ip || d.subnet.contains(&ip));
+    !to_self && *nat != Nat::None
+}
+
+fn nat_model(host: &Host, nat: &Nat) -> Option<NatModel> {
+    let with_ports = |m: NatModel, ports: &Option<crate::lab::plan::PortRange>| match ports {
+        Some(p) => m.with_ports(p.lo(), p.hi()),
+        None => m,
+    };
+    match nat {
+        Nat::Masquerade { ports } => {
+            Some(with_ports(NatModel::masquerade(host.addresses[0]), ports))
+        }
+        Nat::Snat {
+            pool,
+            ports,
+            persistent,
+        } => {
+            let (min, max) = (*pool.first()?, *pool.last()?);
+            Some(with_ports(NatModel::snat(min, max, *persistent), ports))
+        }
+        Nat::None => None,
+    }
+}
+
+pub fn describe(host: &Host, nat: &Nat) -> String {
+    let ports = |p: &Option<crate::lab::plan::PortRange>| {
+        p.map(|p| format!(" ports {p}")).unwrap_or_default()
+    };
+    match nat {
+        Nat::Masquerade { ports: p } => format!("masquerade to {}{}", host.addresses[0], ports(p)),
+        Nat::Snat {
+            pool,
+            ports: p,
+            persistent,
+        } => {
+            let range = match (pool.first(), pool.last()) {
+                (Some(a), Some(b)) if a != b => format!("{a}-{b}"),
+                (Some(a), _) => a.to_string(),
+                _ => String::new(),
+            };
+            format!(
+                "snat to {range}{}{}",
+                ports(p),
+                if *persistent { " persistent" } else { "" }
+            )
+        }
+        Nat::None => "none".into(),
+    }
+}
+
+/// Untranslated flows: each (container, destination) is a path of its own whose only limit is
+/// the container's local port range.
+fn add_untranslated(prediction: &mut Prediction, flows: &[predict::Flow]) {
+    for f in flows {
+        let wanted = f.connections.min(f.local_ports);
+        let over = f.connections > f.local_ports;
+        prediction.flows.push(FlowPrediction {
+            container: f.container.clone(),
+            src: f.src,
+            dst: f.dst,
+            translated: f.src,
+            connections: f.connections,
+            local_ports: f.local_ports,
+            wanted,
+            limit: if over { Limit::LocalPorts } else { Limit::None },
+            address_exact: true,
+        });
+        prediction.paths.push(PathPrediction {
+            translated: f.src,
+            dst: f.dst,
+            containers: vec![f.container.clone()],
+            wanted: u64::from(wanted),
+            capacity: f.local_ports,
+            established: u64::from(wanted),
+            overflow: false,
+        });
+        prediction.wanted += u64::from(wanted);
+        prediction.established += u64::from(wanted);
+    }
+}
+
+/// Ports a container can use towards one destination: its `ip_local_port_range`, or the
+/// kernel's default 32768-60999.
+pub fn local_ports(c: &Container) -> u32 {
+    port_range_setting(&c.sysctls).unwrap_or(DEFAULT_LOCAL_PORTS)
+}
+
+fn port_range_setting(sysctls: &[Sysctl]) -> Option<u32> {
+    let s = sysctls
+        .iter()
+        .find(|s| s.key == "net.ipv4.ip_local_port_range")?;
+    let mut parts = s.value.split_whitespace().map(str::parse::<u32>);
+    let (Some(Ok(lo)), Some(Ok(hi))) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    (lo <= hi).then(|| hi - lo + 1)
+}
+
+/// Total predicted established connections of the lab.
+pub fn predicted_total(hosts: &[HostPrediction]) -> u64 {
+    hosts.iter().map(|h| h.prediction.established).sum()
+}
+
+/// The address a container's connections to `dst` are predicted to leave with.
+pub fn predicted_source(
+    hosts: &[HostPrediction],
+    src: Ipv4Addr,
+    dst: SocketAddrV4,
+) -> Option<Ipv4Addr> {
+    hosts
+        .iter()
+        .find_map(|h| h.prediction.flow(src, dst))
+        .map(|f| f.translated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::{LoadOptions, Source, load};
+
+    fn plan(text: &str) -> Plan {
+        load(&Source::new("t.toml", text), &LoadOptions::default())
+            .map_err(|d| format!("{d:?}"))
+            .unwrap()
+            .plan
+    }
+
+    const BASE: &str = r#"
+name = "t"
+[lans.lan]
+subnet = "192.168.49.0/24"
+[hosts.client]
+lan = "lan"
+addresses = ["192.168.49.6", "192.168.49.7", "192.168.49.8"]
+[hosts.server]
+lan = "lan"
+addresses = ["192.168.49.5", "192.168.49.15", "192.168.49.25"]
+[servers.srv]
+host = "server"
+port = 9000
+[containers.c]
+host = "client"
+replicas = 3
+sysctls = { "net.ipv4.ip_local_port_range" = "1024 65535" }
+"#;
+
+    #[test]
+    fn the_article_wall_one_path_of_64512() {
+        let p = plan(&format!(
+            "{BASE}[clients.load]\ncontainers = [\"c\"]\nconnect = [\"192.168.49.5:9000\"]\nconnections = 25000\n"
+        ));
+        let hosts = predict_lab(&p);
+        assert_eq!(hosts.len(), 1);
+        let pred = &hosts[0].prediction;
+        assert_eq!(pred.paths.len(), 1);
+        let path = &pred.paths[0];
+        assert_eq!(path.translated, Ipv4Addr::new(192, 168, 49, 6));
+        assert_eq!(
+            (path.wanted, path.capacity, path.established),
+            (75_000, 64_512, 64_512)
+        );
+        assert!(path.overflow);
+        assert_eq!(predicted_total(&hosts), 64_512);
+        assert_eq!(hosts[0].nat, "masquerade to 192.168.49.6");
+    }
+
+    #[test]
+    fn more_server_addresses_three_paths() {
+        let p = plan(&format!(
+            "{BASE}[clients.load]\ncontainers = [\"c\"]\nconnect = [\"192.168.49.5:9000\", \"192.168.49.15:9000\", \"192.168.49.25:9000\"]\nconnections = 25000\n"
+        ));
+        let hosts = predict_lab(&p);
+        assert_eq!(hosts[0].prediction.paths.len(), 3);
+        assert!(!hosts[0].prediction.overflows());
+        assert_eq!(predicted_total(&hosts), 75_000);
+    }
+
+    #[test]
+    fn same_host_is_not_translated_and_bounded_by_local_ports() {
+        let p = plan(&format!(
+            "{BASE}[containers.d]\nhost = \"client\"\n[clients.load]\ncontainers = [\"d\"]\nconnect = [\"192.168.49.6:9000\"]\nconnections = 30000\n"
+        ));
+        let hosts = predict_lab(&p);
+        let f = &hosts[0].prediction.flows[0];
+        assert_eq!(f.translated, f.src, "no translation to the host itself");
+        assert_eq!(f.wanted, 28_232);
+        assert_eq!(f.limit, Limit::LocalPorts);
+        assert_eq!(predicted_total(&hosts), 28_232);
+    }
+
+    #[test]
+    fn a_pool_uses_the_kernel_hash() {
+        let p = plan(&(BASE.replace(
+            "[hosts.server]",
+            "[hosts.client.docker]\nnat = { snat = [\"192.168.49.6\", \"192.168.49.7\", \"192.168.49.8\"] }\n[hosts.server]",
+        ) + "[clients.load]\ncontainers = [\"c\"]\nconnect = [\"192.168.49.5:9000\"]\nconnections = 25000\n"));
+        let hosts = predict_lab(&p);
+        assert_eq!(hosts[0].nat, "snat to 192.168.49.6-192.168.49.8");
+        for f in &hosts[0].prediction.flows {
+            let expect = predict::pool_address(
+                Ipv4Addr::new(192, 168, 49, 6),
+                Ipv4Addr::new(192, 168, 49, 8),
+                f.src,
+                *f.dst.ip(),
+                false,
+            );
+            assert_eq!(f.translated, expect);
+        }
+    }
+
+    #[test]
+    fn local_port_setting() {
+        let s = |v: &str| {
+            vec![Sysctl {
+                key: "net.ipv4.ip_local_port_range".into(),
+                value: v.into(),
+            }]
+        };
+        assert_eq!(port_range_setting(&s("1024 65535")), Some(64_512));
+        assert_eq!(port_range_setting(&s("32768\t60999")), Some(28_232));
+        assert_eq!(port_range_setting(&s("9 1")), None);
+        assert_eq!(port_range_setting(&[]), None);
+    }
+}

@@ -1,0 +1,86 @@
+//! NAT paths in words: predicted (from the plan) and, for a running lab, observed (from the
+//! kernel's conntrack table).
+
+use std::fmt::Write as _;
+
+use super::count;
+use crate::nat::paths::{HostPrediction, predicted_total};
+use crate::nat::predict::Limit;
+
+/// The predicted NAT paths of a lab, with a warning line for each path that will overflow.
+pub fn render_prediction(hosts: &[HostPrediction]) -> String {
+    let mut out = String::new();
+    if hosts.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "\nNAT paths (predicted)");
+    for h in hosts {
+        let _ = writeln!(out, "  host {}: nat {}", h.name, h.nat);
+        for p in &h.prediction.paths {
+            // Only an untranslated path keeps a container's own address as its source.
+            let translated = if h.prediction.flows.iter().any(|f| f.src == p.translated) {
+                format!("{} (untranslated)", p.translated)
+            } else {
+                p.translated.to_string()
+            };
+            let _ = writeln!(
+                out,
+                "    {translated} -> {}  [{}]  {} wanted, {} ports: {} established{}",
+                p.dst,
+                p.containers.join(","),
+                count(p.wanted),
+                count(u64::from(p.capacity)),
+                count(p.established),
+                if p.overflow {
+                    format!(
+                        "; OVERFLOW: {} connections will time out, their SYNs dropped by the NAT",
+                        count(p.wanted - p.established)
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        let pool = h.nat.starts_with("snat to") && h.nat.contains('-');
+        for f in &h.prediction.flows {
+            if pool {
+                let _ = writeln!(
+                    out,
+                    "    {} {} -> {} leaves as {}{}",
+                    f.container,
+                    f.src,
+                    f.dst,
+                    f.translated,
+                    if f.address_exact {
+                        ""
+                    } else {
+                        " (mostly: it shares local ports with other destinations)"
+                    }
+                );
+            }
+            if matches!(f.limit, Limit::LocalPorts | Limit::LocalAndPathPorts) {
+                let _ = writeln!(
+                    out,
+                    "    {}: {} connections but only {} local ports (ip_local_port_range): {} will fail with \"no local port\"",
+                    f.container,
+                    count(u64::from(f.connections)),
+                    count(u64::from(f.local_ports)),
+                    count(u64::from(f.connections - f.local_ports))
+                );
+            }
+        }
+        if pool {
+            let _ = writeln!(
+                out,
+                "    (the kernel picks a pool address by hashing the container and server addresses: \
+                 fixed per pair, not balanced)"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  predicted established: {}",
+        count(predicted_total(hosts))
+    );
+    out
+}
