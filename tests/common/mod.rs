@@ -178,3 +178,97 @@ pub fn assert_gone(name: &str) {
     let record = Path::new(RUN_DIR).join(name);
     assert!(!record.exists(), "record {} left behind", record.display());
 }
+
+/// Opens `n` connections from inside `ns` to `to` at once (one thread each, all in flight
+/// together, as a load client would), and returns the ones that were established plus the
+/// errors of the others. Bounded: every attempt gives up after `timeout`.
+pub fn connect_many(
+    ns: &str,
+    to: &str,
+    n: usize,
+    timeout: Duration,
+) -> (Vec<TcpStream>, Vec<std::io::Error>) {
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let (ns, to) = (ns.to_owned(), to.to_owned());
+            std::thread::spawn(move || connect_from(&ns, &to, timeout))
+        })
+        .collect();
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for t in threads {
+        match t.join().expect("connect thread") {
+            Ok(s) => ok.push(s),
+            Err(e) => failed.push(e),
+        }
+    }
+    (ok, failed)
+}
+
+/// Writes a lab file into a fresh temporary directory and returns its path.
+pub fn temp_lab(tag: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lab-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join(format!("{tag}.toml"));
+    std::fs::write(&file, text).expect("write lab file");
+    file
+}
+
+/// A server inside a lab namespace that keeps accepting (so its accept queue never fills and
+/// drops SYNs, which would look like a NAT drop) and holds every connection until dropped.
+pub struct Acceptor {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<(TcpStream, SocketAddr)>>>,
+}
+
+impl Acceptor {
+    pub fn start(ns: &str, addr: &str) -> Self {
+        let listener = listen_in(ns, addr);
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok(conn) => held.push(conn),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+            // Connections the kernel completed before `finish` are still queued: take them.
+            while let Ok(conn) = listener.accept() {
+                held.push(conn);
+            }
+            held
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops accepting and returns the peers of every connection accepted.
+    pub fn finish(mut self) -> Vec<SocketAddr> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let held = self
+            .thread
+            .take()
+            .map(|t| t.join().expect("acceptor"))
+            .unwrap_or_default();
+        held.into_iter().map(|(_, peer)| peer).collect()
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Docker-style NAT against the real kernel (root): the rules as written over netlink, who gets
+//! translated to what, and a NAT path running out of ports.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use common::*;
+
+const TWO_HOSTS: &str = r#"
+[lans.lan]
+subnet = "192.168.49.0/24"
+[hosts.client-host]
+lan = "lan"
+addresses = ["192.168.49.6", "192.168.49.7", "192.168.49.8"]
+[hosts.server-host]
+lan = "lan"
+addresses = ["192.168.49.5", "192.168.49.15"]
+[containers.c]
+host = "client-host"
+replicas = 2
+sysctls = { "net.ipv4.tcp_syn_retries" = "1" }
+"#;
+
+fn lab_text(nat: &str) -> String {
+    format!("name = \"nat\"\n{TWO_HOSTS}[hosts.client-host.docker]\nnat = {nat}\n")
+}
+
+#[test]
+fn docker_rules_are_in_the_host_and_only_there() {
+    if !root_or_skip("docker_rules_are_in_the_host_and_only_there") {
+        return;
+    }
+    let name = unique_name("nr");
+    let lab = LabGuard::up(&lab_file("02-cross-host.toml"), &name);
+    let rules = in_netns(&lab.ns("client-host"), lab::nat::rules::read_back).expect("read rules");
+    let masq: Vec<_> = rules
+        .iter()
+        .filter(|r| r.table == "nat" && r.chain == "POSTROUTING")
+        .collect();
+    assert_eq!(masq.len(), 1, "{rules:#?}");
+    let text = masq[0].text.as_str();
+    for step in [
+        "payload load",
+        "meta load oifname",
+        "cmp neq",
+        "counter",
+        "masq",
+    ] {
+        assert!(
+            text.contains(step),
+            "masquerade rule lacks `{step}`: {text}"
+        );
+    }
+    for chain in [
+        "FORWARD",
+        "DOCKER-FORWARD",
+        "DOCKER-CT",
+        "DOCKER-BRIDGE",
+        "DOCKER",
+    ] {
+        assert!(
+            rules
+                .iter()
+                .any(|r| r.table == "filter" && r.chain == chain),
+            "no rule in filter {chain}: {rules:#?}"
+        );
+    }
+    // What a person sees with `nft list ruleset` in the host: Docker's rule, verbatim.
+    let listed = sh(&format!(
+        "ip netns exec {} nft list ruleset",
+        lab.ns("client-host")
+    ));
+    assert!(
+        listed.contains("ip saddr 172.17.0.0/16 oifname != \"docker0\" counter packets"),
+        "{listed}"
+    );
+    assert!(listed.contains("policy drop;"), "{listed}");
+    // Hosts without Docker, containers and the LAN have no rules at all.
+    for node in ["server-host", "c1", "lan"] {
+        let rules = in_netns(&lab.ns(node), lab::nat::rules::read_back).expect("read rules");
+        assert!(rules.is_empty(), "{node}: {rules:#?}");
+    }
+}
+
+/// With an address pool, each container's connections to a server leave with the pool address
+/// the kernel's hash picks, the one `lab check` predicts; to the host itself, untranslated.
+#[test]
+fn snat_pool_translates_as_predicted() {
+    if !root_or_skip("snat_pool_translates_as_predicted") {
+        return;
+    }
+    let file = temp_lab(
+        "snat",
+        &lab_text(r#"{ snat = ["192.168.49.7", "192.168.49.8"] }"#),
+    );
+    let name = unique_name("sp");
+    let lab = LabGuard::up(&file, &name);
+    let listener = listen_in(&lab.ns("server-host"), "0.0.0.0:9000");
+    for (c, addr) in [
+        ("c1", Ipv4Addr::new(172, 17, 0, 2)),
+        ("c2", Ipv4Addr::new(172, 17, 0, 3)),
+    ] {
+        for server in [
+            Ipv4Addr::new(192, 168, 49, 5),
+            Ipv4Addr::new(192, 168, 49, 15),
+        ] {
+            let expected = lab::nat::predict::pool_address(
+                Ipv4Addr::new(192, 168, 49, 7),
+                Ipv4Addr::new(192, 168, 49, 8),
+                addr,
+                server,
+                false,
+            );
+            // Several connections: the choice is per (source, destination), not per connection.
+            for _ in 0..3 {
+                let s = connect_from(
+                    &lab.ns(c),
+                    &format!("{server}:9000"),
+                    Duration::from_secs(3),
+                )
+                .expect("connect through SNAT");
+                let (_, peer) = listener.accept().expect("accept");
+                let SocketAddr::V4(peer) = peer else {
+                    panic!("v6 peer")
+                };
+                assert_eq!(*peer.ip(), expected, "{c} -> {server}");
+                drop(s);
+            }
+        }
+    }
+    // The same-host case: no translation.
+    let local = listen_in(&lab.ns("client-host"), "192.168.49.6:9001");
+    let _s = connect_from(&lab.ns("c1"), "192.168.49.6:9001", Duration::from_secs(3))
+        .expect("to the host");
+    assert_eq!(
+        local.accept().expect("accept").1.ip().to_string(),
+        "172.17.0.2"
+    );
+}
+
+/// A 100-port NAT range: 150 connections to one server address, exactly 100 establish and the
+/// other 50 time out (the NAT drops their SYNs); to two server addresses, all 150 establish,
+/// because each (translated address, server address, port) path has its own 100 ports.
+#[test]
+fn a_small_port_range_caps_each_path_at_its_size() {
+    if !root_or_skip("a_small_port_range_caps_each_path_at_its_size") {
+        return;
+    }
+    let file = temp_lab(
+        "ports",
+        &lab_text(r#"{ masquerade = true, ports = "40000-40099" }"#),
+    );
+    let name = unique_name("pr");
+    let lab = LabGuard::up(&file, &name);
+    let server = Acceptor::start(&lab.ns("server-host"), "0.0.0.0:9000");
+
+    let timeout = Duration::from_secs(6);
+    let (ok1, _) = connect_many(&lab.ns("c1"), "192.168.49.5:9000", 75, timeout);
+    let (ok2, failed) = connect_many(&lab.ns("c2"), "192.168.49.5:9000", 75, timeout);
+    assert_eq!(
+        ok1.len() + ok2.len(),
+        100,
+        "one path holds exactly its 100 ports"
+    );
+    assert_eq!(failed.len(), 50);
+    for e in &failed {
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::TimedOut,
+            "a full NAT drops SYNs silently: {e}"
+        );
+    }
+    let used: std::collections::BTreeSet<u16> = ok1
+        .iter()
+        .chain(&ok2)
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    assert_eq!(used.len(), 100);
+
+    // The same containers towards a second server address: a new path with 100 more ports.
+    let (ok3, failed) = connect_many(&lab.ns("c2"), "192.168.49.15:9000", 50, timeout);
+    assert_eq!(
+        (ok3.len(), failed.len()),
+        (50, 0),
+        "a second destination has its own ports"
+    );
+    let peers = server.finish();
+    assert_eq!(peers.len(), 150);
+    assert!(
+        peers
+            .iter()
+            .all(|p| p.ip().to_string() == "192.168.49.6" && (40000..=40099).contains(&p.port()))
+    );
+    drop((ok1, ok2, ok3));
+}
