@@ -9,3 +9,4 @@ pub mod error;
 pub mod lab;
 pub mod nat;
 pub mod report;
+pub mod workload;

@@ -57,7 +57,8 @@ fn cross_host_lab_is_built_like_docker_and_leaves_nothing() {
         }
 
         // The client host: eth0 on the LAN, docker0 with the gateway, one vethXXXXXXX per
-        // container enslaved to docker0, forwarding on, its own sysctl, no default route.
+        // container enslaved to docker0, forwarding on, no default route; a container's sysctl
+        // stays in the container.
         let host = lab.ns("client-host");
         assert!(sh(&format!("ip -n {host} -o -4 addr show dev eth0")).contains("192.168.49.6/24"));
         assert!(sh(&format!("ip -n {host} -o -4 addr show dev docker0")).contains("172.17.0.1/16"));
@@ -85,7 +86,8 @@ fn cross_host_lab_is_built_like_docker_and_leaves_nothing() {
             .to_owned()
         };
         assert_eq!(sysctl(&host, "net.ipv4.ip_forward"), "1");
-        assert_eq!(sysctl(&host, "net.ipv4.tcp_syn_retries"), "2");
+        assert_eq!(sysctl(&lab.ns("c3"), "net.ipv4.tcp_syn_retries"), "2");
+        assert_eq!(sysctl(&host, "net.ipv4.tcp_syn_retries"), "6", "the kernel's default: per namespace");
         assert_eq!(sh(&format!("ip -n {host} route show default")), "");
 
         // The LAN: a bridge with one port per host, named after the host.

@@ -153,12 +153,12 @@ fn a_small_port_range_caps_each_path_at_its_size() {
         &lab_text(r#"{ masquerade = true, ports = "40000-40099" }"#),
     );
     let name = unique_name("pr");
-    let lab = LabGuard::up(&file, &name);
-    let server = Acceptor::start(&lab.ns("server-host"), "0.0.0.0:9000");
+    let up = LabGuard::up(&file, &name);
+    let server = Acceptor::start(&up.ns("server-host"), "0.0.0.0:9000");
 
     let timeout = Duration::from_secs(6);
-    let (ok1, _) = connect_many(&lab.ns("c1"), "192.168.49.5:9000", 75, timeout);
-    let (ok2, failed) = connect_many(&lab.ns("c2"), "192.168.49.5:9000", 75, timeout);
+    let (ok1, _) = connect_many(&up.ns("c1"), "192.168.49.5:9000", 75, timeout);
+    let (ok2, failed) = connect_many(&up.ns("c2"), "192.168.49.5:9000", 75, timeout);
     assert_eq!(
         ok1.len() + ok2.len(),
         100,
@@ -180,12 +180,56 @@ fn a_small_port_range_caps_each_path_at_its_size() {
     assert_eq!(used.len(), 100);
 
     // The same containers towards a second server address: a new path with 100 more ports.
-    let (ok3, failed) = connect_many(&lab.ns("c2"), "192.168.49.15:9000", 50, timeout);
+    let (ok3, failed) = connect_many(&up.ns("c2"), "192.168.49.15:9000", 50, timeout);
     assert_eq!(
         (ok3.len(), failed.len()),
         (50, 0),
         "a second destination has its own ports"
     );
+    // What `lab nat` reads from the kernel: the full path at exactly its capacity, the SYNs the
+    // NAT dropped (50 connects x 3 SYNs with tcp_syn_retries = 1), and one translated port in
+    // use towards both server addresses at once.
+    let out = lab(&["nat", &name, "client-host", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let views: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nat --json");
+    let v = &views[0];
+    let path = |dst: &str| {
+        v["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["dst"] == dst)
+            .unwrap_or_else(|| panic!("no path to {dst}: {v:#}"))
+            .clone()
+    };
+    let full = path("192.168.49.5:9000");
+    assert_eq!(full["translated"], "192.168.49.6");
+    assert_eq!(
+        (full["ports_used"].as_u64(), full["capacity"].as_u64()),
+        (Some(100), Some(100))
+    );
+    assert_eq!(full["exhausted"], true);
+    let second = path("192.168.49.15:9000");
+    assert_eq!(
+        (second["ports_used"].as_u64(), second["exhausted"].as_bool()),
+        (Some(50), Some(false))
+    );
+    assert_eq!(v["stats"]["insert_failed"].as_u64(), Some(150), "{v:#}");
+    let shared = &v["shared_port"];
+    let dsts: std::collections::BTreeSet<&str> = shared["entries"]
+        .as_array()
+        .expect("a translated port shared by two destinations")
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(dsts.len(), 2, "{shared:#}");
+    let human = text(&lab(&["nat", &name]));
+    assert!(
+        human.contains("path 192.168.49.6 -> 192.168.49.5:9000: 100 of 100 ports in use"),
+        "{human}"
+    );
+    assert!(human.contains("EXHAUSTED"), "{human}");
+
     let peers = server.finish();
     assert_eq!(peers.len(), 150);
     assert!(

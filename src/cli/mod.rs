@@ -16,6 +16,8 @@ mod clean;
 mod down;
 mod exec;
 mod list;
+mod nat;
+mod run;
 mod up;
 
 /// Network labs in Linux namespaces that show what happens to TCP connections behind
@@ -37,6 +39,10 @@ pub enum Command {
     ///
     /// Example: sudo lab up labs/02-cross-host.toml
     Up(up::Args),
+    /// Build a lab, run its servers and clients, report, check expectations, tear down.
+    ///
+    /// Example: sudo lab run labs/02-cross-host.toml --out out/
+    Run(run::Args),
     /// Remove everything a lab made.
     ///
     /// Example: sudo lab down cross-host
@@ -49,6 +55,13 @@ pub enum Command {
     ///
     /// Example: sudo lab exec cross-host c1 -- ss -s
     Exec(exec::Args),
+    /// Show a running lab's NAT: paths, ports used of capacity, the kernel's choices and drops.
+    ///
+    /// Example: sudo lab nat cross-host client-host
+    Nat(nat::Args),
+    /// (internal) A server or client agent inside a lab namespace, started by `lab run`.
+    #[command(hide = true)]
+    Agent,
     /// Remove what crashed or killed lab processes left behind (labs left up on purpose stay).
     ///
     /// Example: sudo lab clean
@@ -64,6 +77,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::List(a) => list::run(a),
         Command::Exec(a) => exec::run(a),
         Command::Clean(a) => clean::run(a),
+        Command::Nat(a) => nat::run(a),
+        Command::Run(a) => run::run(a),
+        // Must run before any thread exists: it enters a namespace and masks signals.
+        Command::Agent => crate::workload::agent::main(),
     }
 }
 

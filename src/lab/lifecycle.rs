@@ -98,6 +98,11 @@ impl Lab {
             .set_phase(Phase::Running, Some(Process::current()))
     }
 
+    /// Records agent processes so that `down` and `clean` stop them even if this process dies.
+    pub fn add_agents(&mut self, agents: &[Process]) -> Result<()> {
+        self.record.add_agents(agents)
+    }
+
     pub fn down(self) -> Result<()> {
         teardown(self.record)
     }
@@ -172,6 +177,7 @@ pub fn clean(all: bool) -> Result<Cleaned> {
 /// record only when everything is gone, so a failed teardown can be retried with `lab down`.
 pub fn teardown(mut record: Record) -> Result<()> {
     record.set_phase(Phase::TearingDown, Some(Process::current()))?;
+    stop_agents(&record.state.agents);
     let errors: Vec<String> = record
         .state
         .namespaces()
@@ -188,6 +194,16 @@ pub fn teardown(mut record: Record) -> Result<()> {
             errors.join("; "),
             record.state.lab
         ))
+    }
+}
+
+/// Stops recorded agents that still run (SIGKILL: they hold nothing that needs a clean exit),
+/// and waits briefly for them to go, so the namespaces they hold are freed with the lab.
+fn stop_agents(agents: &[Process]) {
+    let signalled: Vec<&Process> = agents.iter().filter(|a| a.signal(libc::SIGKILL)).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while signalled.iter().any(|a| a.is_alive()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

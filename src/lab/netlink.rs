@@ -214,23 +214,9 @@ impl Netns {
         })
     }
 
-    /// Writes a per-namespace sysctl. /proc/sys/net resolves against the namespace of the thread
-    /// that opens the file, so the open happens inside `run`.
+    /// Writes a per-namespace sysctl.
     pub fn write_sysctl(&self, key: &str, value: &str) -> Result<()> {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        match self.run(|| std::fs::write(&path, value))? {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(anyhow!(
-                "this kernel has no sysctl {key} in a network namespace (no {path}); \
-                 check the name, or load the module that provides it"
-            ))
-            .context(format!(
-                "set {key} = {value} in network namespace {}",
-                self.name
-            )),
-            Err(e) => Err(e)
-                .with_context(|| format!("set {key} = {value} in network namespace {}", self.name)),
-        }
+        write_sysctl_in(&self.name, key, value)
     }
 
     /// Reads a per-namespace sysctl (trimmed).
@@ -241,6 +227,31 @@ impl Netns {
             .with_context(|| format!("read {key} in network namespace {}", self.name))?;
         Ok(text.trim().to_owned())
     }
+}
+
+/// Writes a per-namespace sysctl. /proc/sys/net resolves against the namespace of the thread
+/// that opens the file, so the open happens inside the namespace.
+pub fn write_sysctl_in(netns: &NetnsName, key: &str, value: &str) -> Result<()> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    match run_in_netns(netns, || std::fs::write(&path, value))? {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(anyhow!(
+            "this kernel has no sysctl {key} in a network namespace (no {path}); \
+             check the name, or load the module that provides it"
+        ))
+        .context(format!("set {key} = {value} in network namespace {netns}")),
+        Err(e) => {
+            Err(e).with_context(|| format!("set {key} = {value} in network namespace {netns}"))
+        }
+    }
+}
+
+/// Runs a synchronous closure on the calling thread inside a named namespace, without a
+/// netlink connection (for nftables and conntrack, which open their own sockets).
+pub fn run_in_netns<T>(name: &NetnsName, f: impl FnOnce() -> T) -> Result<T> {
+    let ns = NetNs::get(name.as_str()).with_context(|| format!("open network namespace {name}"))?;
+    ns.run(|_| f())
+        .with_context(|| format!("enter network namespace {name}"))
 }
 
 /// The far end of a veth pair: its name, namespace and MAC.

@@ -48,6 +48,14 @@ pub struct Process {
 }
 
 impl Process {
+    /// Identifies a process by pid (e.g. a child just started).
+    pub fn of(pid: u32) -> Self {
+        Self {
+            pid,
+            start_time: start_time(pid).unwrap_or(0),
+        }
+    }
+
     pub fn current() -> Self {
         let pid = std::process::id();
         Self {
@@ -58,6 +66,18 @@ impl Process {
 
     pub fn is_alive(&self) -> bool {
         start_time(self.pid) == Some(self.start_time)
+    }
+
+    /// Sends `signal` if this is still the process recorded (not a recycled pid).
+    pub fn signal(&self, signal: i32) -> bool {
+        if !self.is_alive() {
+            return false;
+        }
+        let Ok(pid) = i32::try_from(self.pid) else {
+            return false;
+        };
+        // SAFETY: kill has no memory-safety preconditions; the pid was checked just above.
+        unsafe { libc::kill(pid, signal) == 0 }
     }
 }
 
@@ -93,6 +113,10 @@ pub struct LabState {
     /// The validated lab, so that commands on a running lab need not the file (which may have
     /// changed or gone since).
     pub plan: Plan,
+    /// Agent processes started in the lab's namespaces (recorded as soon as each starts), which
+    /// teardown stops by pid before removing the namespaces.
+    #[serde(default)]
+    pub agents: Vec<Process>,
 }
 
 impl LabState {
@@ -108,6 +132,7 @@ impl LabState {
             created,
             namespaces: plan.namespaces().iter().map(ToString::to_string).collect(),
             plan: plan.clone(),
+            agents: Vec::new(),
         }
     }
 
@@ -252,6 +277,12 @@ impl Record {
     pub fn set_phase(&mut self, phase: Phase, owner: Option<Process>) -> Result<()> {
         self.state.phase = phase;
         self.state.owner = owner;
+        self.save()
+    }
+
+    /// Records agent processes, before anything else can fail.
+    pub fn add_agents(&mut self, agents: &[Process]) -> Result<()> {
+        self.state.agents.extend_from_slice(agents);
         self.save()
     }
 

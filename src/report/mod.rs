@@ -1,7 +1,9 @@
 //! What people read: pictures of labs, predictions, and (later) run reports. Functions return
 //! text; only the CLI prints.
 
+pub mod live;
 pub mod nat;
+pub mod run;
 pub mod topology;
 
 /// `64512` -> `64,512`: the numbers are the lesson, so make them readable.

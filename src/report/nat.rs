@@ -84,3 +84,91 @@ pub fn render_prediction(hosts: &[HostPrediction]) -> String {
     );
     out
 }
+
+/// `lab nat`: a host's NAT as the kernel holds it, with the prediction beside it.
+pub fn render_view(v: &crate::nat::view::NatView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "host {}: nat {}", v.host, v.nat);
+    let _ = writeln!(
+        out,
+        "  conntrack: {} entries in this namespace (each namespace may hold up to nf_conntrack_max = {})",
+        count(v.entries),
+        count(u64::from(v.max))
+    );
+    if v.paths.is_empty() {
+        let _ = writeln!(out, "  no translated TCP connections");
+    }
+    for p in &v.paths {
+        let predicted = p
+            .predicted
+            .map(|n| format!(" (predicted {})", count(n)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  path {} -> {}: {} of {} ports in use{predicted}{}",
+            p.translated,
+            p.dst,
+            count(p.ports_used),
+            count(u64::from(p.capacity)),
+            if p.exhausted { ": EXHAUSTED" } else { "" }
+        );
+    }
+    for c in &v.containers {
+        let observed: Vec<String> = c
+            .observed
+            .iter()
+            .map(|(a, n)| format!("{a} ({})", count(*n)))
+            .collect();
+        let predicted = c
+            .predicted
+            .map(|p| format!(", predicted {p}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {} {} -> {}: leaves as {}{predicted}{}",
+            c.container,
+            c.address,
+            c.dst,
+            observed.join(", "),
+            if c.mismatch {
+                "  MISMATCH: please report this as a bug"
+            } else {
+                ""
+            }
+        );
+    }
+    let s = &v.stats;
+    let _ = writeln!(
+        out,
+        "  kernel: insert_failed {}, drop {} (over {} CPUs)",
+        count(s.insert_failed),
+        count(s.drop),
+        s.cpus
+    );
+    if s.insert_failed > 0 || v.paths.iter().any(|p| p.exhausted) {
+        let _ = writeln!(
+            out,
+            "    each is a SYN that found no free port on its NAT path and was dropped; the client \
+             gets no error, it retransmits and finally times out"
+        );
+    }
+    if !v.samples.is_empty() {
+        let _ = writeln!(
+            out,
+            "  translations (container -> translated -> destination):"
+        );
+        for t in &v.samples {
+            let _ = writeln!(out, "    {} -> {} -> {}", t.from, t.translated, t.to);
+        }
+    }
+    if let Some(sp) = &v.shared_port {
+        let _ = writeln!(
+            out,
+            "  one translated port, several destinations at once (the 4-tuple differs by destination):"
+        );
+        for t in &sp.entries {
+            let _ = writeln!(out, "    {} -> {} -> {}", t.from, t.translated, t.to);
+        }
+    }
+    out
+}

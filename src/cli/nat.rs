@@ -1,0 +1,79 @@
+//! `lab nat LAB [HOST]`: a running lab's NAT as the kernel holds it, beside the prediction.
+
+use anyhow::{Context as _, Result};
+
+use crate::error::invalid;
+use crate::lab::netlink::run_in_netns;
+use crate::lab::plan::{HostId, Plan};
+use crate::lab::preflight;
+use crate::lab::state::Record;
+use crate::nat::paths::{HostPrediction, predict_lab};
+use crate::nat::{conntrack, view};
+use crate::report;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The lab's name (see `lab list`).
+    pub lab: String,
+    /// One host; by default every host with a docker bridge.
+    pub host: Option<String>,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    preflight::check_machine()?;
+    let record = Record::open(&args.lab)?;
+    let plan = &record.state.plan;
+    let hosts: Vec<HostId> = match &args.host {
+        Some(name) => {
+            let Some(i) = plan.hosts.iter().position(|h| h.name.as_str() == name) else {
+                let names: Vec<&str> = plan.hosts.iter().map(|h| h.name.as_str()).collect();
+                return Err(invalid(format!(
+                    "lab {} has no host {name}; its hosts are: {}",
+                    args.lab,
+                    names.join(", ")
+                )));
+            };
+            vec![HostId(i)]
+        }
+        None => docker_hosts(plan),
+    };
+    let views = read_views(plan, &hosts, &predict_lab(plan))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&views)?);
+    } else {
+        for v in &views {
+            print!("{}", report::nat::render_view(v));
+        }
+    }
+    Ok(())
+}
+
+/// Hosts with a docker bridge: those that can translate.
+pub fn docker_hosts(plan: &Plan) -> Vec<HostId> {
+    (0..plan.hosts.len())
+        .map(HostId)
+        .filter(|&id| plan.host(id).docker.is_some())
+        .collect()
+}
+
+/// Reads each host's conntrack table and statistics and builds its NAT view.
+pub fn read_views(
+    plan: &Plan,
+    hosts: &[HostId],
+    predictions: &[HostPrediction],
+) -> Result<Vec<view::NatView>> {
+    hosts
+        .iter()
+        .map(|&id| {
+            let host = plan.host(id);
+            let (flows, stats) = run_in_netns(&host.netns, || -> Result<_> {
+                Ok((conntrack::dump()?, conntrack::stats()?))
+            })?
+            .with_context(|| format!("read the conntrack table of host {}", host.name))?;
+            Ok(view::build(plan, id, &flows, stats, predictions))
+        })
+        .collect()
+}

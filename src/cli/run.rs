@@ -1,0 +1,123 @@
+//! `lab run FILE`: up, servers, clients, watch, report, check expectations, down.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+
+use super::{absolute, load_lab, runtime};
+use crate::error::{Fail, exit};
+use crate::lab::lifecycle::{Signals, up};
+use crate::lab::preflight;
+use crate::nat::paths::predict_lab;
+use crate::report::live::Live;
+use crate::report::run::{RunReport, render, series_csv};
+use crate::report::{nat as nat_report, topology};
+use crate::workload::run::{RunOptions, StopReason, Workload};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The lab file (TOML).
+    pub file: PathBuf,
+    /// Use this lab name instead of the file's `name`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print the report as one JSON document on stdout (progress still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write report.json and established.csv (time series per client group) here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Stop when the counts have not moved for this many seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub settle: f64,
+    /// Stop after this many seconds whatever happens.
+    #[arg(long, default_value_t = 300.0)]
+    pub timeout: f64,
+    /// Abandon a connect after this many seconds (counted as timed out).
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Connects in progress at once per client process.
+    #[arg(long, default_value_t = 8192)]
+    pub in_flight: u32,
+    /// New connects per second per client process (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// No live progress.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn secs(what: &str, s: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(s)
+        .map_err(|_| crate::error::invalid(format!("--{what} must be a number of seconds >= 0")))
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let loaded = load_lab(&args.file, args.name.as_deref())?;
+    let opts = RunOptions {
+        settle: secs("settle", args.settle)?,
+        timeout: secs("timeout", args.timeout)?,
+        connect_timeout: secs("connect-timeout", args.connect_timeout)?,
+        in_flight: args.in_flight.max(1),
+        rate: args.rate,
+    };
+    preflight::check_machine()?;
+    let plan = loaded.plan;
+    let prediction = predict_lab(&plan);
+    if !args.json {
+        print!("{}", topology::render(&plan));
+        print!("{}", nat_report::render_prediction(&prediction));
+    }
+    let file = absolute(&args.file);
+    let report = runtime()?.block_on(async {
+        let mut signals = Signals::catch()?;
+        let mut lab = up(plan.clone(), Some(&file), &mut signals).await?;
+        lab.set_running()?;
+        let result = async {
+            let mut w = Workload::start_servers(&mut lab, &opts, &mut signals).await?;
+            w.start_clients(&mut lab, &opts).await?;
+            let mut live = Live::new(args.quiet);
+            let outcome = w
+                .watch(&plan, &opts, &mut signals, |s| live.update(s))
+                .await;
+            // Read the kernel's NAT tables while the connections still exist.
+            let nat = super::nat::read_views(&plan, &super::nat::docker_hosts(&plan), &prediction);
+            w.stop().await;
+            Ok::<_, anyhow::Error>((outcome, nat?))
+        }
+        .await;
+        eprintln!("tearing down lab {}", plan.name);
+        let down = lab.down();
+        let (outcome, nat) = result?;
+        down?;
+        Ok::<_, anyhow::Error>(RunReport::new(&plan, outcome, nat, prediction.clone()))
+    })?;
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        let groups: Vec<String> = plan.clients.iter().map(|g| g.name.to_string()).collect();
+        std::fs::write(dir.join("established.csv"), series_csv(&report, &groups))
+            .with_context(|| format!("write {}", dir.join("established.csv").display()))?;
+        std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("write {}", dir.join("report.json").display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    if let StopReason::Interrupted(sig) = report.outcome.stop {
+        return Err(Fail::Interrupted(sig).into());
+    }
+    if !report.outcome.last.dead_agents.is_empty() {
+        return Err(anyhow::anyhow!(
+            "{} agent(s) died during the run: {}",
+            report.outcome.last.dead_agents.len(),
+            report.outcome.last.dead_agents.join("; ")
+        ));
+    }
+    if !report.expectations_met {
+        std::process::exit(exit::EXPECTATIONS_FAILED);
+    }
+    Ok(())
+}

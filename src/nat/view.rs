@@ -1,0 +1,213 @@
+//! What a host's NAT is doing, from its conntrack table: per NAT path the source ports in use
+//! against the path's capacity, per container the address the kernel chose (beside the one
+//! predicted), the kernel's count of SYNs dropped for want of a port, sample translations, and
+//! the article's 4-tuple proof (one translated port serving several destinations at once).
+//! Pure: the caller reads the table (`conntrack`) and the plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use serde::Serialize;
+
+use super::conntrack::{Flow, Stats};
+use super::paths::HostPrediction;
+use crate::lab::plan::{HostId, Nat, Plan};
+
+const IPPROTO_TCP: u8 = 6;
+/// Translations listed as examples.
+const SAMPLES: usize = 5;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NatView {
+    pub host: String,
+    pub nat: String,
+    /// Entries in this namespace's conntrack table, and the global limit each namespace has.
+    pub entries: u64,
+    pub max: u32,
+    pub paths: Vec<PathView>,
+    pub containers: Vec<ContainerChoice>,
+    pub stats: Stats,
+    pub samples: Vec<Translation>,
+    /// A translated source port in use towards several destinations, with those entries.
+    pub shared_port: Option<SharedPort>,
+}
+
+/// One NAT path as the kernel holds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathView {
+    pub translated: Ipv4Addr,
+    pub dst: SocketAddrV4,
+    /// Distinct translated source ports in use on this path (any TCP state holds its port).
+    pub ports_used: u64,
+    pub capacity: u32,
+    /// True only when every port of the path is in use: probing for the last free ports of a
+    /// large range is random, so a path can drop SYNs a little before it is full, but it is not
+    /// called exhausted until its count equals its capacity.
+    pub exhausted: bool,
+    /// Established connections predicted for this path by the plan, if it is one.
+    pub predicted: Option<u64>,
+}
+
+/// Which translated address the kernel picked for a container's connections to one destination.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerChoice {
+    pub container: String,
+    pub address: Ipv4Addr,
+    pub dst: SocketAddrV4,
+    /// Observed translated addresses with how many connections use each.
+    pub observed: Vec<(Ipv4Addr, u64)>,
+    pub predicted: Option<Ipv4Addr>,
+    /// Observed differs from predicted: a bug to report.
+    pub mismatch: bool,
+}
+
+/// `container ip:port -> translated ip:port -> destination`, as in the article.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Translation {
+    pub from: SocketAddrV4,
+    pub translated: SocketAddrV4,
+    pub to: SocketAddrV4,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedPort {
+    pub translated: SocketAddrV4,
+    pub entries: Vec<Translation>,
+}
+
+fn translation(f: &Flow) -> Translation {
+    Translation {
+        from: f.orig_src,
+        translated: f.translated_source(),
+        to: f.orig_dst,
+    }
+}
+
+/// Builds the view of `host` from its conntrack `flows` and `stats`.
+pub fn build(
+    plan: &Plan,
+    host: HostId,
+    flows: &[Flow],
+    stats: Stats,
+    predictions: &[HostPrediction],
+) -> NatView {
+    let h = plan.host(host);
+    let prediction = predictions.iter().find(|p| p.host == host);
+    let capacity = path_capacity(h.docker.as_ref().map(|d| &d.nat));
+    let tcp: Vec<&Flow> = flows.iter().filter(|f| f.proto == IPPROTO_TCP).collect();
+    let translated: Vec<&Flow> = tcp.iter().copied().filter(|f| f.is_translated()).collect();
+
+    let mut ports: BTreeMap<(u32, SocketAddrV4), BTreeSet<u16>> = BTreeMap::new();
+    for f in &translated {
+        let t = f.translated_source();
+        ports
+            .entry((u32::from(*t.ip()), f.orig_dst))
+            .or_default()
+            .insert(t.port());
+    }
+    let paths = ports
+        .into_iter()
+        .map(|((ip, dst), used)| {
+            let translated = Ipv4Addr::from(ip);
+            let ports_used = used.len() as u64;
+            PathView {
+                translated,
+                dst,
+                ports_used,
+                capacity,
+                exhausted: ports_used >= u64::from(capacity),
+                predicted: prediction
+                    .and_then(|p| p.prediction.path(translated, dst))
+                    .map(|p| p.established),
+            }
+        })
+        .collect();
+
+    NatView {
+        host: h.name.to_string(),
+        nat: prediction.map_or_else(
+            || {
+                h.docker
+                    .as_ref()
+                    .map_or("none".into(), |d| super::paths::describe(h, &d.nat))
+            },
+            |p| p.nat.clone(),
+        ),
+        entries: u64::from(stats.entries),
+        max: stats.max,
+        paths,
+        containers: container_choices(plan, host, &tcp, prediction),
+        samples: translated
+            .iter()
+            .take(SAMPLES)
+            .map(|f| translation(f))
+            .collect(),
+        shared_port: shared_port(&translated),
+        stats,
+    }
+}
+
+fn path_capacity(nat: Option<&Nat>) -> u32 {
+    let ports = match nat {
+        Some(Nat::Masquerade { ports }) | Some(Nat::Snat { ports, .. }) => *ports,
+        _ => None,
+    };
+    super::predict::path_capacity(ports.map(|p| (p.lo(), p.hi())))
+}
+
+fn container_choices(
+    plan: &Plan,
+    host: HostId,
+    tcp: &[&Flow],
+    prediction: Option<&HostPrediction>,
+) -> Vec<ContainerChoice> {
+    let mut out = Vec::new();
+    for c in plan.containers_of(host) {
+        let mut per_dst: BTreeMap<SocketAddrV4, BTreeMap<Ipv4Addr, u64>> = BTreeMap::new();
+        for f in tcp.iter().filter(|f| *f.orig_src.ip() == c.address) {
+            *per_dst
+                .entry(f.orig_dst)
+                .or_default()
+                .entry(*f.translated_source().ip())
+                .or_default() += 1;
+        }
+        for (dst, seen) in per_dst {
+            let predicted = prediction
+                .and_then(|p| p.prediction.flow(c.address, dst))
+                .map(|f| f.translated);
+            let observed: Vec<(Ipv4Addr, u64)> = seen.into_iter().collect();
+            let mismatch = predicted.is_some_and(|p| observed.iter().any(|(a, _)| *a != p));
+            out.push(ContainerChoice {
+                container: c.name.to_string(),
+                address: c.address,
+                dst,
+                observed,
+                predicted,
+                mismatch,
+            });
+        }
+    }
+    out
+}
+
+/// The translated port used towards the most destinations (at least two), with its entries.
+fn shared_port(translated: &[&Flow]) -> Option<SharedPort> {
+    let mut by_port: BTreeMap<SocketAddrV4, Vec<&Flow>> = BTreeMap::new();
+    for f in translated {
+        by_port.entry(f.translated_source()).or_default().push(f);
+    }
+    let (port, flows) = by_port
+        .into_iter()
+        .filter(|(_, fs)| {
+            fs.iter()
+                .map(|f| f.orig_dst.ip())
+                .collect::<BTreeSet<_>>()
+                .len()
+                > 1
+        })
+        .max_by_key(|(_, fs)| fs.len())?;
+    Some(SharedPort {
+        translated: port,
+        entries: flows.into_iter().map(translation).collect(),
+    })
+}

@@ -1,0 +1,107 @@
+//! The live view while connections ramp, on stderr: a bar per client group and the total,
+//! redrawn in place on a terminal; plain lines once a second otherwise (CI logs).
+
+use std::io::{IsTerminal as _, Write as _};
+use std::time::{Duration, Instant};
+
+use super::count;
+use crate::workload::run::Snapshot;
+
+const BAR: usize = 30;
+
+pub struct Live {
+    tty: bool,
+    drawn: usize,
+    last_line: Option<Instant>,
+    last_total: (u64, Instant),
+    quiet: bool,
+}
+
+impl Live {
+    pub fn new(quiet: bool) -> Self {
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            drawn: 0,
+            last_line: None,
+            last_total: (0, Instant::now()),
+            quiet,
+        }
+    }
+
+    pub fn update(&mut self, s: &Snapshot) {
+        if self.quiet {
+            return;
+        }
+        let now = Instant::now();
+        let dt = now.duration_since(self.last_total.1).as_secs_f64();
+        let rate = if dt > 0.0 {
+            (s.established.saturating_sub(self.last_total.0) as f64 / dt) as u64
+        } else {
+            0
+        };
+        let f = &s.failed;
+        let failed = format!(
+            "failed {} (no local port {}, timed out {}, refused {}, reset {})",
+            count(f.total()),
+            count(f.no_local_port),
+            count(f.timed_out),
+            count(f.refused),
+            count(f.reset)
+        );
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            self.last_total = (s.established, now);
+            if self.drawn > 0 {
+                let _ = write!(err, "\x1b[{}A", self.drawn);
+            }
+            let mut lines = Vec::new();
+            for (g, est, asked) in &s.groups {
+                lines.push(format!(
+                    "  {g:<12} {} {:>9} / {}",
+                    bar(*est, *asked),
+                    count(*est),
+                    count(*asked)
+                ));
+            }
+            lines.push(format!(
+                "  {:<12} {} {:>9} / {}  {}/s, in flight {}",
+                "total",
+                bar(s.established, s.asked),
+                count(s.established),
+                count(s.asked),
+                count(rate),
+                count(s.in_flight)
+            ));
+            lines.push(format!("  {failed}"));
+            for l in &lines {
+                let _ = writeln!(err, "\x1b[2K{l}");
+            }
+            self.drawn = lines.len();
+        } else if self
+            .last_line
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.last_total = (s.established, now);
+            self.last_line = Some(now);
+            let _ = writeln!(
+                err,
+                "t={:.1}s established {} / {}, {}/s, in flight {}, {failed}",
+                s.elapsed_ms as f64 / 1000.0,
+                count(s.established),
+                count(s.asked),
+                count(rate),
+                count(s.in_flight)
+            );
+        }
+    }
+}
+
+fn bar(n: u64, of: u64) -> String {
+    let filled = if of == 0 {
+        0
+    } else {
+        ((n as f64 / of as f64) * BAR as f64).round() as usize
+    };
+    let filled = filled.min(BAR);
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(BAR - filled))
+}

@@ -1,0 +1,293 @@
+//! `lab run`'s report: what was asked and reached per client and server, the NAT paths as the
+//! kernel held them, the verdict with its reason in numbers, and the expectations.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::count;
+use crate::lab::plan::{CountRange, Plan};
+use crate::nat::paths::HostPrediction;
+use crate::nat::view::NatView;
+use crate::workload::protocol::Failures;
+use crate::workload::run::{Outcome, StopReason};
+
+/// One expectation and whether it held.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub what: String,
+    pub expected: String,
+    pub actual: u64,
+    pub met: bool,
+}
+
+/// Everything `lab run` found, as one JSON document. The top level always has `established`,
+/// `failed` and `expectations_met`, for scripts that know nothing else.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub lab: String,
+    pub established: u64,
+    pub failed: Failures,
+    pub expectations_met: bool,
+    pub expectations: Vec<Check>,
+    pub asked: u64,
+    pub predicted_established: u64,
+    pub verdict: Vec<String>,
+    pub outcome: Outcome,
+    pub nat: Vec<NatView>,
+    pub prediction: Vec<HostPrediction>,
+    /// Resident memory of `lab` itself, bytes.
+    pub lab_rss_bytes: u64,
+}
+
+impl RunReport {
+    pub fn new(
+        plan: &Plan,
+        outcome: Outcome,
+        nat: Vec<NatView>,
+        prediction: Vec<HostPrediction>,
+    ) -> Self {
+        let last = &outcome.last;
+        let mut expectations = Vec::new();
+        if let Some(range) = plan.expect.established {
+            expectations.push(check("established", range, last.established));
+        }
+        let verdict = verdict(&outcome, &nat);
+        Self {
+            lab: plan.name.to_string(),
+            established: last.established,
+            failed: last.failed.clone(),
+            expectations_met: expectations.iter().all(|c| c.met),
+            expectations,
+            asked: last.asked,
+            predicted_established: crate::nat::paths::predicted_total(&prediction),
+            verdict,
+            nat,
+            prediction,
+            lab_rss_bytes: own_rss(),
+            outcome,
+        }
+    }
+}
+
+fn check(what: &str, range: CountRange, actual: u64) -> Check {
+    Check {
+        what: what.into(),
+        expected: range.to_string(),
+        actual,
+        met: range.contains(actual),
+    }
+}
+
+/// The reasons, in numbers: which limit stopped the count.
+fn verdict(outcome: &Outcome, nat: &[NatView]) -> Vec<String> {
+    let last = &outcome.last;
+    let mut out = Vec::new();
+    for v in nat {
+        for p in v.paths.iter().filter(|p| p.exhausted) {
+            out.push(format!(
+                "path {} -> {} used {} of {} ports: exhausted; the NAT dropped {} SYNs (insert_failed) \
+                 and {} connects timed out",
+                p.translated,
+                p.dst,
+                count(p.ports_used),
+                count(u64::from(p.capacity)),
+                count(v.stats.insert_failed),
+                count(last.failed.timed_out)
+            ));
+        }
+    }
+    for c in last.clients.iter().filter(|c| c.failed.no_local_port > 0) {
+        out.push(format!(
+            "container {} ran out of its own local ports (ip_local_port_range) towards {}: {} connects \
+             failed with \"no local port\"; no NAT was involved in that limit",
+            c.container,
+            c.target,
+            count(c.failed.no_local_port)
+        ));
+    }
+    if out.is_empty() && last.established == last.asked {
+        out.push(format!(
+            "all {} connections established: no path and no container ran out of ports",
+            count(last.established)
+        ));
+    }
+    if last.failed.refused > 0 {
+        out.push(format!(
+            "{} connects were refused (nothing listening)",
+            count(last.failed.refused)
+        ));
+    }
+    for d in &last.dead_agents {
+        out.push(format!("agent died: {d}"));
+    }
+    if let StopReason::Interrupted(sig) = outcome.stop {
+        out.push(format!(
+            "the run was interrupted by {} before it settled",
+            crate::error::signal_name(sig)
+        ));
+    }
+    out
+}
+
+fn failures(f: &Failures) -> String {
+    let parts: Vec<String> = [
+        (f.no_local_port, "no local port"),
+        (f.timed_out, "timed out"),
+        (f.refused, "refused"),
+        (f.reset, "reset"),
+        (f.unreachable, "unreachable"),
+        (f.other, "other"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{} {what}", count(*n)))
+    .collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The report as a person reads it.
+pub fn render(r: &RunReport) -> String {
+    let o = &r.outcome;
+    let last = &o.last;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nlab {}: {} of {} connections established",
+        r.lab,
+        count(r.established),
+        count(r.asked)
+    );
+    let _ = writeln!(
+        out,
+        "\n  {:<12} {:<10} {:<22} {:>8} {:>12}  failed",
+        "client", "container", "target", "asked", "established"
+    );
+    for c in &last.clients {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<10} {:<22} {:>8} {:>12}  {}",
+            c.group,
+            c.container,
+            c.target.to_string(),
+            count(c.asked),
+            count(c.established),
+            failures(&c.failed)
+        );
+    }
+    for s in &last.servers {
+        let _ = writeln!(
+            out,
+            "\n  server {} on {}:{}: {} connections ({} process{})",
+            s.server,
+            s.host,
+            s.port,
+            count(s.established),
+            s.processes,
+            if s.processes == 1 { "" } else { "es" }
+        );
+        for (ip, n) in &s.by_local_address {
+            let _ = writeln!(out, "    local address {ip}: {}", count(*n));
+        }
+    }
+    for v in &r.nat {
+        for p in &v.paths {
+            let _ = writeln!(
+                out,
+                "\n  NAT on {}: path {} -> {}: {} of {} ports{}",
+                v.host,
+                p.translated,
+                p.dst,
+                count(p.ports_used),
+                count(u64::from(p.capacity)),
+                if p.exhausted { ", exhausted" } else { "" }
+            );
+        }
+        if v.stats.insert_failed > 0 {
+            let _ = writeln!(
+                out,
+                "  NAT on {}: insert_failed {}, drop {} (SYNs dropped for want of a port)",
+                v.host,
+                count(v.stats.insert_failed),
+                count(v.stats.drop)
+            );
+        }
+        if let Some(sp) = &v.shared_port {
+            let _ = writeln!(
+                out,
+                "  one translated port, several destinations at once (4-tuple proof):"
+            );
+            for t in sp.entries.iter().take(4) {
+                let _ = writeln!(out, "    {} -> {} -> {}", t.from, t.translated, t.to);
+            }
+        }
+    }
+    let _ = writeln!(out, "\nwhy:");
+    for line in &r.verdict {
+        let _ = writeln!(out, "  {line}");
+    }
+    // Below a few thousand connections the agents' fixed size (binary, libc) dominates.
+    let per_conn = if r.established >= 5_000 {
+        format!(
+            " ({:.2} KiB per connection)",
+            last.agents_rss_bytes as f64 / 1024.0 / r.established as f64
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "\nsettled {:.1} s after the clients started ({}); peak {} connections/s; {} agent processes \
+         using {:.1} MiB{per_conn}; lab itself {:.1} MiB",
+        o.settle_ms as f64 / 1000.0,
+        match o.stop {
+            StopReason::AllDone => "every connection established or failed".to_string(),
+            StopReason::Settled => "counts stopped moving".to_string(),
+            StopReason::Timeout => "timeout".to_string(),
+            StopReason::Interrupted(sig) =>
+                format!("interrupted by {}", crate::error::signal_name(sig)),
+        },
+        count(o.peak_rate),
+        last.agents,
+        last.agents_rss_bytes as f64 / 1048576.0,
+        r.lab_rss_bytes as f64 / 1048576.0
+    );
+    let _ = writeln!(out, "client source ports: {}", o.client_method);
+    for c in &r.expectations {
+        let _ = writeln!(
+            out,
+            "expect {} = {}: got {}: {}",
+            c.what,
+            c.expected,
+            count(c.actual),
+            if c.met { "met" } else { "NOT MET" }
+        );
+    }
+    out
+}
+
+/// The established-connections time series as CSV: `t_ms,<group>...,total`.
+pub fn series_csv(r: &RunReport, groups: &[String]) -> String {
+    let mut out = format!("t_ms,{},total\n", groups.join(","));
+    for s in &r.outcome.series {
+        let cols: Vec<String> = s.groups.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "{},{},{}", s.t_ms, cols.join(","), s.total);
+    }
+    out
+}
+
+fn own_rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
+}

@@ -1,0 +1,9 @@
+//! The workload: the article's server and clients, done well. `lab agent` processes run inside
+//! the lab's namespaces and report to `lab run` over a pipe.
+
+pub mod agent;
+pub mod client;
+pub mod protocol;
+pub mod run;
+pub mod server;
+pub mod sys;

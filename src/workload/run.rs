@@ -1,0 +1,742 @@
+//! `lab run`'s workload: start the servers, wait until they listen, start the clients, gather
+//! their progress, decide when the run has settled, and stop them.
+//!
+//! Each server and client is a `lab agent` process inside the lab's namespaces, fed its
+//! [`AgentSpec`] on stdin and reporting [`Event`] lines on stdout. One process holds at most
+//! what its open-files limit allows, so load is spread over processes: clients by splitting a
+//! container's connections and its local port range into disjoint slices, servers by sharing
+//! the port with SO_REUSEPORT.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow};
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+
+use super::protocol::{AgentSpec, Event, Failures, Progress};
+use crate::lab::lifecycle::{Lab, Signals};
+use crate::lab::netlink::write_sysctl_in;
+use crate::lab::plan::{ContainerId, Plan};
+use crate::lab::state::Process;
+use crate::nat::paths::local_ports;
+
+/// Sockets an agent needs besides its connections (stdio, epoll, signalfd, listener, slack).
+const FD_RESERVE: u64 = 64;
+/// Server processes get this much headroom, because SO_REUSEPORT spreads connections by hash,
+/// not evenly.
+const SERVER_HEADROOM: f64 = 1.25;
+/// Backlog and per-namespace queue sizes for servers, so no connection is lost to a full queue.
+const SERVER_BACKLOG: u32 = 65_535;
+const TICK: Duration = Duration::from_millis(100);
+
+/// How a run is paced and when it stops.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Stop when the counts have not moved for this long.
+    pub settle: Duration,
+    /// Stop at this point whatever happens.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Connects in progress at once, per client process.
+    pub in_flight: u32,
+    /// New connects per second, per client process.
+    pub rate: Option<u32>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            settle: Duration::from_secs(3),
+            timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(10),
+            in_flight: 8192,
+            rate: None,
+        }
+    }
+}
+
+/// What an agent is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    Server {
+        server: usize,
+    },
+    Client {
+        group: usize,
+        container: ContainerId,
+        target: SocketAddrV4,
+        asked: u32,
+    },
+}
+
+struct Agent {
+    label: String,
+    role: Role,
+    process: Process,
+    child: Child,
+    /// Kept open for the agent's life: closing it tells the agent its parent is gone.
+    _stdin: ChildStdin,
+    last: Progress,
+    ready: bool,
+    done: bool,
+    /// Set when the agent exited before being told to stop, with why.
+    died: Option<String>,
+    stderr_tail: Vec<String>,
+}
+
+enum Msg {
+    Event(usize, Event),
+    Stderr(usize, String),
+    Closed(usize),
+}
+
+/// Why the watch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "reason", content = "signal")]
+pub enum StopReason {
+    /// Every connection was established or failed.
+    AllDone,
+    /// The counts stopped moving for `settle`.
+    Settled,
+    Timeout,
+    Interrupted(i32),
+}
+
+/// A point of the established-connections time series.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub t_ms: u64,
+    /// Per client group, in plan order.
+    pub groups: Vec<u64>,
+    pub total: u64,
+}
+
+/// One container's client, summed over its processes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientResult {
+    pub group: String,
+    pub container: String,
+    pub target: SocketAddrV4,
+    pub asked: u64,
+    pub established: u64,
+    pub failed: Failures,
+    pub processes: usize,
+    pub detail: Option<String>,
+}
+
+/// One server, summed over its processes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerResult {
+    pub server: String,
+    pub host: String,
+    pub port: u16,
+    pub established: u64,
+    pub by_local_address: Vec<(Ipv4Addr, u64)>,
+    pub processes: usize,
+}
+
+/// A snapshot of the run, live or final.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub elapsed_ms: u64,
+    pub clients: Vec<ClientResult>,
+    pub servers: Vec<ServerResult>,
+    /// Established connections as the clients count them.
+    pub established: u64,
+    pub asked: u64,
+    pub failed: Failures,
+    pub in_flight: u64,
+    /// Per client group: established, asked.
+    pub groups: Vec<(String, u64, u64)>,
+    /// Userspace memory of the agents (resident), bytes.
+    pub agents_rss_bytes: u64,
+    pub agents: usize,
+    pub dead_agents: Vec<String>,
+}
+
+/// The end of a watch.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub stop: StopReason,
+    pub last: Snapshot,
+    /// From starting the clients to the last change in the counts.
+    pub settle_ms: u64,
+    /// Highest rate of new established connections over a 0.5 s window, per second.
+    pub peak_rate: u64,
+    pub series: Vec<Sample>,
+    /// How the clients pick source ports, for the report.
+    pub client_method: &'static str,
+    pub max_open_files: u64,
+}
+
+pub const CLIENT_METHOD: &str = "bind before connect: each client picks its source ports in \
+    order from its container's ip_local_port_range (same limits as the kernel's choice, without \
+    its slow scan for free ports)";
+
+/// The running workload of a lab.
+pub struct Workload {
+    agents: Vec<Agent>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    tx: mpsc::UnboundedSender<Msg>,
+    started: Instant,
+    clients_started: Option<Instant>,
+    group_names: Vec<String>,
+    max_open_files: u64,
+}
+
+impl Workload {
+    /// Starts every server of the plan and waits until each listens.
+    pub async fn start_servers(
+        lab: &mut Lab,
+        opts: &RunOptions,
+        signals: &mut Signals,
+    ) -> Result<Self> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let max_open_files = open_files_limit()?;
+        let per_process = max_open_files.saturating_sub(FD_RESERVE).max(1);
+        let plan = lab.plan.clone();
+        let mut w = Self {
+            agents: Vec::new(),
+            rx,
+            tx,
+            started: Instant::now(),
+            clients_started: None,
+            group_names: plan.clients.iter().map(|g| g.name.to_string()).collect(),
+            max_open_files,
+        };
+        let _ = opts;
+        for (si, server) in plan.servers.iter().enumerate() {
+            let host = plan.host(server.host);
+            for (key, value) in [
+                ("net.core.somaxconn", SERVER_BACKLOG.to_string()),
+                ("net.ipv4.tcp_max_syn_backlog", SERVER_BACKLOG.to_string()),
+            ] {
+                if !host.sysctls.iter().any(|s| s.key == key) {
+                    write_sysctl_in(&host.netns, key, &value)?;
+                }
+            }
+            let expected = expected_at_server(&plan, si);
+            let processes = ((expected as f64 * SERVER_HEADROOM) / per_process as f64)
+                .ceil()
+                .max(1.0) as u64;
+            for p in 0..processes {
+                let spec = AgentSpec::Server {
+                    netns: host.netns.to_string(),
+                    port: server.port.get(),
+                    backlog: SERVER_BACKLOG,
+                    expected: expected.div_ceil(processes),
+                };
+                let label = format!("server {}#{p}", server.name);
+                w.spawn(lab, label, Role::Server { server: si }, &spec)
+                    .await?;
+            }
+        }
+        w.wait_ready(signals).await?;
+        Ok(w)
+    }
+
+    /// Starts every client of the plan.
+    pub async fn start_clients(&mut self, lab: &mut Lab, opts: &RunOptions) -> Result<()> {
+        let plan = lab.plan.clone();
+        let per_process = self.max_open_files.saturating_sub(FD_RESERVE).max(1);
+        self.clients_started = Some(Instant::now());
+        for (gi, group) in plan.clients.iter().enumerate() {
+            for (i, &cid) in group.containers.iter().enumerate() {
+                let c = plan.container(cid);
+                let target = group.target_of(i);
+                let connections = group.connections.get();
+                let (lo, hi) = port_range(&plan, cid);
+                let processes = u64::from(connections).div_ceil(per_process).max(1);
+                for (p, (conns, slice)) in split(connections, (lo, hi), processes)
+                    .into_iter()
+                    .enumerate()
+                {
+                    let spec = AgentSpec::Client {
+                        netns: c.netns.to_string(),
+                        source: c.address,
+                        target,
+                        connections: conns,
+                        local_ports: slice,
+                        ping_interval_ms: group
+                            .ping_interval
+                            .as_millis()
+                            .try_into()
+                            .unwrap_or(u64::MAX),
+                        connect_timeout_ms: opts
+                            .connect_timeout
+                            .as_millis()
+                            .try_into()
+                            .unwrap_or(u64::MAX),
+                        rate: opts.rate,
+                        in_flight: opts.in_flight,
+                    };
+                    let label = format!("client {} {}#{p}", group.name, c.name);
+                    let role = Role::Client {
+                        group: gi,
+                        container: cid,
+                        target,
+                        asked: conns,
+                    };
+                    self.spawn(lab, label, role, &spec).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn spawn(
+        &mut self,
+        lab: &mut Lab,
+        label: String,
+        role: Role,
+        spec: &AgentSpec,
+    ) -> Result<()> {
+        let exe = std::env::current_exe().context("find the lab binary to start agents")?;
+        let mut child = Command::new(exe)
+            .arg("agent")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("start agent {label}"))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| anyhow!("agent {label} exited at once"))?;
+        let process = Process::of(pid);
+        lab.add_agents(&[process])?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| anyhow!("no stdin for agent {label}"))?;
+        let mut line = serde_json::to_string(spec)?;
+        line.push('\n');
+        stdin
+            .write_all(line.as_bytes())
+            .await
+            .with_context(|| format!("send its task to agent {label}"))?;
+        let index = self.agents.len();
+        if let Some(out) = child.stdout.take() {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(out).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    match serde_json::from_str::<Event>(&line) {
+                        Ok(ev) => {
+                            let _ = tx.send(Msg::Event(index, ev));
+                        }
+                        Err(_) => {
+                            let _ = tx.send(Msg::Stderr(index, line));
+                        }
+                    }
+                }
+                let _ = tx.send(Msg::Closed(index));
+            });
+        }
+        if let Some(err) = child.stderr.take() {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(err).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let _ = tx.send(Msg::Stderr(index, line));
+                }
+            });
+        }
+        self.agents.push(Agent {
+            label,
+            role,
+            process,
+            child,
+            _stdin: stdin,
+            last: Progress::default(),
+            ready: false,
+            done: false,
+            died: None,
+            stderr_tail: Vec::new(),
+        });
+        Ok(())
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Event(i, ev) => {
+                let a = &mut self.agents[i];
+                match ev {
+                    Event::Ready { .. } => a.ready = true,
+                    Event::Progress(p) => a.last = p,
+                    Event::Done(p) => {
+                        a.last = p;
+                        a.done = true;
+                    }
+                    Event::Fatal { message } => a.died = Some(message),
+                }
+            }
+            Msg::Stderr(i, line) => {
+                let tail = &mut self.agents[i].stderr_tail;
+                if tail.len() < 20 {
+                    tail.push(line);
+                }
+            }
+            Msg::Closed(i) => {
+                let a = &mut self.agents[i];
+                if a.died.is_none() {
+                    let why = a
+                        .stderr_tail
+                        .last()
+                        .cloned()
+                        .unwrap_or_else(|| "no message".into());
+                    a.died = Some(format!("exited unexpectedly ({why})"));
+                }
+            }
+        }
+    }
+
+    async fn wait_ready(&mut self, signals: &mut Signals) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while !self.agents.iter().all(|a| a.ready) {
+            if let Some(a) = self.agents.iter().find(|a| a.died.is_some()) {
+                return Err(anyhow!(
+                    "agent {} failed: {}",
+                    a.label,
+                    a.died.clone().unwrap_or_default()
+                ));
+            }
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(m) => self.handle(m),
+                    None => return Err(anyhow!("lost contact with the agents")),
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    let late: Vec<&str> = self.agents.iter().filter(|a| !a.ready).map(|a| a.label.as_str()).collect();
+                    return Err(anyhow!("agents did not start within 15 s: {}", late.join(", ")));
+                }
+                sig = signals.recv() => return Err(crate::error::Fail::Interrupted(sig).into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Watches until every connection is established or failed, the counts settle, the timeout,
+    /// or a signal. `live` gets a snapshot every 100 ms.
+    pub async fn watch(
+        &mut self,
+        plan: &Plan,
+        opts: &RunOptions,
+        signals: &mut Signals,
+        mut live: impl FnMut(&Snapshot),
+    ) -> Outcome {
+        let start = self.clients_started.unwrap_or_else(Instant::now);
+        let mut series = Vec::new();
+        let mut last_change = start;
+        let mut last_counts = (u64::MAX, u64::MAX);
+        let mut ticker = tokio::time::interval(TICK);
+        let stop = loop {
+            tokio::select! {
+                msg = self.rx.recv() => if let Some(m) = msg { self.handle(m) },
+                _ = ticker.tick() => {
+                    let snap = self.snapshot(plan);
+                    live(&snap);
+                    let now = Instant::now();
+                    series.push(Sample {
+                        t_ms: now.duration_since(start).as_millis() as u64,
+                        groups: snap.groups.iter().map(|g| g.1).collect(),
+                        total: snap.established,
+                    });
+                    let counts = (snap.established, snap.failed.total());
+                    if counts != last_counts {
+                        last_counts = counts;
+                        last_change = now;
+                    }
+                    let clients_done = self.agents.iter().all(|a| !matches!(a.role, Role::Client { .. }) || a.done || a.died.is_some());
+                    let servers_caught_up = snap.servers.iter().map(|s| s.established).sum::<u64>() >= snap.established;
+                    if clients_done && (servers_caught_up || now.duration_since(last_change) >= Duration::from_secs(1)) {
+                        break StopReason::AllDone;
+                    }
+                    // Connects still in flight will end by themselves (established, or timed
+                    // out at the connect timeout): quiet counts only mean settled once those
+                    // have had their time.
+                    let quiet = now.duration_since(last_change);
+                    let settled = quiet >= opts.settle
+                        && (snap.in_flight == 0 || quiet >= opts.settle + opts.connect_timeout);
+                    if settled {
+                        break StopReason::Settled;
+                    }
+                    if now.duration_since(start) >= opts.timeout {
+                        break StopReason::Timeout;
+                    }
+                }
+                sig = signals.recv() => break StopReason::Interrupted(sig),
+            }
+        };
+        // Take in what arrived meanwhile.
+        while let Ok(m) = self.rx.try_recv() {
+            self.handle(m);
+        }
+        let last = self.snapshot(plan);
+        Outcome {
+            stop,
+            settle_ms: last_change.duration_since(start).as_millis() as u64,
+            peak_rate: peak_rate(&series),
+            series,
+            last,
+            client_method: CLIENT_METHOD,
+            max_open_files: self.max_open_files,
+        }
+    }
+
+    /// The counts as the agents last reported them.
+    pub fn snapshot(&self, plan: &Plan) -> Snapshot {
+        let mut clients: Vec<ClientResult> = Vec::new();
+        let mut servers: Vec<ServerResult> = Vec::new();
+        let mut by_local: HashMap<usize, HashMap<Ipv4Addr, u64>> = HashMap::new();
+        let mut in_flight = 0;
+        for a in &self.agents {
+            match &a.role {
+                Role::Client {
+                    group,
+                    container,
+                    target,
+                    asked,
+                } => {
+                    in_flight += a.last.in_flight;
+                    let c = plan.container(*container);
+                    let g = &plan.clients[*group];
+                    let entry = match clients
+                        .iter_mut()
+                        .find(|r| r.group == g.name.as_str() && r.container == c.name.as_str())
+                    {
+                        Some(e) => e,
+                        None => {
+                            clients.push(ClientResult {
+                                group: g.name.to_string(),
+                                container: c.name.to_string(),
+                                target: *target,
+                                asked: 0,
+                                established: 0,
+                                failed: Failures::default(),
+                                processes: 0,
+                                detail: None,
+                            });
+                            let last = clients.len() - 1;
+                            &mut clients[last]
+                        }
+                    };
+                    entry.asked += u64::from(*asked);
+                    entry.established += a.last.established;
+                    entry.failed.merge(&a.last.failed);
+                    entry.processes += 1;
+                    if entry.detail.is_none() {
+                        entry.detail.clone_from(&a.last.detail);
+                    }
+                }
+                Role::Server { server } => {
+                    let s = &plan.servers[*server];
+                    let locals = by_local.entry(*server).or_default();
+                    for (ip, n) in &a.last.by_local_address {
+                        *locals.entry(*ip).or_default() += n;
+                    }
+                    match servers.iter_mut().find(|r| r.server == s.name.as_str()) {
+                        Some(r) => {
+                            r.established += a.last.established;
+                            r.processes += 1;
+                        }
+                        None => servers.push(ServerResult {
+                            server: s.name.to_string(),
+                            host: plan.host(s.host).name.to_string(),
+                            port: s.port.get(),
+                            established: a.last.established,
+                            by_local_address: Vec::new(),
+                            processes: 1,
+                        }),
+                    }
+                }
+            }
+        }
+        for (si, locals) in by_local {
+            let name = plan.servers[si].name.as_str();
+            if let Some(r) = servers.iter_mut().find(|r| r.server == name) {
+                let mut v: Vec<(Ipv4Addr, u64)> = locals.into_iter().collect();
+                v.sort();
+                r.by_local_address = v;
+            }
+        }
+        let mut failed = Failures::default();
+        for c in &clients {
+            failed.merge(&c.failed);
+        }
+        let groups = self
+            .group_names
+            .iter()
+            .map(|g| {
+                let of = clients.iter().filter(|c| &c.group == g);
+                let (e, a) = of.fold((0, 0), |(e, a), c| (e + c.established, a + c.asked));
+                (g.clone(), e, a)
+            })
+            .collect();
+        Snapshot {
+            elapsed_ms: self.started.elapsed().as_millis() as u64,
+            established: clients.iter().map(|c| c.established).sum(),
+            asked: clients.iter().map(|c| c.asked).sum(),
+            failed,
+            in_flight,
+            groups,
+            agents_rss_bytes: self.agents.iter().map(|a| a.last.rss_bytes).sum(),
+            agents: self.agents.len(),
+            dead_agents: self
+                .agents
+                .iter()
+                .filter_map(|a| {
+                    a.died
+                        .as_ref()
+                        .map(|d| format!("{} (pid {}): {d}", a.label, a.process.pid))
+                })
+                .collect(),
+            clients,
+            servers,
+        }
+    }
+
+    /// Stops every agent (SIGTERM, then SIGKILL after 3 s) and waits for them to exit.
+    pub async fn stop(mut self) {
+        for a in &self.agents {
+            a.process.signal(libc::SIGTERM);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        for a in &mut self.agents {
+            if tokio::time::timeout_at(deadline, a.child.wait())
+                .await
+                .is_err()
+            {
+                let _ = a.child.start_kill();
+                let _ = a.child.wait().await;
+            }
+        }
+    }
+}
+
+/// Connections the clients aim at a server (every address of its host, its port).
+fn expected_at_server(plan: &Plan, server: usize) -> u64 {
+    let s = &plan.servers[server];
+    let host = plan.host(s.host);
+    let mut n = 0u64;
+    for g in &plan.clients {
+        for i in 0..g.containers.len() {
+            let t = g.target_of(i);
+            if t.port() == s.port.get() && host.addresses.contains(t.ip()) {
+                n += u64::from(g.connections.get());
+            }
+        }
+    }
+    n
+}
+
+/// The container's ip_local_port_range (kernel default 32768-60999).
+fn port_range(plan: &Plan, c: ContainerId) -> (u16, u16) {
+    let c = plan.container(c);
+    let configured = c
+        .sysctls
+        .iter()
+        .find(|s| s.key == "net.ipv4.ip_local_port_range")
+        .and_then(|s| {
+            let mut it = s.value.split_whitespace().map(str::parse::<u16>);
+            match (it.next(), it.next()) {
+                (Some(Ok(lo)), Some(Ok(hi))) if lo <= hi => Some((lo, hi)),
+                _ => None,
+            }
+        });
+    debug_assert_eq!(
+        configured.map_or(
+            crate::nat::predict::DEFAULT_LOCAL_PORTS,
+            |(l, h)| u32::from(h) - u32::from(l) + 1
+        ),
+        local_ports(c)
+    );
+    configured.unwrap_or((32_768, 60_999))
+}
+
+/// Splits `connections` and the port range `ports` into `parts` near-equal shares with
+/// disjoint, contiguous port slices.
+fn split(connections: u32, ports: (u16, u16), parts: u64) -> Vec<(u32, (u16, u16))> {
+    let parts = u32::try_from(parts.max(1)).unwrap_or(u32::MAX);
+    let span = u32::from(ports.1) - u32::from(ports.0) + 1;
+    let parts = parts.min(span).min(connections.max(1));
+    (0..parts)
+        .map(|i| {
+            let conns = connections / parts + u32::from(i < connections % parts);
+            let lo = u32::from(ports.0) + span * i / parts;
+            let hi = u32::from(ports.0) + span * (i + 1) / parts - 1;
+            // Both bounds lie within `ports`, so they fit in u16.
+            (conns, (lo as u16, hi as u16))
+        })
+        .collect()
+}
+
+fn peak_rate(series: &[Sample]) -> u64 {
+    series
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let earlier = series[..i].iter().rev().find(|e| s.t_ms - e.t_ms >= 500)?;
+            let dt = (s.t_ms - earlier.t_ms) as f64 / 1000.0;
+            Some((s.total.saturating_sub(earlier.total) as f64 / dt) as u64)
+        })
+        .max()
+        .unwrap_or_else(|| series.last().map_or(0, |s| s.total))
+}
+
+/// The open-files hard limit agents will raise their soft limit to.
+pub fn open_files_limit() -> Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("read the open-files limit");
+    }
+    Ok(lim.rlim_max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_shares_connections_and_disjoint_port_slices() {
+        let s = split(25_000, (1024, 65_535), 2);
+        assert_eq!(
+            s,
+            vec![(12_500, (1024, 33_279)), (12_500, (33_280, 65_535))]
+        );
+        let s = split(30_000, (32_768, 60_999), 2);
+        assert_eq!(s.iter().map(|x| x.0).sum::<u32>(), 30_000);
+        let ports: u32 = s
+            .iter()
+            .map(|x| u32::from(x.1.1) - u32::from(x.1.0) + 1)
+            .sum();
+        assert_eq!(ports, 28_232);
+        assert_eq!(
+            split(7, (100, 102), 5).len(),
+            3,
+            "never more parts than ports"
+        );
+        assert_eq!(split(10, (1, 100), 1), vec![(10, (1, 100))]);
+    }
+
+    #[test]
+    fn peak_rate_over_half_a_second() {
+        let series: Vec<Sample> = (0..=20)
+            .map(|i| Sample {
+                t_ms: i * 100,
+                groups: vec![],
+                total: if i <= 10 { i * 1000 } else { 10_000 },
+            })
+            .collect();
+        assert_eq!(peak_rate(&series), 10_000);
+    }
+}
