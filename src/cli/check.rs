@@ -25,8 +25,12 @@ pub fn run(args: Args) -> Result<()> {
         Ok((source, loaded)) => {
             if args.json {
                 let warnings: Vec<_> = loaded.warnings.iter().map(|w| source.locate(w)).collect();
-                let doc =
-                    serde_json::json!({ "ok": true, "plan": loaded.plan, "diagnostics": warnings });
+                let doc = serde_json::json!({
+                    "ok": true,
+                    "plan": loaded.plan,
+                    "prediction": predict_lab(&loaded.plan),
+                    "diagnostics": warnings,
+                });
                 println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
                 for w in &loaded.warnings {

@@ -1,0 +1,72 @@
+//! Every lab in labs/ at full size, run with `lab run --json`: each must meet its `[expect]`.
+//! One test runs them one after another: at 75,000-150,000 connections each, two at once would
+//! only compete for the CPUs.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn every_lab_meets_its_expectations_at_full_size() {
+    if !root_or_skip("every_lab_meets_its_expectations_at_full_size") {
+        return;
+    }
+    let mut files: Vec<_> = std::fs::read_dir(repo().join("labs"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 8, "{files:?}");
+    let mut failures = Vec::new();
+    for (n, file) in files.iter().enumerate() {
+        let name = unique_name(&format!("full{n}x"));
+        let _guard = LabGuard { name: name.clone() };
+        let started = std::time::Instant::now();
+        let out = lab(&[
+            "run",
+            "--json",
+            "--quiet",
+            "--name",
+            &name,
+            file.to_str().unwrap(),
+        ]);
+        let secs = started.elapsed().as_secs_f64();
+        let report: serde_json::Value = match serde_json::from_slice(&out.stdout) {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!(
+                    "{}: no JSON report ({e}):\n{}",
+                    file.display(),
+                    text(&out)
+                ));
+                continue;
+            }
+        };
+        let expect = &report["expectations"][0];
+        eprintln!(
+            "{}: established {} (expected {}) in {secs:.1} s, exit {:?}",
+            file.display(),
+            report["established"],
+            expect["expected"],
+            out.status.code()
+        );
+        assert!(
+            expect.is_object(),
+            "{}: every lab states an expectation",
+            file.display()
+        );
+        if report["expectations_met"] != true || out.status.code() != Some(0) {
+            failures.push(format!(
+                "{}: established {} expected {} (exit {:?}); why: {}",
+                file.display(),
+                report["established"],
+                expect["expected"],
+                out.status.code(),
+                report["verdict"]
+            ));
+        }
+        assert_gone(&name);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
