@@ -15,9 +15,11 @@ mod check;
 mod clean;
 mod down;
 mod exec;
+mod graph;
 mod list;
 mod nat;
 mod run;
+mod show;
 mod up;
 
 /// Network labs in Linux namespaces that show what happens to TCP connections behind
@@ -59,6 +61,14 @@ pub enum Command {
     ///
     /// Example: sudo lab nat cross-host client-host
     Nat(nat::Args),
+    /// Print the `ip`, `nft` and `sysctl` commands that build a lab by hand.
+    ///
+    /// Example: lab show labs/02-cross-host.toml --commands
+    Show(show::Args),
+    /// Write the topology as Mermaid or Graphviz DOT.
+    ///
+    /// Example: lab graph labs/02-cross-host.toml --format dot -o lab.dot
+    Graph(graph::Args),
     /// (internal) A server or client agent inside a lab namespace, started by `lab run`.
     #[command(hide = true)]
     Agent,
@@ -79,6 +89,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Clean(a) => clean::run(a),
         Command::Nat(a) => nat::run(a),
         Command::Run(a) => run::run(a),
+        Command::Show(a) => show::run(a),
+        Command::Graph(a) => graph::run(a),
         // Must run before any thread exists: it enters a namespace and masks signals.
         Command::Agent => crate::workload::agent::main(),
     }

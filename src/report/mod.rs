@@ -1,8 +1,11 @@
 //! What people read: pictures of labs, predictions, and (later) run reports. Functions return
 //! text; only the CLI prints.
 
+pub mod commands;
+pub mod graph;
 pub mod live;
 pub mod nat;
+pub mod plot;
 pub mod run;
 pub mod topology;
 
