@@ -87,7 +87,11 @@ fn cross_host_lab_is_built_like_docker_and_leaves_nothing() {
         };
         assert_eq!(sysctl(&host, "net.ipv4.ip_forward"), "1");
         assert_eq!(sysctl(&lab.ns("c3"), "net.ipv4.tcp_syn_retries"), "2");
-        assert_eq!(sysctl(&host, "net.ipv4.tcp_syn_retries"), "6", "the kernel's default: per namespace");
+        assert_eq!(
+            sysctl(&host, "net.ipv4.tcp_syn_retries"),
+            "6",
+            "the kernel's default: per namespace"
+        );
         assert_eq!(sh(&format!("ip -n {host} route show default")), "");
 
         // The LAN: a bridge with one port per host, named after the host.

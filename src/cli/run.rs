@@ -25,7 +25,8 @@ pub struct Args {
     /// Print the report as one JSON document on stdout (progress still goes to stderr).
     #[arg(long)]
     pub json: bool,
-    /// Also write report.json and established.csv (time series per client group) here.
+    /// Also write report.json, established.csv (time series per client group) and
+    /// established.svg (its plot) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Stop when the counts have not moved for this many seconds.
@@ -100,6 +101,8 @@ pub fn run(args: Args) -> Result<()> {
             .with_context(|| format!("write {}", dir.join("established.csv").display()))?;
         std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("write {}", dir.join("report.json").display()))?;
+        std::fs::write(dir.join("established.svg"), plot_svg(&report, &groups))
+            .with_context(|| format!("write {}", dir.join("established.svg").display()))?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -120,4 +123,48 @@ pub fn run(args: Args) -> Result<()> {
         std::process::exit(exit::EXPECTATIONS_FAILED);
     }
     Ok(())
+}
+
+/// The plot of established connections per group and in total, with the capacity of every
+/// exhausted NAT path and the expectation as reference lines.
+fn plot_svg(report: &RunReport, groups: &[String]) -> String {
+    use crate::report::plot::{Line, Mark, svg};
+    let series = &report.outcome.series;
+    let mut lines: Vec<Line> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| Line {
+            label: g.clone(),
+            points: series
+                .iter()
+                .map(|s| (s.t_ms, s.groups.get(i).copied().unwrap_or(0)))
+                .collect(),
+        })
+        .collect();
+    if groups.len() > 1 {
+        lines.push(Line {
+            label: "total".into(),
+            points: series.iter().map(|s| (s.t_ms, s.total)).collect(),
+        });
+    }
+    let mut marks: Vec<Mark> = report
+        .nat
+        .iter()
+        .flat_map(|v| v.paths.iter().filter(|p| p.exhausted))
+        .map(|p| Mark {
+            label: "NAT path full".into(),
+            value: u64::from(p.capacity),
+        })
+        .collect();
+    marks.push(Mark {
+        label: "asked".into(),
+        value: report.asked,
+    });
+    let title = format!(
+        "lab {}: {} of {} connections established",
+        report.lab,
+        crate::report::count(report.established),
+        crate::report::count(report.asked)
+    );
+    svg(&title, &lines, &marks)
 }

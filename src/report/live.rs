@@ -41,12 +41,13 @@ impl Live {
         };
         let f = &s.failed;
         let failed = format!(
-            "failed {} (no local port {}, timed out {}, refused {}, reset {})",
+            "failed {} (no local port {}, timed out {}, refused {}, reset {}, unreachable {})",
             count(f.total()),
             count(f.no_local_port),
             count(f.timed_out),
             count(f.refused),
-            count(f.reset)
+            count(f.reset),
+            count(f.unreachable)
         );
         let mut err = std::io::stderr().lock();
         if self.tty {

@@ -73,15 +73,18 @@ pub fn svg(title: &str, lines: &[Line], marks: &[Mark]) -> String {
             count(v)
         );
     }
-    for i in 0..=5 {
-        let t = (t_max * f64::from(i) / 5.0) as u64;
+    // Round time ticks (1, 2 or 5 times a power of ten, in ms), at most about six of them.
+    let step = nice_ceiling((t_max / 6.0).ceil() as u64).max(1);
+    let mut t = 0;
+    while t as f64 <= t_max {
         let xx = x(t);
         let _ = writeln!(
             s,
-            r#"<text x="{xx:.1}" y="{:.1}" text-anchor="middle">{:.1} s</text>"#,
+            r#"<text x="{xx:.1}" y="{:.1}" text-anchor="middle">{} s</text>"#,
             TOP + ph + 18.0,
             t as f64 / 1000.0
         );
+        t += step;
     }
     let _ = writeln!(
         s,

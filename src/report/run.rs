@@ -118,6 +118,33 @@ fn verdict(outcome: &Outcome, nat: &[NatView]) -> Vec<String> {
             count(last.failed.refused)
         ));
     }
+    // Timeouts an exhausted path explains are in its line above.
+    if last.failed.timed_out > 0 && !nat.iter().any(|v| v.paths.iter().any(|p| p.exhausted)) {
+        out.push(format!(
+            "{} connects timed out (no answer to their SYNs)",
+            count(last.failed.timed_out)
+        ));
+    }
+    if last.failed.unreachable > 0 {
+        out.push(format!(
+            "{} connects were unreachable (no route to the target: ICMP unreachable)",
+            count(last.failed.unreachable)
+        ));
+    }
+    if last.failed.reset > 0 {
+        out.push(format!(
+            "{} connections were reset or closed by the server",
+            count(last.failed.reset)
+        ));
+    }
+    if last.failed.other > 0 {
+        let detail = last.clients.iter().find_map(|c| c.detail.as_deref());
+        out.push(format!(
+            "{} connects failed otherwise{}",
+            count(last.failed.other),
+            detail.map(|d| format!(": {d}")).unwrap_or_default()
+        ));
+    }
     for d in &last.dead_agents {
         out.push(format!("agent died: {d}"));
     }
@@ -195,11 +222,15 @@ pub fn render(r: &RunReport) -> String {
         }
     }
     for v in &r.nat {
+        let _ = writeln!(
+            out,
+            "\n  NAT on {} ({}), from its conntrack table:",
+            v.host, v.nat
+        );
         for p in &v.paths {
             let _ = writeln!(
                 out,
-                "\n  NAT on {}: path {} -> {}: {} of {} ports{}",
-                v.host,
+                "    path {} -> {}: {} of {} ports{}",
                 p.translated,
                 p.dst,
                 count(p.ports_used),
@@ -207,11 +238,37 @@ pub fn render(r: &RunReport) -> String {
                 if p.exhausted { ", exhausted" } else { "" }
             );
         }
+        // With an address pool, which address the kernel chose for whom is the lesson.
+        if v.nat.starts_with("snat") {
+            for c in &v.containers {
+                let seen: Vec<String> = c
+                    .observed
+                    .iter()
+                    .map(|(a, n)| format!("{a} ({})", count(*n)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "    {} {} -> {}: left as {}{}{}",
+                    c.container,
+                    c.address,
+                    c.dst,
+                    seen.join(", "),
+                    c.predicted
+                        .map(|p| format!(", predicted {p}"))
+                        .unwrap_or_default(),
+                    if c.mismatch {
+                        "  MISMATCH: please report this as a bug"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
         if v.stats.insert_failed > 0 {
             let _ = writeln!(
                 out,
-                "  NAT on {}: insert_failed {}, drop {} (SYNs dropped for want of a port)",
-                v.host,
+                "    insert_failed {}, drop {}: SYNs the NAT could not give a unique translation \
+                 (no free port on a full path, or two SYNs racing for the same one: those retry)",
                 count(v.stats.insert_failed),
                 count(v.stats.drop)
             );
@@ -219,10 +276,10 @@ pub fn render(r: &RunReport) -> String {
         if let Some(sp) = &v.shared_port {
             let _ = writeln!(
                 out,
-                "  one translated port, several destinations at once (4-tuple proof):"
+                "    one translated port, several destinations at once (the 4-tuple proof):"
             );
             for t in sp.entries.iter().take(4) {
-                let _ = writeln!(out, "    {} -> {} -> {}", t.from, t.translated, t.to);
+                let _ = writeln!(out, "      {} -> {} -> {}", t.from, t.translated, t.to);
             }
         }
     }
@@ -245,6 +302,9 @@ pub fn render(r: &RunReport) -> String {
          using {:.1} MiB{per_conn}; lab itself {:.1} MiB",
         o.settle_ms as f64 / 1000.0,
         match o.stop {
+            // A dead client counts as done, with connections it never tried.
+            StopReason::AllDone if !last.dead_agents.is_empty() =>
+                "every client finished or died".to_string(),
             StopReason::AllDone => "every connection established or failed".to_string(),
             StopReason::Settled => "counts stopped moving".to_string(),
             StopReason::Timeout => "timeout".to_string(),

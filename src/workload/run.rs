@@ -302,6 +302,10 @@ impl Workload {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // A process group of its own: Ctrl-C in a terminal signals the foreground group,
+            // and agents that stopped on it by themselves would look dead to the watch. `lab`
+            // alone gets it, and stops its agents itself.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("start agent {label}"))?;
@@ -321,6 +325,15 @@ impl Workload {
             .await
             .with_context(|| format!("send its task to agent {label}"))?;
         let index = self.agents.len();
+        let stderr = child.stderr.take().map(|err| {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(err).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let _ = tx.send(Msg::Stderr(index, line));
+                }
+            })
+        });
         if let Some(out) = child.stdout.take() {
             let tx = self.tx.clone();
             tokio::spawn(async move {
@@ -335,16 +348,18 @@ impl Workload {
                         }
                     }
                 }
-                let _ = tx.send(Msg::Closed(index));
-            });
-        }
-        if let Some(err) = child.stderr.take() {
-            let tx = self.tx.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(err).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let _ = tx.send(Msg::Stderr(index, line));
+                // What it said on stderr before it went (a panic, say) comes before Closed, and
+                // so does its exit status, so that `handle` can say how it ended.
+                if let Some(stderr) = stderr {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), stderr).await;
                 }
+                for _ in 0..100 {
+                    if exited(pid) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                let _ = tx.send(Msg::Closed(index));
             });
         }
         self.agents.push(Agent {
@@ -385,11 +400,12 @@ impl Workload {
             Msg::Closed(i) => {
                 let a = &mut self.agents[i];
                 if a.died.is_none() {
-                    let why = a
-                        .stderr_tail
-                        .last()
-                        .cloned()
-                        .unwrap_or_else(|| "no message".into());
+                    // Its last words, else how it ended ("signal: 9 (SIGKILL)") if it has.
+                    let why = match (a.stderr_tail.last(), a.child.try_wait()) {
+                        (Some(line), _) => line.clone(),
+                        (None, Ok(Some(status))) => status.to_string(),
+                        (None, _) => "no message".into(),
+                    };
                     a.died = Some(format!("exited unexpectedly ({why})"));
                 }
             }
@@ -496,6 +512,13 @@ impl Workload {
         let mut by_local: HashMap<usize, HashMap<Ipv4Addr, u64>> = HashMap::new();
         let mut in_flight = 0;
         for a in &self.agents {
+            // A dead agent's sockets closed with it: it holds no connection and no connect now.
+            let alive = a.died.is_none();
+            let (established, agent_in_flight) = if alive {
+                (a.last.established, a.last.in_flight)
+            } else {
+                (0, 0)
+            };
             match &a.role {
                 Role::Client {
                     group,
@@ -503,7 +526,7 @@ impl Workload {
                     target,
                     asked,
                 } => {
-                    in_flight += a.last.in_flight;
+                    in_flight += agent_in_flight;
                     let c = plan.container(*container);
                     let g = &plan.clients[*group];
                     let entry = match clients
@@ -527,7 +550,7 @@ impl Workload {
                         }
                     };
                     entry.asked += u64::from(*asked);
-                    entry.established += a.last.established;
+                    entry.established += established;
                     entry.failed.merge(&a.last.failed);
                     entry.processes += 1;
                     if entry.detail.is_none() {
@@ -537,19 +560,19 @@ impl Workload {
                 Role::Server { server } => {
                     let s = &plan.servers[*server];
                     let locals = by_local.entry(*server).or_default();
-                    for (ip, n) in &a.last.by_local_address {
+                    for (ip, n) in a.last.by_local_address.iter().filter(|_| alive) {
                         *locals.entry(*ip).or_default() += n;
                     }
                     match servers.iter_mut().find(|r| r.server == s.name.as_str()) {
                         Some(r) => {
-                            r.established += a.last.established;
+                            r.established += established;
                             r.processes += 1;
                         }
                         None => servers.push(ServerResult {
                             server: s.name.to_string(),
                             host: plan.host(s.host).name.to_string(),
                             port: s.port.get(),
-                            established: a.last.established,
+                            established,
                             by_local_address: Vec::new(),
                             processes: 1,
                         }),
@@ -591,9 +614,13 @@ impl Workload {
                 .agents
                 .iter()
                 .filter_map(|a| {
-                    a.died
-                        .as_ref()
-                        .map(|d| format!("{} (pid {}): {d}", a.label, a.process.pid))
+                    a.died.as_ref().map(|d| {
+                        let held = match a.last.established {
+                            0 => String::new(),
+                            n => format!("; the {n} connections it held closed with it"),
+                        };
+                        format!("{} (pid {}): {d}{held}", a.label, a.process.pid)
+                    })
                 })
                 .collect(),
             clients,
@@ -617,6 +644,24 @@ impl Workload {
             }
         }
     }
+}
+
+/// True once child `pid` has exited (its status is waiting to be collected) or is gone; it is
+/// not reaped here.
+fn exited(pid: u32) -> bool {
+    // SAFETY: siginfo_t is plain data, and waitid only writes into it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: WNOWAIT leaves the child to be reaped by its `Child`; WNOHANG never blocks.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+        )
+    };
+    // SAFETY: waitid succeeded, so si_pid is set (0 when the child has not exited).
+    r != 0 || unsafe { info.si_pid() } != 0
 }
 
 /// Connections the clients aim at a server (every address of its host, its port).

@@ -1,0 +1,937 @@
+//! `lab run` against the real kernel (root): the workload's counts, each failure cause with its
+//! exact number, load spread over processes under a low open-files limit, a dead agent, and
+//! signals mid-run; every run leaves nothing behind.
+//!
+//! Each test runs `lab run FILE --name <unique> ...` on a small lab file of its own (a few
+//! thousand connections at most), bounded by `--timeout` and by a deadline on the process.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// How long one `lab run` of these tests may take before the test kills it and fails.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// A client host and a server host (two addresses, a server on port 9000) on one LAN;
+/// `two_hosts` adds containers, clients and whatever else a test needs.
+const TWO_HOSTS: &str = r#"
+[lans.lan]
+subnet = "192.168.49.0/24"
+[hosts.client-host]
+lan = "lan"
+addresses = ["192.168.49.6"]
+[hosts.server-host]
+lan = "lan"
+addresses = ["192.168.49.5", "192.168.49.15"]
+[servers.srv]
+host = "server-host"
+port = 9000
+"#;
+
+fn two_hosts(extra: &str) -> String {
+    format!("name = \"wl\"\n{TWO_HOSTS}{extra}")
+}
+
+/// A `lab run` in progress, its stdout and stderr collected on threads.
+struct Running {
+    child: Child,
+    out: Option<JoinHandle<String>>,
+    err: Option<JoinHandle<String>>,
+}
+
+/// A finished `lab run`.
+struct Finished {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Finished {
+    fn text(&self) -> String {
+        format!(
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    /// The `--json` report.
+    fn report(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("the report is not JSON ({e}):\n{}", self.text()))
+    }
+}
+
+fn collect(mut r: impl std::io::Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
+
+impl Running {
+    /// `lab run FILE --name NAME ARGS...`, in a process group of its own (so a signal to the
+    /// group reaches what this test started and nothing else). `nofile` sets the open-files
+    /// limit (soft and hard) it runs under.
+    fn start(file: &Path, name: &str, args: &[&str], nofile: Option<u64>) -> Self {
+        let mut cmd: Command = lab_command();
+        cmd.arg("run")
+            .arg(file)
+            .args(["--name", name, "--timeout", "50"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(n) = nofile {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit is async-signal-safe and only reads `lim`, copied into the
+            // closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("spawn lab run");
+        let out = collect(child.stdout.take().expect("stdout"));
+        let err = collect(child.stderr.take().expect("stderr"));
+        Self {
+            child,
+            out: Some(out),
+            err: Some(err),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the run to end; past `limit` kills it (by pid: our own child) and fails.
+    fn wait(mut self, limit: Duration) -> Finished {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for lab run") {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let finished = Finished {
+            code: status.and_then(|s| s.code()),
+            stdout: self
+                .out
+                .take()
+                .map(|t| t.join().unwrap())
+                .unwrap_or_default(),
+            stderr: self
+                .err
+                .take()
+                .map(|t| t.join().unwrap())
+                .unwrap_or_default(),
+        };
+        assert!(
+            status.is_some(),
+            "lab run did not end within {limit:?}:\n{}",
+            finished.text()
+        );
+        finished
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A failed assertion while it runs: stop it (our own child, by pid); the test's
+        // LabGuard then takes the lab down.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `lab run FILE --name NAME --json ARGS...` to its end.
+fn run_json(file: &Path, name: &str, args: &[&str]) -> Finished {
+    let mut all = vec!["--json", "--quiet"];
+    all.extend_from_slice(args);
+    Running::start(file, name, &all, None).wait(RUN_LIMIT)
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// The failures of a report (or of one client) as (cause, count) for the causes that occurred.
+fn failures(v: &Value) -> Vec<(String, u64)> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not a failures object: {v}"))
+        .iter()
+        .filter(|(_, n)| u(n) > 0)
+        .map(|(k, n)| (k.clone(), u(n)))
+        .collect()
+}
+
+fn failed(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+    pairs.iter().map(|&(k, n)| (k.to_owned(), n)).collect()
+}
+
+// ---- processes --------------------------------------------------------------------------
+
+/// A process as seen once: its pid and start time (so a reused pid is not mistaken for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Proc {
+    pid: u32,
+    start: u64,
+}
+
+/// Parent pid, start time and state of `pid`, from /proc/PID/stat.
+fn stat(pid: u32) -> Option<(u32, u64, char)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command (field 2) is in parentheses and may hold anything: split after it.
+    let rest: Vec<&str> = s[s.rfind(')')? + 2..].split(' ').collect();
+    let state = rest.first()?.chars().next()?;
+    let ppid = rest.get(1)?.parse().ok()?;
+    let start = rest.get(19)?.parse().ok()?;
+    Some((ppid, start, state))
+}
+
+/// The process group of `pid`.
+fn process_group(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 2..].split(' ').nth(2)?.parse().ok()
+}
+
+/// The `lab agent` processes whose parent is `parent`.
+fn agents_of(parent: u32) -> Vec<Proc> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let (ppid, start, _) = stat(pid)?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let is_agent = cmdline.split(|&b| b == 0).nth(1) == Some(b"agent".as_slice());
+            (ppid == parent && is_agent).then_some(Proc { pid, start })
+        })
+        .collect()
+}
+
+/// Still running (not gone, not a zombie, not another process under a reused pid).
+fn alive(p: Proc) -> bool {
+    stat(p.pid).is_some_and(|(_, start, state)| start == p.start && state != 'Z')
+}
+
+/// The inode of the network namespace a process is in.
+fn netns_of(pid: u32) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+    let link = link.to_str()?;
+    link.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Polls `f` every 10 ms until it gives Some, failing after `limit`.
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until an agent of `run` has entered namespace `ns`, and returns it.
+fn agent_in(run: &Running, ns: &str) -> Proc {
+    let pid = run.pid();
+    wait_for(
+        &format!("an agent in {ns}"),
+        Duration::from_secs(20),
+        || {
+            let inode = std::fs::metadata(format!("/run/netns/{ns}")).ok()?.ino();
+            agents_of(pid)
+                .into_iter()
+                .find(|a| netns_of(a.pid) == Some(inode))
+        },
+    )
+}
+
+/// Waits until the lab's server host holds `n` established connections on port 9000 (as `ss`
+/// counts them), then a little more, so the client has reported them.
+fn established_at_server(name: &str, n: usize) {
+    let ns = format!("{name}-server-host");
+    wait_for(
+        &format!("{n} established connections"),
+        Duration::from_secs(20),
+        || {
+            // Fails until the namespace exists.
+            let out = Command::new("ip")
+                .args(["netns", "exec", &ns, "ss", "-tnH", "state", "established"])
+                .arg("( sport = :9000 )")
+                .output()
+                .ok()?;
+            let held = String::from_utf8_lossy(&out.stdout).lines().count();
+            (out.status.success() && held >= n).then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+fn assert_no_agents_left(agents: &[Proc]) {
+    let left: Vec<&Proc> = agents.iter().filter(|a| alive(**a)).collect();
+    assert!(left.is_empty(), "agents still running: {left:?}");
+}
+
+// ---- counts -----------------------------------------------------------------------------
+
+/// 2 containers x 3,000 connections, container i to server address i: all 6,000 establish,
+/// 3,000 on each of the server's local addresses; `[expect]` met, exit 0. The same lab
+/// expecting 5,999 exits 1.
+#[test]
+fn run_counts_every_connection_and_checks_the_expectation() {
+    if !root_or_skip("run_counts_every_connection_and_checks_the_expectation") {
+        return;
+    }
+    let lab = |expect: u64| {
+        two_hosts(&format!(
+            r#"
+[containers.c]
+host = "client-host"
+replicas = 2
+[clients.load]
+containers = ["c"]
+connect = ["192.168.49.5:9000", "192.168.49.15:9000"]
+connections = 3000
+[expect]
+established = {expect}
+"#
+        ))
+    };
+    let name = unique_name("wcnt");
+    let _guard = LabGuard { name: name.clone() };
+    let run = run_json(&temp_lab("wcnt", &lab(6000)), &name, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    let r = run.report();
+    assert_eq!(u(&r["established"]), 6000, "{}", run.text());
+    assert_eq!(u(&r["asked"]), 6000);
+    assert_eq!(failures(&r["failed"]), failed(&[]));
+    assert_eq!(r["expectations_met"], true);
+    let last = &r["outcome"]["last"];
+    let servers = last["servers"].as_array().expect("servers");
+    assert_eq!(servers.len(), 1, "{last:#}");
+    assert_eq!(u(&servers[0]["established"]), 6000);
+    assert_eq!(
+        servers[0]["by_local_address"],
+        serde_json::json!([["192.168.49.5", 3000], ["192.168.49.15", 3000]]),
+        "container i reaches address i"
+    );
+    let clients: Vec<(&str, &str, u64)> = last["clients"]
+        .as_array()
+        .expect("clients")
+        .iter()
+        .map(|c| {
+            (
+                c["container"].as_str().unwrap(),
+                c["target"].as_str().unwrap(),
+                u(&c["established"]),
+            )
+        })
+        .collect();
+    assert_eq!(
+        clients,
+        [
+            ("c1", "192.168.49.5:9000", 3000),
+            ("c2", "192.168.49.15:9000", 3000)
+        ]
+    );
+    assert_eq!(r["expectations"][0]["met"], true);
+    assert_gone(&name);
+
+    let run = run_json(&temp_lab("wcnt1", &lab(5999)), &name, &[]);
+    assert_eq!(run.code, Some(1), "{}", run.text());
+    let r = run.report();
+    assert_eq!(u(&r["established"]), 6000);
+    assert_eq!(r["expectations_met"], false);
+    assert_eq!(r["expectations"][0]["met"], false);
+    assert_gone(&name);
+}
+
+// ---- failure causes ---------------------------------------------------------------------
+
+/// A container whose ip_local_port_range has 1,000 ports, asked for 1,500 connections to a
+/// server on its own host (no NAT on that path): 1,000 establish and 500 fail "no local port".
+#[test]
+fn a_container_out_of_local_ports_fails_the_rest_with_no_local_port() {
+    if !root_or_skip("a_container_out_of_local_ports_fails_the_rest_with_no_local_port") {
+        return;
+    }
+    let file = temp_lab(
+        "wnlp",
+        &two_hosts(
+            r#"
+[containers.c]
+host = "client-host"
+sysctls = { "net.ipv4.ip_local_port_range" = "40000 40999" }
+[servers.local]
+host = "client-host"
+port = 9000
+[clients.load]
+containers = ["c"]
+connect = ["192.168.49.6:9000"]
+connections = 1500
+[expect]
+established = 1000
+"#,
+        ),
+    );
+    let name = unique_name("wnlp");
+    let _guard = LabGuard { name: name.clone() };
+    let run = run_json(&file, &name, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    let r = run.report();
+    assert_eq!(u(&r["established"]), 1000, "{}", run.text());
+    assert_eq!(failures(&r["failed"]), failed(&[("no_local_port", 500)]));
+    assert_eq!(r["expectations_met"], true);
+    let local = r["outcome"]["last"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["server"] == "local")
+        .expect("server local")
+        .clone();
+    // Same host: the server sees the container's own address, untranslated.
+    assert_eq!(
+        local["by_local_address"],
+        serde_json::json!([["192.168.49.6", 1000]])
+    );
+    let verdict = r["verdict"].to_string();
+    assert!(
+        verdict.contains("ran out of its own local ports"),
+        "{verdict}"
+    );
+    assert_gone(&name);
+}
+
+/// MASQUERADE with a 100-port range, 150 connections from one container (`sysctls`) to one
+/// server address, `lab run ARGS`: the NAT holds exactly 100 and drops the other 50 SYNs, so
+/// those connects time out. Returns how long the run took.
+fn exhaust_a_nat_path(tag: &str, sysctls: &str, args: &[&str]) -> Duration {
+    let file = temp_lab(
+        tag,
+        &two_hosts(&format!(
+            r#"
+[hosts.client-host.docker]
+nat = {{ masquerade = true, ports = "40000-40099" }}
+[containers.c]
+host = "client-host"
+sysctls = {{ {sysctls} }}
+[clients.load]
+containers = ["c"]
+connect = ["192.168.49.5:9000"]
+connections = 150
+"#
+        )),
+    );
+    let name = unique_name(tag);
+    let _guard = LabGuard { name: name.clone() };
+    let begin = Instant::now();
+    let run = run_json(&file, &name, args);
+    let took = begin.elapsed();
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    let r = run.report();
+    assert_eq!(u(&r["established"]), 100, "{}", run.text());
+    assert_eq!(failures(&r["failed"]), failed(&[("timed_out", 50)]));
+    let servers = &r["outcome"]["last"]["servers"][0];
+    assert_eq!(
+        servers["by_local_address"],
+        serde_json::json!([["192.168.49.5", 100]])
+    );
+    // The NAT as the kernel held it at the end: the path full at exactly its size.
+    let path = r["nat"][0]["paths"]
+        .as_array()
+        .expect("nat paths")
+        .iter()
+        .find(|p| p["dst"] == "192.168.49.5:9000")
+        .unwrap_or_else(|| panic!("no NAT path in {:#}", r["nat"]))
+        .clone();
+    assert_eq!(
+        (
+            u(&path["ports_used"]),
+            u(&path["capacity"]),
+            &path["exhausted"]
+        ),
+        (100, 100, &Value::Bool(true))
+    );
+    let verdict = r["verdict"].to_string();
+    assert!(verdict.contains("exhausted"), "{verdict}");
+    assert_gone(&name);
+    took
+}
+
+/// The 50 connects the NAT drops are abandoned by the client's own timer (`--connect-timeout
+/// 2`) and count as timed out.
+#[test]
+fn an_exhausted_nat_path_times_the_rest_out() {
+    if !root_or_skip("an_exhausted_nat_path_times_the_rest_out") {
+        return;
+    }
+    let took = exhaust_a_nat_path("wto", "", &["--connect-timeout", "2"]);
+    assert!(took >= Duration::from_secs(2), "the timeouts took {took:?}");
+}
+
+/// With tcp_syn_retries = 1 the kernel gives up first (SYN, one retry, 3 s: ETIMEDOUT), well
+/// before the client's 10 s timer; that counts as timed out too.
+#[test]
+fn kernel_syn_timeouts_count_as_timed_out() {
+    if !root_or_skip("kernel_syn_timeouts_count_as_timed_out") {
+        return;
+    }
+    let took = exhaust_a_nat_path(
+        "wtk",
+        r#""net.ipv4.tcp_syn_retries" = "1""#,
+        &["--connect-timeout", "10"],
+    );
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(9),
+        "the kernel's timeout (3 s), not the client's (10 s): {took:?}"
+    );
+}
+
+/// Clients connecting to a host port where nothing listens: every connect is refused (and
+/// `lab` warns about the lab file).
+#[test]
+fn nothing_listening_is_refused() {
+    if !root_or_skip("nothing_listening_is_refused") {
+        return;
+    }
+    let file = temp_lab(
+        "wref",
+        &two_hosts(
+            r#"
+[containers.c]
+host = "client-host"
+replicas = 2
+[clients.load]
+containers = ["c"]
+connect = ["192.168.49.5:9999"]
+connections = 200
+"#,
+        ),
+    );
+    let name = unique_name("wref");
+    let _guard = LabGuard { name: name.clone() };
+    let run = run_json(&file, &name, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    assert!(
+        run.stderr
+            .contains("no server listens on 192.168.49.5:9999"),
+        "{}",
+        run.text()
+    );
+    let r = run.report();
+    assert_eq!(u(&r["established"]), 0);
+    assert_eq!(failures(&r["failed"]), failed(&[("refused", 400)]));
+    assert_eq!(
+        r["verdict"],
+        serde_json::json!(["400 connects were refused (nothing listening)"])
+    );
+    assert_gone(&name);
+}
+
+/// A server on another LAN: the client host has no route there and answers each SYN with
+/// ICMP "net unreachable". The host's ICMP rate limit is lifted (icmp_ratelimit = 0) and the
+/// kernel's route-error burst (5 per source) covers the 3 connects of each container, so all 6
+/// fail "unreachable", at once.
+#[test]
+fn a_host_without_a_route_makes_connects_unreachable() {
+    if !root_or_skip("a_host_without_a_route_makes_connects_unreachable") {
+        return;
+    }
+    let file = temp_lab(
+        "wunr",
+        r#"name = "wunr"
+[lans.lan]
+subnet = "192.168.49.0/24"
+[lans.other]
+subnet = "192.168.50.0/24"
+[hosts.client-host]
+lan = "lan"
+addresses = ["192.168.49.6"]
+sysctls = { "net.ipv4.icmp_ratelimit" = "0" }
+[hosts.server-host]
+lan = "other"
+addresses = ["192.168.50.5"]
+[containers.c]
+host = "client-host"
+replicas = 2
+[servers.srv]
+host = "server-host"
+port = 9000
+[clients.load]
+containers = ["c"]
+connect = ["192.168.50.5:9000"]
+connections = 3
+"#,
+    );
+    let name = unique_name("wunr");
+    let _guard = LabGuard { name: name.clone() };
+    let run = run_json(&file, &name, &["--connect-timeout", "5"]);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    let r = run.report();
+    assert_eq!(u(&r["established"]), 0, "{}", run.text());
+    assert_eq!(failures(&r["failed"]), failed(&[("unreachable", 6)]));
+    assert_eq!(
+        r["verdict"],
+        serde_json::json!([
+            "6 connects were unreachable (no route to the target: ICMP unreachable)"
+        ])
+    );
+    assert!(
+        u(&r["outcome"]["settle_ms"]) < 2000,
+        "ICMP errors end the connects at once, not the timeout: {:#}",
+        r["outcome"]
+    );
+    assert_gone(&name);
+}
+
+// ---- spreading over processes -----------------------------------------------------------
+
+/// Under a hard limit of 1,024 open files, a server holding 3,000 connections needs at least 3
+/// processes, and a container's 1,500 connections at least 2: all 3,000 still establish.
+#[test]
+fn load_beyond_one_process_open_files_is_spread_over_processes() {
+    if !root_or_skip("load_beyond_one_process_open_files_is_spread_over_processes") {
+        return;
+    }
+    let file = temp_lab(
+        "wspr",
+        &two_hosts(
+            r#"
+[containers.c]
+host = "client-host"
+replicas = 2
+[clients.load]
+containers = ["c"]
+connect = ["192.168.49.5:9000"]
+connections = 1500
+[expect]
+established = 3000
+"#,
+        ),
+    );
+    let name = unique_name("wspr");
+    let _guard = LabGuard { name: name.clone() };
+    let run = Running::start(&file, &name, &["--json", "--quiet"], Some(1024)).wait(RUN_LIMIT);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    let r = run.report();
+    assert_eq!(u(&r["established"]), 3000, "{}", run.text());
+    assert_eq!(failures(&r["failed"]), failed(&[]));
+    assert_eq!(r["expectations_met"], true);
+    assert_eq!(u(&r["outcome"]["max_open_files"]), 1024);
+    let last = &r["outcome"]["last"];
+    let server = &last["servers"][0];
+    assert_eq!(u(&server["established"]), 3000, "{last:#}");
+    assert!(u(&server["processes"]) >= 3, "{server:#}");
+    for c in last["clients"].as_array().unwrap() {
+        assert_eq!(u(&c["established"]), 1500, "{c:#}");
+        assert!(u(&c["processes"]) >= 2, "{c:#}");
+    }
+    assert_eq!(
+        u(&last["agents"]),
+        u(&server["processes"])
+            + last["clients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| u(&c["processes"]))
+                .sum::<u64>()
+    );
+    assert_gone(&name);
+}
+
+// ---- a dead agent, signals --------------------------------------------------------------
+
+/// A client asking for `connections`, paced by `--rate`, so a run lasts until something stops
+/// it or the clients finish.
+fn paced_lab(tag: &str, connections: u32) -> std::path::PathBuf {
+    temp_lab(
+        tag,
+        &two_hosts(&format!(
+            r#"
+[containers.c]
+host = "client-host"
+[clients.load]
+containers = ["c"]
+connect = ["192.168.49.5:9000"]
+connections = {connections}
+"#
+        )),
+    )
+}
+
+/// Runs the paced lab (`connections` at 300/s), SIGKILLs the agent in `node` once some
+/// connections are up, and waits for the run to end: the run and what it said of the dead
+/// agent.
+fn kill_agent_mid_run(tag: &str, node: &str, connections: u32) -> (Finished, String) {
+    let name = unique_name(tag);
+    let _guard = LabGuard { name: name.clone() };
+    let run = Running::start(
+        &paced_lab(tag, connections),
+        &name,
+        &["--json", "--rate", "300"],
+        None,
+    );
+    let victim = agent_in(&run, &format!("{name}-{node}"));
+    established_at_server(&name, 50);
+    let agents = agents_of(run.pid());
+    assert_eq!(agents.len(), 2, "a server and a client: {agents:?}");
+    assert_eq!(stat(victim.pid).map(|s| s.0), Some(run.pid()));
+    // SAFETY: a process our own child started (checked just above), by pid.
+    assert_eq!(unsafe { libc::kill(victim.pid as i32, libc::SIGKILL) }, 0);
+    let run = run.wait(RUN_LIMIT);
+    assert_eq!(run.code, Some(4), "{}", run.text());
+    let r = run.report();
+    let dead = r["outcome"]["last"]["dead_agents"].as_array().unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let message = dead[0].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "(pid {}): exited unexpectedly (signal: 9 (SIGKILL))",
+            victim.pid
+        )),
+        "{message}"
+    );
+    assert!(
+        run.stderr.contains("1 agent(s) died during the run") && run.stderr.contains(message),
+        "{}",
+        run.text()
+    );
+    assert!(
+        r["verdict"].to_string().contains("agent died"),
+        "{:#}",
+        r["verdict"]
+    );
+    assert_gone(&name);
+    assert_no_agents_left(&agents);
+    (run, message.to_owned())
+}
+
+/// SIGKILL of the client agent mid-run: the run ends at once (exit 4), the report and the
+/// error name the dead agent, its connections no longer count, and the lab and every agent are
+/// gone.
+#[test]
+fn a_killed_client_agent_is_reported_and_the_run_still_tears_down() {
+    if !root_or_skip("a_killed_client_agent_is_reported_and_the_run_still_tears_down") {
+        return;
+    }
+    let begin = Instant::now();
+    // 3,000 at 300/s: 10 s, unless the dead client ends the run.
+    let (run, dead) = kill_agent_mid_run("wkc", "c", 3000);
+    assert!(
+        begin.elapsed() < Duration::from_secs(8),
+        "the run ended because of the dead agent, not because the clients finished: {:?}",
+        begin.elapsed()
+    );
+    assert!(dead.starts_with("client load c#0 (pid "), "{dead}");
+    assert!(
+        dead.contains("connections it held closed with it"),
+        "{dead}"
+    );
+    let r = run.report();
+    assert_eq!(u(&r["established"]), 0, "its connections went with it");
+    assert_eq!(u(&r["outcome"]["last"]["in_flight"]), 0);
+}
+
+/// SIGKILL of the server agent mid-run: its connections are reset, later connects refused; the
+/// clients finish, the run ends with exit 4 naming the server, and nothing is left.
+#[test]
+fn a_killed_server_agent_is_reported_and_the_run_still_tears_down() {
+    if !root_or_skip("a_killed_server_agent_is_reported_and_the_run_still_tears_down") {
+        return;
+    }
+    let (run, dead) = kill_agent_mid_run("wks", "server-host", 600);
+    assert!(dead.starts_with("server srv#0 (pid "), "{dead}");
+    let r = run.report();
+    assert_eq!(u(&r["established"]), 0, "{}", run.text());
+    let f = &r["failed"];
+    assert!(u(&f["reset"]) > 0 && u(&f["refused"]) > 0, "{f}");
+    assert_eq!(
+        u(&f["reset"]) + u(&f["refused"]),
+        600,
+        "every connection was reset or refused: {f}"
+    );
+    assert_eq!(r["outcome"]["last"]["servers"][0]["established"], 0);
+}
+
+/// SIGINT to `lab run`'s process group (Ctrl-C in a terminal) during the ramp, and SIGTERM to
+/// `lab run` alone once the counts have settled with connects still pending: exit 130 / 143,
+/// the report is printed with what was reached, no agent is reported dead, nothing is left.
+#[test]
+fn a_signal_mid_run_reports_and_tears_down() {
+    if !root_or_skip("a_signal_mid_run_reports_and_tears_down") {
+        return;
+    }
+    // During the ramp: Ctrl-C reaches lab run and whatever shares its process group.
+    let name = unique_name("wint");
+    {
+        let _guard = LabGuard { name: name.clone() };
+        let run = Running::start(&paced_lab("wint", 3000), &name, &["--rate", "300"], None);
+        established_at_server(&name, 50);
+        let agents = agents_of(run.pid());
+        // Agents have process groups of their own: Ctrl-C reaches `lab run`, which stops them.
+        for a in &agents {
+            assert_eq!(process_group(a.pid), Some(a.pid), "{a:?}");
+        }
+        // SAFETY: the process group of our own child (it is its leader), by id.
+        assert_eq!(unsafe { libc::kill(-(run.pid() as i32), libc::SIGINT) }, 0);
+        let run = run.wait(RUN_LIMIT);
+        assert_eq!(run.code, Some(130), "{}", run.text());
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("lab {name}: ")) && l.ends_with("connections established")
+            })
+            .unwrap_or_else(|| panic!("no report:\n{}", run.text()));
+        let reached: u64 = line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|n| n.replace(',', "").parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(0 < reached && reached < 3000, "mid-ramp: {line}");
+        assert!(
+            run.stdout.contains("interrupted by SIGINT"),
+            "{}",
+            run.text()
+        );
+        assert!(!run.stdout.contains("agent died"), "{}", run.text());
+        assert!(
+            run.stderr.contains("interrupted by SIGINT"),
+            "{}",
+            run.text()
+        );
+        assert_gone(&name);
+        assert_no_agents_left(&agents);
+    }
+
+    // Settled: 100 established through a 100-port NAT, 50 connects pending for 30 s.
+    let file = temp_lab(
+        "wterm",
+        &two_hosts(
+            r#"
+[hosts.client-host.docker]
+nat = { masquerade = true, ports = "40000-40099" }
+[containers.c]
+host = "client-host"
+[clients.load]
+containers = ["c"]
+connect = ["192.168.49.5:9000"]
+connections = 150
+"#,
+        ),
+    );
+    let name = unique_name("wterm");
+    let _guard = LabGuard { name: name.clone() };
+    let run = Running::start(
+        &file,
+        &name,
+        &["--json", "--settle", "1", "--connect-timeout", "30"],
+        None,
+    );
+    established_at_server(&name, 100);
+    // Quiet for longer than --settle: the watch goes on only for the pending connects.
+    std::thread::sleep(Duration::from_millis(1200));
+    let agents = agents_of(run.pid());
+    // SAFETY: our own child, by pid.
+    assert_eq!(unsafe { libc::kill(run.pid() as i32, libc::SIGTERM) }, 0);
+    let run = run.wait(RUN_LIMIT);
+    assert_eq!(run.code, Some(143), "{}", run.text());
+    let r = run.report();
+    assert_eq!(u(&r["established"]), 100, "{}", run.text());
+    assert_eq!(u(&r["outcome"]["last"]["in_flight"]), 50);
+    assert_eq!(
+        r["outcome"]["stop"],
+        serde_json::json!({"reason": "interrupted", "signal": libc::SIGTERM})
+    );
+    assert_eq!(r["outcome"]["last"]["dead_agents"], serde_json::json!([]));
+    assert!(
+        run.stderr.contains("interrupted by SIGTERM"),
+        "{}",
+        run.text()
+    );
+    assert_gone(&name);
+    assert_no_agents_left(&agents);
+}
+
+// ---- pings ------------------------------------------------------------------------------
+
+/// With a 100 ms ping interval, the server host's established connections have received ping
+/// bytes while the run goes on, and no connection breaks.
+#[test]
+fn pings_reach_the_server_and_break_nothing() {
+    if !root_or_skip("pings_reach_the_server_and_break_nothing") {
+        return;
+    }
+    let file = temp_lab(
+        "wping",
+        &two_hosts(
+            r#"
+[containers.c]
+host = "client-host"
+[clients.load]
+containers = ["c"]
+connect = ["192.168.49.5:9000"]
+connections = 400
+ping_interval = "100ms"
+[expect]
+established = 400
+"#,
+        ),
+    );
+    let name = unique_name("wping");
+    let _guard = LabGuard { name: name.clone() };
+    let run = Running::start(&file, &name, &["--json", "--quiet", "--rate", "200"], None);
+    agent_in(&run, &format!("{name}-c"));
+    std::thread::sleep(Duration::from_millis(1200));
+    // Each established connection on the server host, with the payload bytes it received.
+    let ss = sh(&format!(
+        "ip netns exec {name}-server-host ss -tniH state established '( sport = :9000 )'"
+    ));
+    let received: Vec<u64> = ss
+        .split_whitespace()
+        .filter_map(|f| f.strip_prefix("bytes_received:"))
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(
+        received.iter().filter(|&&b| b >= 8).count() >= 50,
+        "connections pinged at least twice after 1.2 s: {received:?}\n{ss}"
+    );
+    assert!(
+        received.iter().all(|b| b % 4 == 0),
+        "whole pings: {received:?}"
+    );
+    let run = run.wait(RUN_LIMIT);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    let r = run.report();
+    assert_eq!(u(&r["established"]), 400, "{}", run.text());
+    assert_eq!(failures(&r["failed"]), failed(&[]));
+    assert_gone(&name);
+}
