@@ -227,6 +227,13 @@ pub fn render(r: &RunReport) -> String {
             "\n  NAT on {} ({}), from its conntrack table:",
             v.host, v.nat
         );
+        if v.paths.is_empty() {
+            let _ = writeln!(
+                out,
+                "    nothing was translated: packets to the host's own addresses are delivered \
+                 locally and never reach POSTROUTING, where Docker's rule is"
+            );
+        }
         for p in &v.paths {
             let _ = writeln!(
                 out,
