@@ -359,12 +359,7 @@ fn every_lab_in_labs_comes_up_connects_and_goes_down() {
         return;
     }
     let before = host_snapshot();
-    let mut files: Vec<_> = std::fs::read_dir(repo().join("labs"))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
+    let files = lab_files();
     assert!(files.len() >= 4, "{files:?}");
     for (n, file) in files.iter().enumerate() {
         let name = unique_name(&format!("l{n}x"));

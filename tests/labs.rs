@@ -11,12 +11,7 @@ fn every_lab_meets_its_expectations_at_full_size() {
     if !root_or_skip("every_lab_meets_its_expectations_at_full_size") {
         return;
     }
-    let mut files: Vec<_> = std::fs::read_dir(repo().join("labs"))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
+    let files = lab_files();
     assert!(files.len() >= 8, "{files:?}");
     let mut failures = Vec::new();
     for (n, file) in files.iter().enumerate() {

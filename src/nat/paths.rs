@@ -7,9 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde::Serialize;
 
-use super::predict::{
-    self, DEFAULT_LOCAL_PORTS, FlowPrediction, Limit, NatModel, PathPrediction, Prediction,
-};
+use super::predict::{self, FlowPrediction, Limit, NatModel, PathPrediction, Prediction};
 use crate::lab::plan::{Container, Host, HostId, Nat, Plan, Sysctl};
 
 /// What a host's kernel is predicted to do with its containers' client connections.
@@ -167,21 +165,29 @@ fn add_untranslated(prediction: &mut Prediction, flows: &[predict::Flow]) {
     }
 }
 
-/// Ports a container can use towards one destination: its `ip_local_port_range`, or the
-/// kernel's default 32768-60999.
+/// Ports a container can use towards one destination: the size of its local port range.
 pub fn local_ports(c: &Container) -> u32 {
-    port_range_setting(&c.sysctls).unwrap_or(DEFAULT_LOCAL_PORTS)
+    let (lo, hi) = local_port_range(c);
+    u32::from(hi) - u32::from(lo) + 1
 }
 
-fn port_range_setting(sysctls: &[Sysctl]) -> Option<u32> {
+/// The container's `net.ipv4.ip_local_port_range`, or the kernel's default 32768-60999.
+pub fn local_port_range(c: &Container) -> (u16, u16) {
+    port_range_setting(&c.sysctls).unwrap_or(KERNEL_LOCAL_PORT_RANGE)
+}
+
+/// A new network namespace's ip_local_port_range.
+pub const KERNEL_LOCAL_PORT_RANGE: (u16, u16) = (32_768, 60_999);
+
+fn port_range_setting(sysctls: &[Sysctl]) -> Option<(u16, u16)> {
     let s = sysctls
         .iter()
         .find(|s| s.key == "net.ipv4.ip_local_port_range")?;
-    let mut parts = s.value.split_whitespace().map(str::parse::<u32>);
+    let mut parts = s.value.split_whitespace().map(str::parse::<u16>);
     let (Some(Ok(lo)), Some(Ok(hi))) = (parts.next(), parts.next()) else {
         return None;
     };
-    (lo <= hi).then(|| hi - lo + 1)
+    (lo <= hi).then_some((lo, hi))
 }
 
 /// Total predicted established connections of the lab.
@@ -304,8 +310,11 @@ sysctls = { "net.ipv4.ip_local_port_range" = "1024 65535" }
                 value: v.into(),
             }]
         };
-        assert_eq!(port_range_setting(&s("1024 65535")), Some(64_512));
-        assert_eq!(port_range_setting(&s("32768\t60999")), Some(28_232));
+        assert_eq!(port_range_setting(&s("1024 65535")), Some((1024, 65_535)));
+        assert_eq!(
+            port_range_setting(&s("32768\t60999")),
+            Some((32_768, 60_999))
+        );
         assert_eq!(port_range_setting(&s("9 1")), None);
         assert_eq!(port_range_setting(&[]), None);
     }

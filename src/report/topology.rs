@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::lab::plan::{Nat, Plan};
+use crate::lab::plan::{DockerNet, Host, Nat, Plan};
+use crate::nat::paths::describe;
 
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
@@ -49,12 +50,7 @@ pub fn render(plan: &Plan) -> String {
                     d.bridge,
                     d.gateway,
                     d.subnet.prefix_len(),
-                    nat_summary(
-                        &d.nat,
-                        &d.subnet.to_string(),
-                        d.bridge.as_str(),
-                        host.addresses[0]
-                    )
+                    nat_summary(host, d)
                 );
                 let containers: Vec<_> = plan
                     .containers_of(crate::lab::plan::HostId(*host_id))
@@ -98,31 +94,11 @@ pub fn render(plan: &Plan) -> String {
     out
 }
 
-fn nat_summary(nat: &Nat, subnet: &str, bridge: &str, primary: std::net::Ipv4Addr) -> String {
-    let ports = |p: &Option<crate::lab::plan::PortRange>| {
-        p.map(|p| format!(" ports {p}")).unwrap_or_default()
-    };
-    match nat {
-        Nat::Masquerade { ports: p } => format!(
-            "masquerade (ip saddr {subnet} oifname != \"{bridge}\" -> {primary}{})",
-            ports(p)
-        ),
-        Nat::Snat {
-            pool,
-            ports: p,
-            persistent,
-        } => {
-            let range = match (pool.first(), pool.last()) {
-                (Some(a), Some(b)) if a != b => format!("{a}-{b}"),
-                (Some(a), _) => a.to_string(),
-                _ => String::new(),
-            };
-            format!(
-                "snat to {range}{}{}",
-                ports(p),
-                if *persistent { " persistent" } else { "" }
-            )
-        }
-        Nat::None => "none (containers leave with their own addresses)".into(),
+/// The NAT rule in words, with the match Docker writes for it.
+fn nat_summary(host: &Host, d: &DockerNet) -> String {
+    let rule = describe(host, &d.nat);
+    match d.nat {
+        Nat::None => format!("{rule} (containers leave with their own addresses)"),
+        _ => format!("{rule} (ip saddr {} oifname != \"{}\")", d.subnet, d.bridge),
     }
 }

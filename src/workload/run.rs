@@ -23,7 +23,7 @@ use crate::lab::lifecycle::{Lab, Signals};
 use crate::lab::netlink::write_sysctl_in;
 use crate::lab::plan::{ContainerId, Plan};
 use crate::lab::state::Process;
-use crate::nat::paths::local_ports;
+use crate::nat::paths::local_port_range;
 
 /// Sockets an agent needs besides its connections (stdio, epoll, signalfd, listener, slack).
 const FD_RESERVE: u64 = 64;
@@ -250,7 +250,7 @@ impl Workload {
                 let c = plan.container(cid);
                 let target = group.target_of(i);
                 let connections = group.connections.get();
-                let (lo, hi) = port_range(&plan, cid);
+                let (lo, hi) = local_port_range(c);
                 let processes = u64::from(connections).div_ceil(per_process).max(1);
                 for (p, (conns, slice)) in split(connections, (lo, hi), processes)
                     .into_iter()
@@ -678,30 +678,6 @@ fn expected_at_server(plan: &Plan, server: usize) -> u64 {
         }
     }
     n
-}
-
-/// The container's ip_local_port_range (kernel default 32768-60999).
-fn port_range(plan: &Plan, c: ContainerId) -> (u16, u16) {
-    let c = plan.container(c);
-    let configured = c
-        .sysctls
-        .iter()
-        .find(|s| s.key == "net.ipv4.ip_local_port_range")
-        .and_then(|s| {
-            let mut it = s.value.split_whitespace().map(str::parse::<u16>);
-            match (it.next(), it.next()) {
-                (Some(Ok(lo)), Some(Ok(hi))) if lo <= hi => Some((lo, hi)),
-                _ => None,
-            }
-        });
-    debug_assert_eq!(
-        configured.map_or(
-            crate::nat::predict::DEFAULT_LOCAL_PORTS,
-            |(l, h)| u32::from(h) - u32::from(l) + 1
-        ),
-        local_ports(c)
-    );
-    configured.unwrap_or((32_768, 60_999))
 }
 
 /// Splits `connections` and the port range `ports` into `parts` near-equal shares with

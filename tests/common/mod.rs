@@ -48,6 +48,17 @@ pub fn lab_file(name: &str) -> PathBuf {
     repo().join("labs").join(name)
 }
 
+/// Every lab file in labs/, sorted.
+pub fn lab_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("labs"))
+        .expect("read labs/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
 /// A short lab name unique to this test and process: `t<tag><pid % 100000>`.
 pub fn unique_name(tag: &str) -> String {
     format!("t{tag}{}", std::process::id() % 100_000)
