@@ -1,6 +1,7 @@
 //! Every lab in labs/ at full size, run with `lab run --json`: each must meet its `[expect]`.
-//! One test runs them one after another: at 75,000-150,000 connections each, two at once would
-//! only compete for the CPUs.
+//! One test runs them one after another: at 75,000-200,000 connections each, two at once would
+//! only compete for the CPUs. The million itself is a benchmark (docs/bench.md), not a CI test:
+//! CI runs `million-200k.toml`, the same topology at a fifth of the size.
 
 mod common;
 
@@ -11,7 +12,10 @@ fn every_lab_meets_its_expectations_at_full_size() {
     if !root_or_skip("every_lab_meets_its_expectations_at_full_size") {
         return;
     }
-    let files = lab_files();
+    let files: Vec<_> = lab_files()
+        .into_iter()
+        .filter(|f| !f.ends_with("million.toml"))
+        .collect();
     assert!(files.len() >= 8, "{files:?}");
     let mut failures = Vec::new();
     for (n, file) in files.iter().enumerate() {

@@ -38,6 +38,8 @@ pub struct RunReport {
     pub prediction: Vec<HostPrediction>,
     /// Resident memory of `lab` itself, bytes.
     pub lab_rss_bytes: u64,
+    /// Proportional memory of `lab` itself, bytes.
+    pub lab_pss_bytes: u64,
 }
 
 impl RunReport {
@@ -64,7 +66,8 @@ impl RunReport {
             verdict,
             nat,
             prediction,
-            lab_rss_bytes: own_rss(),
+            lab_rss_bytes: crate::workload::sys::rss_bytes().unwrap_or(0),
+            lab_pss_bytes: crate::workload::sys::pss_bytes().unwrap_or(0),
             outcome,
         }
     }
@@ -294,34 +297,43 @@ pub fn render(r: &RunReport) -> String {
     for line in &r.verdict {
         let _ = writeln!(out, "  {line}");
     }
-    // Below a few thousand connections the agents' fixed size (binary, libc) dominates.
-    let per_conn = if r.established >= 5_000 {
+    let _ = writeln!(
+        out,
+        "\nsettled {:.1} s after the clients started ({}); peak {} connections/s",
+        o.settle_ms as f64 / 1000.0,
+        match o.stop {
+            // A dead client counts as done, with connections it never tried.
+            StopReason::AllDone if !last.dead_agents.is_empty() => {
+                "every client finished or died".to_string()
+            }
+            StopReason::AllDone => "every connection established or failed".to_string(),
+            StopReason::Settled => "counts stopped moving".to_string(),
+            StopReason::Timeout => "timeout".to_string(),
+            StopReason::Interrupted(sig) => {
+                format!("interrupted by {}", crate::error::signal_name(sig))
+            }
+        },
+        count(o.peak_rate),
+    );
+    // Proportional memory counts the binary and libc, shared by every agent, once; resident
+    // memory counts them in each agent, which dominates below a few thousand connections.
+    let mib = |b: u64| b as f64 / 1_048_576.0;
+    let total_pss = last.agents_pss_bytes + r.lab_pss_bytes;
+    let per_conn = if r.established > 0 {
         format!(
-            " ({:.2} KiB per connection)",
-            last.agents_rss_bytes as f64 / 1024.0 / r.established as f64
+            ", {:.2} KiB per connection",
+            total_pss as f64 / 1024.0 / r.established as f64
         )
     } else {
         String::new()
     };
     let _ = writeln!(
         out,
-        "\nsettled {:.1} s after the clients started ({}); peak {} connections/s; {} agent processes \
-         using {:.1} MiB{per_conn}; lab itself {:.1} MiB",
-        o.settle_ms as f64 / 1000.0,
-        match o.stop {
-            // A dead client counts as done, with connections it never tried.
-            StopReason::AllDone if !last.dead_agents.is_empty() =>
-                "every client finished or died".to_string(),
-            StopReason::AllDone => "every connection established or failed".to_string(),
-            StopReason::Settled => "counts stopped moving".to_string(),
-            StopReason::Timeout => "timeout".to_string(),
-            StopReason::Interrupted(sig) =>
-                format!("interrupted by {}", crate::error::signal_name(sig)),
-        },
-        count(o.peak_rate),
+        "memory: {} agent processes and lab {:.1} MiB proportional{per_conn} ({:.1} MiB resident \
+         counting shared pages in each process)",
         last.agents,
-        last.agents_rss_bytes as f64 / 1048576.0,
-        r.lab_rss_bytes as f64 / 1048576.0
+        mib(total_pss),
+        mib(last.agents_rss_bytes + r.lab_rss_bytes)
     );
     let _ = writeln!(out, "client source ports: {}", o.client_method);
     for c in &r.expectations {
@@ -345,16 +357,4 @@ pub fn series_csv(r: &RunReport, groups: &[String]) -> String {
         let _ = writeln!(out, "{},{},{}", s.t_ms, cols.join(","), s.total);
     }
     out
-}
-
-fn own_rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * u64::try_from(page).unwrap_or(4096)
 }

@@ -280,6 +280,11 @@ pub(crate) fn rss() -> u64 {
     sys::rss_bytes().unwrap_or(0)
 }
 
+/// Proportional memory for a Progress; 0 if /proc cannot be read.
+pub(crate) fn pss() -> u64 {
+    sys::pss_bytes().unwrap_or(0)
+}
+
 /// Milliseconds for epoll_wait from a duration, rounded up (so the loop does not wake early and
 /// spin), capped at one second.
 pub(crate) fn timeout_ms(d: Option<Duration>) -> i32 {

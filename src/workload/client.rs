@@ -293,6 +293,7 @@ impl Client<'_> {
             by_local_address: Vec::new(),
             detail: self.detail.clone(),
             rss_bytes: agent::rss(),
+            pss_bytes: agent::pss(),
         }
     }
 

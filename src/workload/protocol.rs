@@ -137,8 +137,13 @@ pub struct Progress {
     pub by_local_address: Vec<(Ipv4Addr, u64)>,
     /// Client: the first error text per cause that was `Other`, for the report.
     pub detail: Option<String>,
-    /// Resident memory of the agent process, bytes (from /proc/self/statm).
+    /// Resident memory of the agent process, bytes (from /proc/self/statm). Counts pages
+    /// shared with every other agent (the binary, libc) in full.
     pub rss_bytes: u64,
+    /// Proportional set size, bytes (/proc/self/smaps_rollup): shared pages divided among the
+    /// processes sharing them, so the agents' PSS add up to what they really cost.
+    #[serde(default)]
+    pub pss_bytes: u64,
 }
 
 #[cfg(test)]

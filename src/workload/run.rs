@@ -153,8 +153,10 @@ pub struct Snapshot {
     pub in_flight: u64,
     /// Per client group: established, asked.
     pub groups: Vec<(String, u64, u64)>,
-    /// Userspace memory of the agents (resident), bytes.
+    /// Userspace memory of the agents (resident, shared pages counted in every agent), bytes.
     pub agents_rss_bytes: u64,
+    /// Userspace memory of the agents (proportional: shared pages counted once), bytes.
+    pub agents_pss_bytes: u64,
     pub agents: usize,
     pub dead_agents: Vec<String>,
 }
@@ -609,6 +611,7 @@ impl Workload {
             in_flight,
             groups,
             agents_rss_bytes: self.agents.iter().map(|a| a.last.rss_bytes).sum(),
+            agents_pss_bytes: self.agents.iter().map(|a| a.last.pss_bytes).sum(),
             agents: self.agents.len(),
             dead_agents: self
                 .agents

@@ -82,6 +82,7 @@ impl Server {
             by_local_address,
             detail: self.detail.clone(),
             rss_bytes: agent::rss(),
+            pss_bytes: agent::pss(),
         }
     }
 

@@ -354,6 +354,21 @@ pub fn enter_netns(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Proportional set size of this process in bytes: the `Pss:` line of /proc/self/smaps_rollup.
+pub fn pss_bytes() -> io::Result<u64> {
+    let text = std::fs::read_to_string("/proc/self/smaps_rollup")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no Pss in /proc/self/smaps_rollup",
+            )
+        })
+}
+
 /// Resident memory of this process in bytes: resident pages of /proc/self/statm times the page
 /// size.
 pub fn rss_bytes() -> io::Result<u64> {
