@@ -935,3 +935,62 @@ established = 400
     assert_eq!(failures(&r["failed"]), failed(&[]));
     assert_gone(&name);
 }
+
+/// A lab bigger than the machine (more connections than fs.file-max allows open files, both
+/// ends being here) is refused with exit 3 before anything is built.
+#[test]
+fn a_lab_the_machine_cannot_hold_is_refused_before_building() {
+    if !root_or_skip("a_lab_the_machine_cannot_hold_is_refused_before_building") {
+        return;
+    }
+    let file_max: u64 = std::fs::read_to_string("/proc/sys/fs/file-max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let per_container = 60_000u64;
+    let replicas = file_max / per_container + 1;
+    assert!(
+        replicas <= 1023,
+        "this machine's fs.file-max is too large for this test's lab"
+    );
+    let file = temp_lab(
+        "huge",
+        &format!(
+            r#"name = "huge"
+[lans.lan]
+subnet = "10.7.0.0/24"
+[hosts.h]
+lan = "lan"
+addresses = ["10.7.0.2"]
+[hosts.s]
+lan = "lan"
+addresses = ["10.7.0.3"]
+[containers.c]
+host = "h"
+replicas = {replicas}
+[servers.srv]
+host = "s"
+port = 9000
+[clients.load]
+containers = ["c"]
+connect = ["10.7.0.3:9000"]
+connections = {per_container}
+"#
+        ),
+    );
+    let name = unique_name("huge");
+    let _guard = LabGuard { name: name.clone() };
+    let out = lab(&["run", "--name", &name, file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot hold") && err.contains("open files"),
+        "{err}"
+    );
+    assert!(
+        namespaces_with_prefix(&format!("{name}-")).is_empty(),
+        "nothing was built"
+    );
+    assert_gone(&name);
+}

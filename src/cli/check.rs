@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::{read_lab, rejection_summary};
+use crate::lab::preflight::Capacity;
 use crate::nat::paths::predict_lab;
 use crate::report::{nat, topology};
 
@@ -38,6 +39,7 @@ pub fn run(args: Args) -> Result<()> {
                 }
                 print!("{}", topology::render(&loaded.plan));
                 print!("{}", nat::render_prediction(&predict_lab(&loaded.plan)));
+                print!("{}", crate::report::capacity(&Capacity::of(&loaded.plan)));
             }
             Ok(())
         }

@@ -65,6 +65,10 @@ pub fn run(args: Args) -> Result<()> {
     };
     preflight::check_machine()?;
     let plan = loaded.plan;
+    let capacity = preflight::check_capacity(&plan)?;
+    for w in capacity.warnings() {
+        eprintln!("lab: warning: {w}");
+    }
     let prediction = predict_lab(&plan);
     if !args.json {
         print!("{}", topology::render(&plan));
@@ -84,7 +88,15 @@ pub fn run(args: Args) -> Result<()> {
                 .await;
             // Read the kernel's NAT tables while the connections still exist.
             let nat = super::nat::read_views(&plan, &super::nat::docker_hosts(&plan), &prediction);
-            w.stop().await;
+            let mut shown = usize::MAX;
+            w.stop(|exited, total| {
+                // Only when it takes long enough to wonder, and only on change.
+                if total > 20 && exited != shown && !args.quiet {
+                    shown = exited;
+                    eprintln!("stopping agents: {exited} of {total} exited (the kernel is closing their sockets)");
+                }
+            })
+            .await;
             Ok::<_, anyhow::Error>((outcome, nat?))
         }
         .await;

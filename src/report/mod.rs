@@ -22,6 +22,29 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// What the workload will ask of the machine, in one paragraph.
+pub fn capacity(c: &crate::lab::preflight::Capacity) -> String {
+    if c.connections == 0 {
+        return String::new();
+    }
+    let of = |v: Option<u64>, f: fn(u64) -> String| v.map_or("unknown".into(), f);
+    let mut out = format!(
+        "\nmachine: {} connections need about {} open files ({} free under fs.file-max), {} MiB of \
+         kernel memory ({} MiB available), and up to {} conntrack entries in one namespace (limit {})\n",
+        count(c.connections),
+        count(c.open_files),
+        of(c.open_files_free, count),
+        count(c.kernel_bytes >> 20),
+        of(c.memory_available, |b| count(b >> 20)),
+        count(c.conntrack_per_namespace),
+        of(c.conntrack_max, count),
+    );
+    for p in c.problems().iter().chain(&c.warnings()) {
+        out.push_str(&format!("  warning: {p}\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

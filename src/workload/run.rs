@@ -632,16 +632,30 @@ impl Workload {
     }
 
     /// Stops every agent (SIGTERM, then SIGKILL after 3 s) and waits for them to exit.
-    pub async fn stop(mut self) {
+    pub async fn stop(mut self, mut progress: impl FnMut(usize, usize)) {
         for a in &self.agents {
             a.process.signal(libc::SIGTERM);
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        // Closing hundreds of thousands of sockets takes the kernel seconds: give the agents
+        // time in proportion, saying how many have exited, before SIGKILL.
+        let held: u64 = self.agents.iter().map(|a| a.last.established).sum();
+        let grace = Duration::from_secs(3) + Duration::from_millis(held / 20);
+        let deadline = tokio::time::Instant::now() + grace;
+        let total = self.agents.len();
+        loop {
+            let exited = self
+                .agents
+                .iter_mut()
+                .filter_map(|a| a.child.try_wait().ok().flatten())
+                .count();
+            progress(exited, total);
+            if exited == total || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         for a in &mut self.agents {
-            if tokio::time::timeout_at(deadline, a.child.wait())
-                .await
-                .is_err()
-            {
+            if !matches!(a.child.try_wait(), Ok(Some(_))) {
                 let _ = a.child.start_kill();
                 let _ = a.child.wait().await;
             }
