@@ -479,3 +479,67 @@ fn exec_runs_in_the_node_and_passes_the_exit_code() {
     }
     assert_gone(&name);
 }
+
+/// SIGINT at many points of `lab up` (from before the first namespace to after the last
+/// container), and SIGKILL at the same points: whatever the point, `up` either finished or left
+/// nothing (after `lab down` for SIGKILL, or nothing to remove when it died before recording),
+/// and the initial namespace is unchanged.
+#[test]
+fn interrupting_up_anywhere_leaves_nothing() {
+    if !root_or_skip("interrupting_up_anywhere_leaves_nothing") {
+        return;
+    }
+    let before = host_snapshot();
+    let file = repo().join("bench/100-containers.toml");
+    let mut interrupted = 0;
+    for (i, delay_ms) in [0u64, 2, 5, 10, 20, 40, 80, 160, 320]
+        .into_iter()
+        .enumerate()
+    {
+        for sig in [libc::SIGINT, libc::SIGKILL] {
+            let name = unique_name(&format!(
+                "sw{i}{}",
+                if sig == libc::SIGINT { "i" } else { "k" }
+            ));
+            let _guard = LabGuard { name: name.clone() };
+            let mut child = lab_command()
+                .args(["up", file.to_str().unwrap(), "--name", &name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn lab up");
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            signal(&child, sig);
+            let status = child.wait().expect("wait");
+            match (sig, status.code()) {
+                (_, Some(0)) => {
+                    // Finished before the signal: an ordinary lab to take down.
+                    let out = lab(&["down", &name]);
+                    assert!(out.status.success(), "{}", text(&out));
+                }
+                (libc::SIGINT, Some(130)) => interrupted += 1,
+                // Before `lab` catches signals (parsing, loading the file) the default action
+                // ends it; nothing is recorded or created before the handler is in place.
+                (libc::SIGINT, None) => {
+                    use std::os::unix::process::ExitStatusExt as _;
+                    assert_eq!(status.signal(), Some(libc::SIGINT));
+                }
+                (libc::SIGKILL, None) => {
+                    interrupted += 1;
+                    // `down` from the record alone (`clean` is another test's subject, and
+                    // would also sweep up the labs other tests kill on purpose).
+                    let out = lab(&["down", &name]);
+                    let nothing_recorded = text(&out).contains("no lab named");
+                    assert!(out.status.success() || nothing_recorded, "{}", text(&out));
+                }
+                (s, code) => panic!("signal {s} after {delay_ms} ms: exit {code:?}"),
+            }
+            assert_gone(&name);
+        }
+    }
+    assert!(
+        interrupted >= 6,
+        "the sweep should catch up mid-way most of the time ({interrupted})"
+    );
+    assert_eq!(before, host_snapshot(), "the initial namespace changed");
+}
