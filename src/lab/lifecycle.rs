@@ -110,7 +110,19 @@ impl Lab {
 
 /// `lab down NAME`: removes a lab from its record alone; the lab file is not needed.
 pub fn down(lab: &str, force: bool) -> Result<()> {
-    let record = Record::open(lab)?;
+    let record = match Record::open(lab) {
+        Ok(r) => r,
+        // Killed between claiming the name and writing the first record: nothing was created
+        // (the record always precedes the first object), so the claim is all there is to undo.
+        Err(e)
+            if Record::orphan_dir(lab).is_dir()
+                && !Record::orphan_dir(lab).join("state.json").exists() =>
+        {
+            remove_dir(&Record::orphan_dir(lab)).context(e.to_string())?;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     if let Some(owner) = record.state.owner
         && owner.is_alive()
         && owner != Process::current()
