@@ -17,6 +17,7 @@ fn every_lab_meets_its_expectations_at_full_size() {
         .filter(|f| !f.ends_with("million.toml"))
         .collect();
     assert!(files.len() >= 8, "{files:?}");
+    let before = host_snapshot();
     let mut failures = Vec::new();
     for (n, file) in files.iter().enumerate() {
         let name = unique_name(&format!("full{n}x"));
@@ -68,4 +69,5 @@ fn every_lab_meets_its_expectations_at_full_size() {
         assert_gone(&name);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(before, host_snapshot(), "the initial namespace changed");
 }

@@ -161,6 +161,27 @@ pub fn host_snapshot() -> String {
     ]
     .iter()
     .map(|c| format!("## {c}\n{}", sh(c)))
+    .chain(
+        // The settings a lab could be tempted to change in the initial namespace: global
+        // limits, and the per-namespace ones it sets inside its own namespaces.
+        [
+            "fs/file-max",
+            "fs/nr_open",
+            "net/netfilter/nf_conntrack_max",
+            "net/ipv4/ip_forward",
+            "net/ipv4/ip_local_port_range",
+            "net/ipv4/tcp_syn_retries",
+            "net/core/somaxconn",
+            "net/ipv4/tcp_max_syn_backlog",
+        ]
+        .iter()
+        .map(|k| {
+            format!(
+                "{k} = {}",
+                std::fs::read_to_string(format!("/proc/sys/{k}")).unwrap_or_default()
+            )
+        }),
+    )
     .collect()
 }
 
