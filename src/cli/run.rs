@@ -80,7 +80,7 @@ pub fn run(args: Args) -> Result<()> {
         let mut lab = up(plan.clone(), Some(&file), &mut signals).await?;
         lab.set_running()?;
         let result = async {
-            let mut w = Workload::start_servers(&mut lab, &opts, &mut signals).await?;
+            let mut w = Workload::start_servers(&mut lab, &mut signals).await?;
             w.start_clients(&mut lab, &opts).await?;
             let mut live = Live::new(args.quiet);
             let outcome = w

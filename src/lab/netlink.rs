@@ -218,15 +218,6 @@ impl Netns {
     pub fn write_sysctl(&self, key: &str, value: &str) -> Result<()> {
         write_sysctl_in(&self.name, key, value)
     }
-
-    /// Reads a per-namespace sysctl (trimmed).
-    pub fn read_sysctl(&self, key: &str) -> Result<String> {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        let text = self
-            .run(|| std::fs::read_to_string(&path))?
-            .with_context(|| format!("read {key} in network namespace {}", self.name))?;
-        Ok(text.trim().to_owned())
-    }
 }
 
 /// Writes a per-namespace sysctl. /proc/sys/net resolves against the namespace of the thread

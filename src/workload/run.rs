@@ -193,11 +193,7 @@ pub struct Workload {
 
 impl Workload {
     /// Starts every server of the plan and waits until each listens.
-    pub async fn start_servers(
-        lab: &mut Lab,
-        opts: &RunOptions,
-        signals: &mut Signals,
-    ) -> Result<Self> {
+    pub async fn start_servers(lab: &mut Lab, signals: &mut Signals) -> Result<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
         let max_open_files = open_files_limit()?;
         let per_process = max_open_files.saturating_sub(FD_RESERVE).max(1);
@@ -211,7 +207,6 @@ impl Workload {
             group_names: plan.clients.iter().map(|g| g.name.to_string()).collect(),
             max_open_files,
         };
-        let _ = opts;
         for (si, server) in plan.servers.iter().enumerate() {
             let host = plan.host(server.host);
             for (key, value) in [
