@@ -493,8 +493,11 @@ fn an_exhausted_nat_path_times_the_rest_out() {
     if !root_or_skip("an_exhausted_nat_path_times_the_rest_out") {
         return;
     }
+    // A failed or interrupted run leaves the initial namespace as it found it.
+    let before = host_snapshot();
     let took = exhaust_a_nat_path("wto", "", &["--connect-timeout", "2"]);
     assert!(took >= Duration::from_secs(2), "the timeouts took {took:?}");
+    assert_eq!(before, host_snapshot(), "the initial namespace changed");
 }
 
 /// With tcp_syn_retries = 1 the kernel gives up first (SYN, one retry, 3 s: ETIMEDOUT), well
@@ -742,6 +745,8 @@ fn a_killed_client_agent_is_reported_and_the_run_still_tears_down() {
     if !root_or_skip("a_killed_client_agent_is_reported_and_the_run_still_tears_down") {
         return;
     }
+    // A failed or interrupted run leaves the initial namespace as it found it.
+    let before = host_snapshot();
     let begin = Instant::now();
     // 3,000 at 300/s: 10 s, unless the dead client ends the run.
     let (run, dead) = kill_agent_mid_run("wkc", "c", 3000);
@@ -758,6 +763,7 @@ fn a_killed_client_agent_is_reported_and_the_run_still_tears_down() {
     let r = run.report();
     assert_eq!(u(&r["established"]), 0, "its connections went with it");
     assert_eq!(u(&r["outcome"]["last"]["in_flight"]), 0);
+    assert_eq!(before, host_snapshot(), "the initial namespace changed");
 }
 
 /// SIGKILL of the server agent mid-run: its connections are reset, later connects refused; the
@@ -767,6 +773,8 @@ fn a_killed_server_agent_is_reported_and_the_run_still_tears_down() {
     if !root_or_skip("a_killed_server_agent_is_reported_and_the_run_still_tears_down") {
         return;
     }
+    // A failed or interrupted run leaves the initial namespace as it found it.
+    let before = host_snapshot();
     let (run, dead) = kill_agent_mid_run("wks", "server-host", 600);
     assert!(dead.starts_with("server srv#0 (pid "), "{dead}");
     let r = run.report();
@@ -779,6 +787,7 @@ fn a_killed_server_agent_is_reported_and_the_run_still_tears_down() {
         "every connection was reset or refused: {f}"
     );
     assert_eq!(r["outcome"]["last"]["servers"][0]["established"], 0);
+    assert_eq!(before, host_snapshot(), "the initial namespace changed");
 }
 
 /// SIGINT to `lab run`'s process group (Ctrl-C in a terminal) during the ramp, and SIGTERM to
@@ -789,6 +798,8 @@ fn a_signal_mid_run_reports_and_tears_down() {
     if !root_or_skip("a_signal_mid_run_reports_and_tears_down") {
         return;
     }
+    // A failed or interrupted run leaves the initial namespace as it found it.
+    let before = host_snapshot();
     // During the ramp: Ctrl-C reaches lab run and whatever shares its process group.
     let name = unique_name("wint");
     {
@@ -879,6 +890,7 @@ connections = 150
     );
     assert_gone(&name);
     assert_no_agents_left(&agents);
+    assert_eq!(before, host_snapshot(), "the initial namespace changed");
 }
 
 // ---- pings ------------------------------------------------------------------------------
