@@ -395,7 +395,7 @@ run_one() { # KIND N DIR
   local slab0
   local ku0
   mem0=$(mem_avail_kib) sn0=$(softnet_drops) slab0=$(slab_kib) ku0=$(kernel_used_kib)
-  local lab_hwm=0 t_up=- up0
+  local lab_hwm=0 t_up=- up0 spread=-
   if [[ $kind == lab ]]; then
     ours+=("$name")
     local args=(run "$file" --out "$dir" --timeout "$RUN_TIMEOUT" --in-flight "$IN_FLIGHT")
@@ -415,7 +415,7 @@ run_one() { # KIND N DIR
     # before any client starts: the first agent after `servers` of them starts the ramp's CPU
     # and segment counts (within 20 ms). Which is which is read from their namespaces once all
     # have started (a new agent enters its namespace only after reading its task).
-    local kids=() sns first= st
+    local kids=() sns first= last= st
     declare -A started=()
     for ((i = 0; i < 6000; i++)); do
       mapfile -t kids < <(pgrep -P "$lab_pid" -f " agent$" || true) # not the stderr timestamper
@@ -439,6 +439,7 @@ run_one() { # KIND N DIR
       else
         client_pids+=("$p")
         [[ -z $first || ${started[$p]} -lt $first ]] && first=${started[$p]}
+        [[ -z $last || ${started[$p]} -gt $last ]] && last=${started[$p]}
       fi
     done
     start_helpers "$name" "${hosts[@]}"
@@ -448,6 +449,7 @@ run_one() { # KIND N DIR
     read -r upt _ </proc/uptime; now=$EPOCHREALTIME
     t0=$(awk -v s="$first" -v up="$upt" -v now="$now" 'BEGIN { if (s == "") print "-"; else printf "%.3f", now - up + s / 100 }')
     t_up=$(ms_between "$up0" "$t0")
+    spread=$(((last - first) * 10)) # clock ticks of 10 ms
     [[ -n $cpu0 ]] || cpu0=$(cpu_line) segs0=$(in_segs "$sampler_pid")
   else
     ours+=("$name")
@@ -498,6 +500,7 @@ run_one() { # KIND N DIR
         pids+=($!) client_pids+=($!)
       done
     done
+    spread=$(ms_between "$t0" "$EPOCHREALTIME")
   fi
 
   # --- until N are accepted at the server --------------------------------------------------
@@ -605,7 +608,7 @@ run_one() { # KIND N DIR
   row=$(printf '%s\t' "$kind" "$n" "$(ms_between "$t0" "$t")" \
     "$(ms_between "$t0" "$(kernel_reached "$dir/samples" "$n")")" "${rate%% *}" "$rss" "$pss" \
     "$lab_hwm" $((mem0 - mem1)) "$slab" "$kused" "$(ms_between "$td0" "$td1")" "$td_kill" "$t_after" "$t_up" \
-    "$servers" "$nclients" "$est" "$failed" "$own" "$report_rss" "$report_pss" \
+    "$spread" "$servers" "$nclients" "$est" "$failed" "$own" "$report_rss" "$report_pss" \
     "$ramp_cpu" "$cpu_clients" "$cpu_servers" "$cpu_lab" "$segs" "$synre" "$ctd" "$listen_drops" \
     "$sn" "$m100" "$m250" "$m500" "$left" "$name")
   row=${row%$'\t'}
@@ -613,7 +616,7 @@ run_one() { # KIND N DIR
 
 # --- the runs ---------------------------------------------------------------------------------
 results=$WORK/results${TAG:+-$TAG}.tsv
-header='kind	N	ms_to_N	ms_kernel	peak_per_s	rss_kib	pss_kib	lab_hwm_kib	memavail_drop_kib	slab_growth_kib	kernel_used_growth_kib	teardown_ms	td_kill_ms	after_N_until_sigterm_ms	up_ms	servers	clients	established	failed	lab_series_ms	lab_report_rss_kib	lab_report_pss_kib	cpu_user_sys_softirq_idle_pct	cpu_clients_s	cpu_servers_s	cpu_lab_s	server_segs_in	syn_retrans	ct_insert_failed_drop	listen_drops	softnet_drops	ms_100k	ms_250k	ms_500k	netns_left	name	busy_pct	load1	files_before	date'
+header='kind	N	ms_to_N	ms_kernel	peak_per_s	rss_kib	pss_kib	lab_hwm_kib	memavail_drop_kib	slab_growth_kib	kernel_used_growth_kib	teardown_ms	td_kill_ms	after_N_until_sigterm_ms	up_ms	client_start_spread_ms	servers	clients	established	failed	lab_series_ms	lab_report_rss_kib	lab_report_pss_kib	cpu_user_sys_softirq_idle_pct	cpu_clients_s	cpu_servers_s	cpu_lab_s	server_segs_in	syn_retrans	ct_insert_failed_drop	listen_drops	softnet_drops	ms_100k	ms_250k	ms_500k	netns_left	name	busy_pct	load1	files_before	date'
 [[ -s $results ]] || echo "$header" >"$results"
 date -u +'%F %T UTC'
 echo "sizes: ${sizes[*]}; variants: ${kinds[*]}; rounds: $RUNS; topology: $TOPO; ping: ${PING:-lab file}; C batch $C_BATCH, in flight $IN_FLIGHT; open files $HARD"
@@ -633,9 +636,20 @@ for ((r = ROUND0; r < ROUND0 + RUNS; r++)); do
         "${f[4]}" "$(awk -v k="${f[5]}" 'BEGIN { printf "%.1f", k / 1024 }')" \
         "$(awk -v k="${f[6]}" 'BEGIN { printf "%.1f", k / 1024 }')" \
         "$(awk -v k="${f[7]}" 'BEGIN { printf "%.1f", k / 1024 }')" \
-        "$(awk -v k="${f[10]}" 'BEGIN { printf "%.0f", k / 1024 }')" "${f[11]}" "${f[22]} (busy before $busy%)"
+        "$(awk -v k="${f[10]}" 'BEGIN { printf "%.0f", k / 1024 }')" "${f[11]}" "${f[23]} (busy before $busy%)"
       perf_summary "$dir"
     done
   done
 done
+echo
+echo "medians of every row of $results (time from starting the clients to N accepted):"
+awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+  { k = $c["N"] " " $c["kind"]; n[k]++; t[k, n[k]] = $c["ms_to_N"]; if (!(k in seen)) { seen[k]; order[++m] = k } }
+  END { for (j = 1; j <= m; j++) { k = order[j]; cnt = n[k]
+      for (a = 1; a <= cnt; a++) for (b = a + 1; b <= cnt; b++) if (t[k, b] + 0 < t[k, a] + 0) { x = t[k, a]; t[k, a] = t[k, b]; t[k, b] = x }
+      split(k, f, " "); med[k] = t[k, int((cnt + 1) / 2)]
+      printf "  %-4s %9s  %8.1f s  (%d runs)", f[2], f[1], med[k] / 1000, cnt
+      if (f[2] == "lab" && (f[1] " c") in med) printf "  %.2fx the C probe", med[k] / med[f[1] " c"]
+      if (f[2] == "c" && (f[1] " lab") in med) printf "  lab: %.2fx", med[f[1] " lab"] / med[k]
+      printf "\n" } }' "$results"
 echo "results: $results (one row per run; the per-run directories hold samples, rates, logs)"
