@@ -119,8 +119,8 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'echo "$0: interrupted (SIGINT)" >&2; exit 130' INT
+trap 'echo "$0: terminated (SIGTERM)" >&2; exit 143' TERM
 
 # --- build ----------------------------------------------------------------------------------
 cargo build --release --quiet
@@ -395,6 +395,7 @@ run_one() { # KIND N DIR
   local slab0
   local ku0
   mem0=$(mem_avail_kib) sn0=$(softnet_drops) slab0=$(slab_kib) ku0=$(kernel_used_kib)
+  cp /proc/meminfo "$dir/meminfo.before"
   local lab_hwm=0 t_up=- up0 spread=-
   if [[ $kind == lab ]]; then
     ours+=("$name")
@@ -528,6 +529,7 @@ run_one() { # KIND N DIR
     read -r rss pss < <(mem_of "${server_pids[@]}" "${client_pids[@]}")
   fi
   mem1=$(mem_avail_kib) cpu1=$(cpu_line)
+  cp /proc/meminfo "$dir/meminfo.at-n"
   local slab=$(( $(slab_kib) - slab0 )) kused=$(( $(kernel_used_kib) - ku0 ))
   local cpu_clients cpu_servers cpu_lab=-
   cpu_clients=$(cpu_of "${client_pids[@]}") cpu_servers=$(cpu_of "${server_pids[@]}")
