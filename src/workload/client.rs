@@ -8,7 +8,8 @@
 //! an 8-byte entry in the timeout queue.
 //!
 //! - **Local ports.** Each socket is bound to `source:port` before connect, the port taken from
-//!   the `local_ports` slice in order ([`PortWalker`]); EADDRINUSE on bind takes the next port.
+//!   the `local_ports` slice in order from `first_port`, wrapping around ([`PortWalker`]);
+//!   EADDRINUSE on bind takes the next port.
 //!   When the slice is used up, every remaining connection fails with `NoLocalPort`: the limit
 //!   the kernel imposes with the container's ip_local_port_range. (The kernel's own choice in
 //!   `connect()` crawls once most of the range is taken; ours does not.) No SO_REUSEADDR or
@@ -49,6 +50,8 @@ pub struct Config {
     pub connections: u32,
     /// Inclusive. Port 0 is skipped.
     pub local_ports: (u16, u16),
+    /// Where in `local_ports` the walk starts (it wraps around to the slice's first port).
+    pub first_port: u16,
     /// Zero: no pings.
     pub ping_interval: Duration,
     pub connect_timeout: Duration,
@@ -74,28 +77,43 @@ fn errno_of(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
 
-/// Walks the inclusive slice of local ports once, in order.
+/// Walks the inclusive slice of local ports once, in order, starting at `start` and wrapping
+/// around to the slice's first port.
 #[derive(Debug)]
 pub(crate) struct PortWalker {
-    next: u32,
+    first: u32,
     last: u32,
+    /// The next port, as an offset from `start`.
+    step: u32,
+    start: u32,
 }
 
 impl PortWalker {
-    pub fn new((first, last): (u16, u16)) -> Self {
+    /// `start` outside the slice starts at its first port.
+    pub fn new((first, last): (u16, u16), start: u16) -> Self {
+        let first = u32::from(first.max(1));
+        let last = u32::from(last);
+        let start = u32::from(start);
         PortWalker {
-            next: u32::from(first.max(1)),
-            last: u32::from(last),
+            first,
+            last,
+            step: 0,
+            start: if (first..=last).contains(&start) {
+                start
+            } else {
+                first
+            },
         }
     }
 
     pub fn next_port(&mut self) -> Option<u16> {
-        if self.next > self.last {
+        let len = (self.last + 1).checked_sub(self.first)?;
+        if self.step >= len {
             return None;
         }
-        let port = u16::try_from(self.next).ok()?;
-        self.next += 1;
-        Some(port)
+        let port = self.first + (self.start - self.first + self.step) % len;
+        self.step += 1;
+        u16::try_from(port).ok()
     }
 }
 
@@ -548,7 +566,7 @@ pub fn run(cfg: &Config, out: &mut impl Write, stop: Stop<'_>) -> Result<Summary
         cfg,
         epoll,
         conns: Vec::with_capacity(usize::try_from(cfg.connections).unwrap_or(0) + 64),
-        ports: PortWalker::new(cfg.local_ports),
+        ports: PortWalker::new(cfg.local_ports, cfg.first_port),
         timeouts: Timeouts::new(cfg.connect_timeout),
         pacer: Pacer::new(cfg.rate),
         sweep: PingSweep::new(cfg.ping_interval, 0),
@@ -625,23 +643,42 @@ mod tests {
 
     #[test]
     fn port_walker_walks_the_inclusive_slice_once() {
-        let mut w = PortWalker::new((1024, 1026));
+        let mut w = PortWalker::new((1024, 1026), 1024);
         assert_eq!(w.next_port(), Some(1024));
         assert_eq!(w.next_port(), Some(1025));
         assert_eq!(w.next_port(), Some(1026));
         assert_eq!(w.next_port(), None);
         assert_eq!(w.next_port(), None);
 
-        let mut top = PortWalker::new((65534, 65535));
+        let mut top = PortWalker::new((65534, 65535), 0);
         assert_eq!(top.next_port(), Some(65534));
         assert_eq!(top.next_port(), Some(65535));
         assert_eq!(top.next_port(), None, "no wrap past 65535");
 
-        assert_eq!(PortWalker::new((10, 9)).next_port(), None, "empty slice");
         assert_eq!(
-            PortWalker::new((0, 1)).next_port(),
+            PortWalker::new((10, 9), 10).next_port(),
+            None,
+            "empty slice"
+        );
+        assert_eq!(
+            PortWalker::new((0, 1), 0).next_port(),
             Some(1),
             "0 means any port"
+        );
+    }
+
+    #[test]
+    fn port_walker_starts_inside_the_slice_and_wraps_once() {
+        let mut w = PortWalker::new((1024, 1027), 1026);
+        let walked: Vec<_> = std::iter::from_fn(|| w.next_port()).collect();
+        assert_eq!(walked, [1026, 1027, 1024, 1025]);
+
+        let mut top = PortWalker::new((65533, 65535), 65535);
+        let walked: Vec<_> = std::iter::from_fn(|| top.next_port()).collect();
+        assert_eq!(
+            walked,
+            [65535, 65533, 65534],
+            "wraps without overflowing u16"
         );
     }
 

@@ -32,6 +32,8 @@ pub enum AgentSpec {
         connections: u32,
         /// Inclusive.
         local_ports: (u16, u16),
+        /// The walk starts here and wraps around (see `run::walk_starts`).
+        first_port: u16,
         ping_interval_ms: u64,
         /// A connect not established after this long is abandoned and counted as timed out.
         connect_timeout_ms: u64,
@@ -158,6 +160,7 @@ mod tests {
             target: "192.168.49.5:9000".parse().unwrap(),
             connections: 25_000,
             local_ports: (1024, 33_279),
+            first_port: 17_152,
             ping_interval_ms: 100_000,
             connect_timeout_ms: 5_000,
             rate: None,
