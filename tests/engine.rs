@@ -543,3 +543,58 @@ fn interrupting_up_anywhere_leaves_nothing() {
     );
     assert_eq!(before, host_snapshot(), "the initial namespace changed");
 }
+
+/// SIGINT, SIGTERM and SIGKILL at each named point of `lab up` (the `LAB_PAUSE_AT` hook:
+/// after the first namespace, with a host's links, just before and just after the nftables
+/// batch, among the containers): a caught signal exits 128+signal having removed everything;
+/// after SIGKILL, `lab down` removes everything from the record. The initial namespace is
+/// unchanged throughout.
+#[test]
+fn a_signal_at_each_step_of_up_leaves_nothing() {
+    if !root_or_skip("a_signal_at_each_step_of_up_leaves_nothing") {
+        return;
+    }
+    let before = host_snapshot();
+    let file = lab_file("02-cross-host.toml");
+    let points = [
+        "up:namespace",
+        "up:links",
+        "up:rules",
+        "up:rules-done",
+        "up:containers",
+    ];
+    for (i, point) in points.into_iter().enumerate() {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGKILL] {
+            let name = unique_name(&format!("pp{i}{sig}"));
+            let _guard = LabGuard { name: name.clone() };
+            let mut child = lab_command()
+                .args(["up", file.to_str().unwrap(), "--name", &name])
+                .env("LAB_PAUSE_AT", point)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn lab up");
+            let mut stderr = Stderr::follow(child.stderr.take().expect("stderr"));
+            let paused = stderr.paused_at(point, Duration::from_secs(20));
+            if !paused {
+                let _ = child.kill();
+            }
+            signal(&child, sig);
+            let status = child.wait().expect("wait");
+            let err = stderr.text();
+            assert!(paused, "lab up never paused at {point}:\n{err}");
+            if sig == libc::SIGKILL {
+                let out = lab(&["down", &name]);
+                assert!(out.status.success(), "{point}: {}", text(&out));
+            } else {
+                assert_eq!(status.code(), Some(128 + sig), "{point}, {sig}:\n{err}");
+                assert!(
+                    err.contains("was not built; everything it had made was removed"),
+                    "{point}:\n{err}"
+                );
+            }
+            assert_gone(&name);
+        }
+    }
+    assert_eq!(before, host_snapshot(), "the initial namespace changed");
+}

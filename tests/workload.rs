@@ -44,7 +44,7 @@ fn two_hosts(extra: &str) -> String {
 struct Running {
     child: Child,
     out: Option<JoinHandle<String>>,
-    err: Option<JoinHandle<String>>,
+    err: Stderr,
 }
 
 /// A finished `lab run`.
@@ -82,7 +82,18 @@ impl Running {
     /// group reaches what this test started and nothing else). `nofile` sets the open-files
     /// limit (soft and hard) it runs under.
     fn start(file: &Path, name: &str, args: &[&str], nofile: Option<u64>) -> Self {
+        Self::start_env(file, name, args, nofile, &[])
+    }
+
+    fn start_env(
+        file: &Path,
+        name: &str,
+        args: &[&str],
+        nofile: Option<u64>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut cmd: Command = lab_command();
+        cmd.envs(env.iter().copied());
         cmd.arg("run")
             .arg(file)
             .args(["--name", name, "--timeout", "50"])
@@ -110,11 +121,11 @@ impl Running {
         }
         let mut child = cmd.spawn().expect("spawn lab run");
         let out = collect(child.stdout.take().expect("stdout"));
-        let err = collect(child.stderr.take().expect("stderr"));
+        let err = Stderr::follow(child.stderr.take().expect("stderr"));
         Self {
             child,
             out: Some(out),
-            err: Some(err),
+            err,
         }
     }
 
@@ -143,11 +154,7 @@ impl Running {
                 .take()
                 .map(|t| t.join().unwrap())
                 .unwrap_or_default(),
-            stderr: self
-                .err
-                .take()
-                .map(|t| t.join().unwrap())
-                .unwrap_or_default(),
+            stderr: self.err.text(),
         };
         assert!(
             status.is_some(),
@@ -890,6 +897,63 @@ connections = 150
     );
     assert_gone(&name);
     assert_no_agents_left(&agents);
+    assert_eq!(before, host_snapshot(), "the initial namespace changed");
+}
+
+/// A signal once the run has settled, while it reads the NAT tables, stops its agents or tears
+/// down (the `LAB_PAUSE_AT` hook holds it there): the work is not cut short, the signal is
+/// announced at once, the report is printed in full, and the run exits 128+signal with nothing
+/// left behind. A second signal does not cut it short either.
+#[test]
+fn a_signal_while_reporting_or_tearing_down_finishes_then_says_so() {
+    if !root_or_skip("a_signal_while_reporting_or_tearing_down_finishes_then_says_so") {
+        return;
+    }
+    let before = host_snapshot();
+    let cases = [
+        ("run:report", libc::SIGINT, 1),
+        ("run:stopping", libc::SIGTERM, 1),
+        ("teardown", libc::SIGINT, 2),
+    ];
+    for (i, (point, sig, times)) in cases.into_iter().enumerate() {
+        let tag = format!("wlate{i}");
+        let name = unique_name(&tag);
+        let _guard = LabGuard { name: name.clone() };
+        let run = Running::start_env(
+            &paced_lab(&tag, 200),
+            &name,
+            &["--json", "--quiet"],
+            None,
+            &[("LAB_PAUSE_AT", point)],
+        );
+        let paused = run.err.paused_at(point, RUN_LIMIT);
+        let agents = agents_of(run.pid());
+        for _ in 0..times {
+            // SAFETY: our own child, by pid.
+            unsafe { libc::kill(run.pid() as i32, sig) };
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let run = run.wait(RUN_LIMIT);
+        assert!(paused, "never paused at {point}:\n{}", run.text());
+        assert_eq!(run.code, Some(128 + sig), "{point}: {}", run.text());
+        let r = run.report();
+        assert_eq!(u(&r["established"]), 200, "{point}: {}", run.text());
+        assert_eq!(r["expectations_met"], serde_json::json!(true));
+        assert!(
+            run.stderr
+                .contains("received: reporting and tearing down first"),
+            "{point}: {}",
+            run.text()
+        );
+        assert_eq!(
+            run.stderr.contains("received again"),
+            times > 1,
+            "{point}: {}",
+            run.text()
+        );
+        assert_gone(&name);
+        assert_no_agents_left(&agents);
+    }
     assert_eq!(before, host_snapshot(), "the initial namespace changed");
 }
 

@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result};
 
 use super::{absolute, load_lab, runtime};
 use crate::error::{Fail, exit};
+use crate::lab::fault;
 use crate::lab::lifecycle::{Signals, up};
 use crate::lab::preflight;
 use crate::nat::paths::predict_lab;
@@ -75,36 +76,52 @@ pub fn run(args: Args) -> Result<()> {
         print!("{}", nat_report::render_prediction(&prediction));
     }
     let file = absolute(&args.file);
-    let report = runtime()?.block_on(async {
+    let rt = runtime()?;
+    let (report, deferred) = rt.block_on(async {
         let mut signals = Signals::catch()?;
         let mut lab = up(plan.clone(), Some(&file), &mut signals).await?;
         lab.set_running()?;
-        let result = async {
+        // The run: a signal ends it early, and what was measured is still reported.
+        let ran = async {
             let mut w = Workload::start_servers(&mut lab, &mut signals).await?;
             w.start_clients(&mut lab, &opts).await?;
+            fault::pause("run:ramp").await;
             let mut live = Live::new(args.quiet);
             let outcome = w
                 .watch(&plan, &opts, &mut signals, |s| live.update(s))
                 .await;
-            // Read the kernel's NAT tables while the connections still exist.
-            let nat = super::nat::read_views(&plan, &super::nat::docker_hosts(&plan), &prediction);
-            let mut shown = usize::MAX;
-            w.stop(|exited, total| {
-                // Only when it takes long enough to wonder, and only on change.
-                if total > 20 && exited != shown && !args.quiet {
-                    shown = exited;
-                    eprintln!("stopping agents: {exited} of {total} exited (the kernel is closing their sockets)");
-                }
-            })
-            .await;
-            Ok::<_, anyhow::Error>((outcome, nat?))
+            Ok::<_, anyhow::Error>((w, outcome))
         }
         .await;
+        let deferred = signals.defer("reporting and tearing down");
+        let result = match ran {
+            Ok((w, outcome)) => {
+                fault::pause("run:report").await;
+                // Read the kernel's NAT tables while the connections still exist.
+                let nat =
+                    super::nat::read_views(&plan, &super::nat::docker_hosts(&plan), &prediction);
+                fault::pause("run:stopping").await;
+                let mut shown = usize::MAX;
+                w.stop(|exited, total| {
+                    // Only when it takes long enough to wonder, and only on change.
+                    if total > 20 && exited != shown && !args.quiet {
+                        shown = exited;
+                        eprintln!("stopping agents: {exited} of {total} exited (the kernel is closing their sockets)");
+                    }
+                })
+                .await;
+                nat.map(|nat| (outcome, nat))
+            }
+            Err(e) => Err(e),
+        };
         eprintln!("tearing down lab {}", plan.name);
         let down = lab.down();
         let (outcome, nat) = result?;
         down?;
-        Ok::<_, anyhow::Error>(RunReport::new(&plan, outcome, nat, prediction.clone()))
+        Ok::<_, anyhow::Error>((
+            RunReport::new(&plan, outcome, nat, prediction.clone()),
+            deferred,
+        ))
     })?;
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
@@ -122,6 +139,11 @@ pub fn run(args: Args) -> Result<()> {
         print!("{}", render(&report));
     }
     if let StopReason::Interrupted(sig) = report.outcome.stop {
+        return Err(Fail::Interrupted(sig).into());
+    }
+    // A signal after the run settled did not cut the report or teardown short, but it still
+    // says how the run ended.
+    if let Some(sig) = deferred.received() {
         return Err(Fail::Interrupted(sig).into());
     }
     if !report.outcome.last.dead_agents.is_empty() {

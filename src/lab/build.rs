@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use anyhow::{Context as _, Result};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
+use super::fault;
 use super::netlink::{Netns, Veth};
 use super::plan::{Container, Host, IfName, Lan, Mac, Plan};
 
@@ -37,6 +38,7 @@ pub async fn build(plan: &Plan) -> Result<()> {
                 .await
                 .with_context(|| format!("build lan {}", lan.name))?,
         );
+        fault::pause("up:namespace").await;
     }
     let mut hosts = Vec::with_capacity(plan.hosts.len());
     for host in &plan.hosts {
@@ -47,6 +49,7 @@ pub async fn build(plan: &Plan) -> Result<()> {
                 .with_context(|| format!("build host {}", host.name))?,
         );
     }
+    fault::pause("up:containers").await;
     futures_util::stream::iter(&plan.containers)
         .map(|c| {
             let host = &hosts[c.host.0];
@@ -89,6 +92,7 @@ async fn build_host(plan: &Plan, host: &Host, lan: &LanNode) -> Result<HostNode>
             .await?;
     }
     netns.set_up(eth0, host.nic.as_str()).await?;
+    fault::pause("up:links").await;
     for s in &host.sysctls {
         netns.write_sysctl(&s.key, &s.value)?;
     }
@@ -108,9 +112,11 @@ async fn build_host(plan: &Plan, host: &Host, lan: &LanNode) -> Result<HostNode>
                 )
                 .await?;
             // Docker's NAT and forward rules, one atomic nftables batch inside the host.
+            fault::pause("up:rules").await;
             netns
                 .run(|| crate::nat::rules::apply(docker))?
                 .with_context(|| format!("write Docker's nftables rules in {}", host.netns))?;
+            fault::pause("up:rules-done").await;
             Some(bridge)
         }
     };

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context as _, Result, anyhow};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -12,7 +14,7 @@ use super::build::{build, taken_namespaces};
 use super::netlink::remove_netns;
 use super::plan::Plan;
 use super::state::{LabState, Phase, Process, Record, remove_dir};
-use crate::error::{Fail, invalid};
+use crate::error::{Fail, invalid, signal_name};
 
 /// SIGINT and SIGTERM, caught from before the first object is created so that an interrupted
 /// command tears down instead of dying half-way. Once registered they stay caught for the life
@@ -37,6 +39,57 @@ impl Signals {
             _ = self.int.recv() => libc::SIGINT,
             _ = self.term.recv() => libc::SIGTERM,
         }
+    }
+
+    /// From now on a signal cannot cut the work short (stopping a teardown halfway would leave
+    /// the lab behind): each one is announced at once and the first is kept, for the caller to
+    /// exit with once it is done. Must be called inside a tokio runtime.
+    pub fn defer(mut self, doing: &'static str) -> Deferred {
+        let first = Arc::new(AtomicI32::new(0));
+        let noted = Arc::clone(&first);
+        Deferred {
+            first,
+            task: tokio::spawn(async move {
+                loop {
+                    let sig = self.recv().await;
+                    let again = noted
+                        .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_err();
+                    if again {
+                        eprintln!(
+                            "lab: {} received again: still {doing} (`kill -9` would leave the \
+                             lab for `lab down`)",
+                            signal_name(sig)
+                        );
+                    } else {
+                        eprintln!(
+                            "lab: {} received: {doing} first, so nothing is left behind; \
+                             exiting after that",
+                            signal_name(sig)
+                        );
+                    }
+                }
+            }),
+        }
+    }
+}
+
+/// Signals noted while finishing work that must not be cut short: see [`Signals::defer`].
+pub struct Deferred {
+    first: Arc<AtomicI32>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Deferred {
+    /// The first signal received so far, if any.
+    pub fn received(&self) -> Option<i32> {
+        Some(self.first.load(Ordering::SeqCst)).filter(|&s| s != 0)
+    }
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -194,7 +247,14 @@ pub fn teardown(mut record: Record) -> Result<()> {
         .state
         .namespaces()
         .rev()
-        .filter_map(|ns| remove_netns(&ns).err().map(|e| format!("{e:#}")))
+        .enumerate()
+        .filter_map(|(i, ns)| {
+            let removed = remove_netns(&ns);
+            if i == 0 {
+                super::fault::pause_blocking("teardown");
+            }
+            removed.err().map(|e| format!("{e:#}"))
+        })
         .collect();
     if errors.is_empty() {
         record.remove()

@@ -304,3 +304,55 @@ impl Drop for Acceptor {
         }
     }
 }
+
+/// A child's stderr, collected on a thread that also reports each `lab: paused at POINT` line
+/// (the `LAB_PAUSE_AT` test hook), so a test can signal the child exactly there.
+pub struct Stderr {
+    text: Option<std::thread::JoinHandle<String>>,
+    paused: std::sync::mpsc::Receiver<String>,
+}
+
+impl Stderr {
+    pub fn follow(r: impl std::io::Read + Send + 'static) -> Self {
+        use std::io::BufRead as _;
+        let (tx, paused) = std::sync::mpsc::channel();
+        let text = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufReader::new(r).lines() {
+                let Ok(line) = line else { break };
+                if let Some(point) = line.strip_prefix("lab: paused at ") {
+                    let _ = tx.send(point.to_owned());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        Self {
+            text: Some(text),
+            paused,
+        }
+    }
+
+    /// True once the child has paused at `point`; false if it did not within `limit` (it may
+    /// have ended or failed first).
+    pub fn paused_at(&self, point: &str, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.paused.recv_timeout(left) {
+                Ok(p) if p == point => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Everything written, once the child has closed its stderr.
+    pub fn text(&mut self) -> String {
+        self.text
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
