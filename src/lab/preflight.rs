@@ -1,10 +1,22 @@
-//! Can this machine run labs at all? Checked before anything is created, each failure naming
-//! the missing piece (exit 3). Kernel features that can only be probed by trying (veth, bridge)
-//! are reported the same way when the first attempt fails.
+//! Can this machine run labs at all? Checked before anything is created, every missing piece
+//! reported at once and named with what to do (exit 3). Kernel features that can only be probed
+//! by trying (veth, bridge) are reported the same way when the first attempt fails.
+//!
+//! The checks change nothing in the initial namespace: capabilities are read from
+//! `/proc/self/status`, directories are created only where `lab` keeps its own files, writability
+//! is asked of the kernel with `faccessat`, and nf_tables and conntrack are probed with read-only
+//! netlink requests (the ruleset's generation id, the conntrack statistics). The kernel may load
+//! the nf_tables and nf_conntrack_netlink modules to answer them, as the first `lab up` would.
 
-use std::path::Path;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::AsRawFd as _;
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Result;
+use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 use super::netlink::NETNS_DIR;
 use super::state::run_dir;
@@ -13,59 +25,332 @@ use crate::error::unsupported;
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
 
-/// Checks privileges and the directories `lab` writes to.
-pub fn check_machine() -> Result<()> {
-    let caps = effective_caps()?;
-    let mut missing = Vec::new();
-    if caps & (1 << CAP_NET_ADMIN) == 0 {
-        missing.push("CAP_NET_ADMIN (to create links, addresses, routes and firewall rules)");
-    }
-    if caps & (1 << CAP_SYS_ADMIN) == 0 {
-        missing.push("CAP_SYS_ADMIN (to create and enter network namespaces)");
-    }
-    if !missing.is_empty() {
-        let how = if euid() != 0 {
-            "run it as root (`sudo lab ...`)"
-        } else {
-            "in a container, run it with `--privileged` (or --cap-add NET_ADMIN --cap-add SYS_ADMIN)"
-        };
-        return Err(unsupported(format!(
-            "lab needs {}; {how}",
-            missing.join(" and ")
-        )));
-    }
-    for dir in [run_dir(), Path::new(NETNS_DIR).to_path_buf()] {
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            return Err(unsupported(format!(
-                "lab needs a writable {} ({e}); mount a writable /run (tmpfs) in this container",
-                dir.display()
-            )));
-        }
-    }
-    if !Path::new("/proc/self/ns/net").exists() {
-        return Err(unsupported(
-            "this kernel has no network namespaces (CONFIG_NET_NS), or /proc is not mounted",
-        ));
-    }
-    Ok(())
+/// A sysctl `lab` writes in every forwarding host's namespace: if it is writable, so is the rest
+/// of /proc/sys/net (a read-only /proc/sys is one mount).
+pub const PROC_SYS_NET_PROBE: &str = "/proc/sys/net/ipv4/ip_forward";
+
+// nfnetlink subsystems and messages (include/uapi/linux/netfilter/nfnetlink.h, nf_tables.h,
+// nfnetlink_conntrack.h).
+const NFNL_SUBSYS_CTNETLINK: u8 = 1;
+const NFNL_SUBSYS_NFTABLES: u8 = 10;
+/// `NFT_MSG_GETGEN`: the ruleset's generation id. `nft` sends it before every command.
+const NFT_MSG_GETGEN: u8 = 16;
+/// `IPCTNL_MSG_CT_GET_STATS`: the namespace's entry count and the table's limit.
+const IPCTNL_MSG_CT_GET_STATS: u8 = 5;
+
+/// The kernel answers a probe at once; silence this long means it never will.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What this machine offers, one field per requirement, each probe's failure as its errno.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    pub euid: u32,
+    /// Effective capabilities (`CapEff`); `None` when /proc/self/status cannot be read.
+    pub caps: Option<u64>,
+    /// /proc/self/ns/net exists: the kernel has network namespaces and /proc is mounted.
+    pub net_ns: bool,
+    /// Where lab records go, and whether `LAB_RUN_DIR` chose it.
+    pub run_dir: PathBuf,
+    pub run_dir_from_env: bool,
+    pub run_dir_writable: Result<(), i32>,
+    /// /run/netns, where named namespaces are mounted.
+    pub netns_dir_writable: Result<(), i32>,
+    /// /proc/sys/net, where per-namespace sysctls are written.
+    pub proc_sys_net_writable: Result<(), i32>,
+    /// nf_tables answers a netlink request (Docker's NAT rules are written as nftables).
+    pub nf_tables: Result<(), i32>,
+    /// Connection tracking answers over ctnetlink (the NAT needs it, `lab nat` reads it).
+    pub conntrack: Result<(), i32>,
 }
 
-fn effective_caps() -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| {
-        unsupported(format!(
-            "cannot read /proc/self/status ({e}): is /proc mounted?"
-        ))
-    })?;
+/// Checks everything `lab` needs from the machine and reports all that is missing (exit 3).
+pub fn check_machine() -> Result<()> {
+    let problems = Machine::probe().problems();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(unsupported(describe(&problems)))
+}
+
+/// One message for all problems: a single one inline, several as a list.
+fn describe(problems: &[String]) -> String {
+    match problems {
+        [one] => format!("this machine cannot run labs: {one}"),
+        many => format!(
+            "this machine cannot run labs, {} things are missing:\n  - {}",
+            many.len(),
+            many.join("\n  - ")
+        ),
+    }
+}
+
+impl Machine {
+    /// Looks at the machine, creating only /run/netns and the lab record directory.
+    pub fn probe() -> Self {
+        let run_dir = run_dir();
+        Self {
+            euid: euid(),
+            caps: effective_caps(),
+            net_ns: Path::new("/proc/self/ns/net").exists(),
+            run_dir_writable: writable_dir(&run_dir),
+            run_dir,
+            run_dir_from_env: std::env::var_os("LAB_RUN_DIR").is_some(),
+            netns_dir_writable: writable_dir(Path::new(NETNS_DIR)),
+            proc_sys_net_writable: writable(Path::new(PROC_SYS_NET_PROBE)),
+            nf_tables: nfnetlink_probe(NFNL_SUBSYS_NFTABLES, NFT_MSG_GETGEN),
+            conntrack: nfnetlink_probe(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET_STATS),
+        }
+    }
+
+    /// Each missing requirement, naming it, why `lab` needs it and what to do.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let Some(caps) = self.caps else {
+            return vec![
+                "cannot read the effective capabilities from /proc/self/status: is /proc mounted?"
+                    .into(),
+            ];
+        };
+        let mut missing = Vec::new();
+        if caps & (1 << CAP_NET_ADMIN) == 0 {
+            missing.push("CAP_NET_ADMIN (to create links, addresses, routes and firewall rules)");
+        }
+        if caps & (1 << CAP_SYS_ADMIN) == 0 {
+            missing.push("CAP_SYS_ADMIN (to create and enter network namespaces)");
+        }
+        if !missing.is_empty() {
+            let how = if self.euid != 0 {
+                "run it as root (`sudo lab ...`)"
+            } else {
+                "in a container, run it with `--privileged` (or at least --cap-add NET_ADMIN \
+                 --cap-add SYS_ADMIN)"
+            };
+            out.push(format!("{} missing; {how}", missing.join(" and ")));
+        }
+        // Refusals that only repeat the problem above are left out: a user who is not root
+        // cannot write /run, and nfnetlink answers EPERM to anyone without CAP_NET_ADMIN.
+        let net_admin = caps & (1 << CAP_NET_ADMIN) != 0;
+        let file_error = |r: &Result<(), i32>| match r {
+            Ok(()) => None,
+            Err(e) if self.euid != 0 && matches!(*e, libc::EPERM | libc::EACCES) => None,
+            Err(e) => Some(io::Error::from_raw_os_error(*e)),
+        };
+        let netlink_error = |r: &Result<(), i32>| match r {
+            Ok(()) => None,
+            Err(libc::EPERM) if !net_admin => None,
+            Err(e) => Some(io::Error::from_raw_os_error(*e)),
+        };
+        if !self.net_ns {
+            out.push(
+                "network namespaces: /proc/self/ns/net does not exist (a kernel without \
+                 CONFIG_NET_NS, or /proc is not mounted)"
+                    .into(),
+            );
+        }
+        if let Some(e) = file_error(&self.run_dir_writable) {
+            let how = if self.run_dir_from_env {
+                "point LAB_RUN_DIR at a writable directory, or unset it to use /run/lab"
+            } else {
+                "make /run writable (a container started with --read-only needs `--tmpfs /run`)"
+            };
+            out.push(format!(
+                "a writable lab record directory: {}{} cannot be created or written ({e}); {how}",
+                self.run_dir.display(),
+                if self.run_dir_from_env {
+                    " (from LAB_RUN_DIR)"
+                } else {
+                    ""
+                },
+            ));
+        }
+        if let Some(e) = file_error(&self.netns_dir_writable) {
+            out.push(format!(
+                "a writable {NETNS_DIR}, where the lab's network namespaces are mounted, cannot be \
+                 created or written ({e}); make /run writable (a container started with \
+                 --read-only needs `--tmpfs /run`)"
+            ));
+        }
+        if let Some(e) = file_error(&self.proc_sys_net_writable) {
+            out.push(format!(
+                "a writable /proc/sys/net, for the per-namespace sysctls a lab sets (ip_forward, \
+                 ip_local_port_range): {PROC_SYS_NET_PROBE} cannot be written ({e}); Docker and \
+                 Podman mount /proc/sys read-only unless the container is `--privileged`"
+            ));
+        }
+        let nfnetlink_missing = [&self.nf_tables, &self.conntrack]
+            .iter()
+            .all(|r| **r == Err(libc::EPROTONOSUPPORT));
+        if nfnetlink_missing {
+            out.push(
+                "netfilter netlink (nfnetlink): this kernel has none (CONFIG_NETFILTER_NETLINK), so \
+                 there is neither nf_tables for Docker's NAT rules nor conntrack to read it"
+                    .into(),
+            );
+        } else {
+            if let Some(e) = netlink_error(&self.nf_tables) {
+                out.push(format!(
+                    "nf_tables, for Docker's NAT and filter rules: the kernel refused a read-only \
+                     nf_tables request ({e}); load it with `modprobe nf_tables` (on the host, when \
+                     lab runs in a container), or use a kernel with CONFIG_NF_TABLES"
+                ));
+            }
+            if let Some(e) = netlink_error(&self.conntrack) {
+                out.push(format!(
+                    "connection tracking (nf_conntrack) and its netlink interface, which the NAT \
+                     needs and `lab nat`/`lab run` read: the kernel refused a conntrack statistics \
+                     request ({e}); load it with `modprobe nf_conntrack_netlink` (on the host, \
+                     when lab runs in a container), or use a kernel with CONFIG_NF_CONNTRACK and \
+                     CONFIG_NF_CT_NETLINK"
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn effective_caps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_cap_eff(&status)
+}
+
+fn parse_cap_eff(status: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .ok_or_else(|| unsupported("cannot read effective capabilities from /proc/self/status"))
 }
 
 fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Creates `dir` if needed and checks that this process may create files in it.
+fn writable_dir(dir: &Path) -> Result<(), i32> {
+    std::fs::create_dir_all(dir).map_err(|e| errno(&e))?;
+    writable(dir)
+}
+
+/// Whether this process may write `path`, by its effective ids and capabilities; a read-only
+/// mount answers EROFS even to root. Nothing is written.
+fn writable(path: &Path) -> Result<(), i32> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
+    // SAFETY: a NUL-terminated path that outlives the call; faccessat only reads it.
+    let rc = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(errno(&io::Error::last_os_error()))
+    }
+}
+
+/// Sends one read-only request to an nfnetlink subsystem in the calling thread's namespace and
+/// waits for its answer: any reply from the subsystem (or a plain ACK) means it is there; an
+/// error reply gives the kernel's errno (EINVAL: no such subsystem, even after trying to load
+/// its module; EPERM: no CAP_NET_ADMIN).
+fn nfnetlink_probe(subsys: u8, msg: u8) -> Result<(), i32> {
+    const SEQ: u32 = 1;
+    let io_err = |e: io::Error| errno(&e);
+    let mut sock = Socket::new(NETLINK_NETFILTER).map_err(io_err)?;
+    sock.bind_auto().map_err(io_err)?;
+    sock.connect(&SocketAddr::new(0, 0)).map_err(io_err)?;
+    set_recv_timeout(&sock, PROBE_TIMEOUT)?;
+    let request = probe_request(subsys, msg, SEQ);
+    sock.send(&request, 0).map_err(io_err)?;
+    let mut buf = vec![0u8; 16 << 10];
+    // A handful of datagrams at most: the reply and the ACK.
+    for _ in 0..8 {
+        let n = loop {
+            match sock.recv(&mut &mut buf[..], 0) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other.map_err(io_err)?,
+            }
+        };
+        if let Some(answer) = classify_reply(&buf[..n.min(buf.len())], SEQ, subsys) {
+            return answer;
+        }
+    }
+    Err(libc::EPROTO)
+}
+
+fn set_recv_timeout(sock: &Socket, timeout: Duration) -> Result<(), i32> {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: a valid socket fd and a pointer to a timeval of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const tv).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(errno(&io::Error::last_os_error()))
+    }
+}
+
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+
+/// `struct nlmsghdr` + `struct nfgenmsg` (AF_UNSPEC, NFNETLINK_V0, res_id 0), asking for an ACK
+/// so that every answer ends unambiguously.
+fn probe_request(subsys: u8, msg: u8, seq: u32) -> [u8; NLMSG_HDRLEN + 4] {
+    let mut b = [0u8; NLMSG_HDRLEN + 4];
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
+    let len = b.len() as u32;
+    b[0..4].copy_from_slice(&len.to_ne_bytes());
+    b[4..6].copy_from_slice(&(u16::from(subsys) << 8 | u16::from(msg)).to_ne_bytes());
+    b[6..8].copy_from_slice(&flags.to_ne_bytes());
+    b[8..12].copy_from_slice(&seq.to_ne_bytes());
+    // pid 0 (the kernel), then nfgenmsg: family 0, version 0, res_id 0.
+    b
+}
+
+/// Reads the netlink messages of one datagram: `Some(Ok)` for a reply from `subsys` or an ACK,
+/// `Some(Err(errno))` for an error reply, `None` when nothing in it answers request `seq`.
+fn classify_reply(buf: &[u8], seq: u32, subsys: u8) -> Option<Result<(), i32>> {
+    let mut rest = buf;
+    while rest.len() >= NLMSG_HDRLEN {
+        let word =
+            |at: usize| u32::from_ne_bytes([rest[at], rest[at + 1], rest[at + 2], rest[at + 3]]);
+        let len = word(0) as usize;
+        let kind = u16::from_ne_bytes([rest[4], rest[5]]);
+        if len < NLMSG_HDRLEN || len > rest.len() {
+            return Some(Err(libc::EPROTO));
+        }
+        if word(8) == seq {
+            match kind {
+                NLMSG_ERROR => {
+                    let code = rest
+                        .get(NLMSG_HDRLEN..NLMSG_HDRLEN + 4)
+                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                    return Some(match code {
+                        Some(0) => Ok(()),
+                        Some(c) if c < 0 => Err(-c),
+                        _ => Err(libc::EPROTO),
+                    });
+                }
+                NLMSG_DONE => return Some(Ok(())),
+                k if (k >> 8) as u8 == subsys => return Some(Ok(())),
+                _ => {}
+            }
+        }
+        // Messages are aligned to 4 bytes.
+        let next = (len + 3) & !3;
+        rest = rest.get(next..).unwrap_or_default();
+    }
+    None
 }
 
 /// Kernel memory per connection with both ends and a NAT entry on this machine: 7.0 GiB for
@@ -236,5 +521,216 @@ mod tests {
         let mut c = cap(100_000, 9_000_000, 23 << 30);
         c.conntrack_per_namespace = 300_000;
         assert!(c.warnings()[0].contains("nf_conntrack_max = 262144"));
+    }
+    fn machine() -> Machine {
+        Machine {
+            euid: 0,
+            caps: Some(0x0000_01ff_ffff_ffff),
+            net_ns: true,
+            run_dir: PathBuf::from("/run/lab"),
+            run_dir_from_env: false,
+            run_dir_writable: Ok(()),
+            netns_dir_writable: Ok(()),
+            proc_sys_net_writable: Ok(()),
+            nf_tables: Ok(()),
+            conntrack: Ok(()),
+        }
+    }
+
+    #[test]
+    fn a_complete_machine_has_no_problems() {
+        assert_eq!(machine().problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_user_without_root_is_told_to_become_root_once() {
+        let m = Machine {
+            euid: 1000,
+            caps: Some(0),
+            run_dir_writable: Err(libc::EACCES),
+            netns_dir_writable: Err(libc::EACCES),
+            proc_sys_net_writable: Err(libc::EACCES),
+            nf_tables: Err(libc::EPERM),
+            conntrack: Err(libc::EPERM),
+            ..machine()
+        };
+        let p = m.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("CAP_NET_ADMIN") && p[0].contains("CAP_SYS_ADMIN"));
+        assert!(p[0].contains("sudo lab"), "{p:?}");
+    }
+
+    #[test]
+    fn a_container_without_privileges_is_told_about_privileged_and_read_only_mounts() {
+        // Docker's default capabilities + `--cap-add NET_ADMIN`; /proc/sys mounted read-only.
+        let m = Machine {
+            caps: Some(0xa804_25fb | 1 << CAP_NET_ADMIN),
+            proc_sys_net_writable: Err(libc::EROFS),
+            ..machine()
+        };
+        let p = m.problems();
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].starts_with("CAP_SYS_ADMIN") && p[0].contains("--privileged"));
+        assert!(!p[0].contains("CAP_NET_ADMIN"), "{p:?}");
+        assert!(
+            p[1].contains("/proc/sys/net") && p[1].contains("Read-only file system"),
+            "{p:?}"
+        );
+        assert!(p[1].contains("--privileged"), "{p:?}");
+    }
+
+    #[test]
+    fn root_without_capabilities_still_hears_about_an_unusable_directory() {
+        // setpriv --bounding-set=-net_admin, LAB_RUN_DIR=/sys/lab: sysfs refuses mkdir.
+        let m = Machine {
+            caps: Some(0x1ff_ffff_ffff & !(1 << CAP_NET_ADMIN)),
+            run_dir: PathBuf::from("/sys/lab"),
+            run_dir_from_env: true,
+            run_dir_writable: Err(libc::EPERM),
+            nf_tables: Err(libc::EPERM),
+            conntrack: Err(libc::EPERM),
+            ..machine()
+        };
+        let p = m.problems();
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].starts_with("CAP_NET_ADMIN"), "{p:?}");
+        assert!(p[1].contains("/sys/lab (from LAB_RUN_DIR)"), "{p:?}");
+        // With CAP_NET_ADMIN, a netlink EPERM is news (a security module, a user namespace).
+        let m = Machine {
+            nf_tables: Err(libc::EPERM),
+            ..machine()
+        };
+        assert!(m.problems()[0].contains("Operation not permitted"));
+    }
+
+    #[test]
+    fn every_missing_piece_is_reported_at_once() {
+        let m = Machine {
+            net_ns: false,
+            run_dir: PathBuf::from("/ro/records"),
+            run_dir_from_env: true,
+            run_dir_writable: Err(libc::EROFS),
+            netns_dir_writable: Err(libc::EROFS),
+            proc_sys_net_writable: Err(libc::EROFS),
+            nf_tables: Err(libc::EINVAL),
+            conntrack: Err(libc::EINVAL),
+            ..machine()
+        };
+        let p = m.problems();
+        assert_eq!(p.len(), 6, "{p:?}");
+        assert!(p[0].contains("network namespaces"));
+        assert!(p[1].contains("/ro/records (from LAB_RUN_DIR)") && p[1].contains("unset it"));
+        assert!(p[2].contains("/run/netns") && p[2].contains("--tmpfs /run"));
+        assert!(p[3].contains("/proc/sys/net"));
+        assert!(p[4].starts_with("nf_tables") && p[4].contains("modprobe nf_tables"));
+        assert!(p[5].contains("nf_conntrack_netlink") && p[5].contains("Invalid argument"));
+        let text = describe(&p);
+        assert!(text.starts_with("this machine cannot run labs, 6 things are missing:\n  - "));
+        assert_eq!(text.lines().count(), 7);
+    }
+
+    #[test]
+    fn a_kernel_without_nfnetlink_is_one_problem() {
+        let m = Machine {
+            nf_tables: Err(libc::EPROTONOSUPPORT),
+            conntrack: Err(libc::EPROTONOSUPPORT),
+            ..machine()
+        };
+        let p = m.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("CONFIG_NETFILTER_NETLINK"));
+        assert_eq!(
+            describe(&p),
+            format!("this machine cannot run labs: {}", p[0])
+        );
+    }
+
+    #[test]
+    fn unreadable_capabilities_say_proc_is_missing() {
+        let p = Machine {
+            caps: None,
+            ..machine()
+        }
+        .problems();
+        assert_eq!(p.len(), 1);
+        assert!(p[0].contains("/proc/self/status"));
+    }
+
+    #[test]
+    fn cap_eff_is_read_from_status() {
+        let status = "Name:\tlab\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\n";
+        assert_eq!(parse_cap_eff(status), Some(0x1ff_ffff_ffff));
+        assert_eq!(parse_cap_eff("Name:\tlab\n"), None);
+        assert_eq!(parse_cap_eff("CapEff:\tzz\n"), None);
+    }
+
+    fn message(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let len = NLMSG_HDRLEN + payload.len();
+        let mut b = Vec::new();
+        b.extend_from_slice(&(len as u32).to_ne_bytes());
+        b.extend_from_slice(&kind.to_ne_bytes());
+        b.extend_from_slice(&0u16.to_ne_bytes());
+        b.extend_from_slice(&seq.to_ne_bytes());
+        b.extend_from_slice(&0u32.to_ne_bytes());
+        b.extend_from_slice(payload);
+        b.resize((b.len() + 3) & !3, 0);
+        b
+    }
+
+    #[test]
+    fn the_probe_request_is_a_bare_nfnetlink_header() {
+        let r = probe_request(NFNL_SUBSYS_NFTABLES, NFT_MSG_GETGEN, 7);
+        assert_eq!(u32::from_ne_bytes([r[0], r[1], r[2], r[3]]), 20);
+        assert_eq!(u16::from_ne_bytes([r[4], r[5]]), 0x0a10);
+        assert_eq!(u16::from_ne_bytes([r[6], r[7]]), 0x0005);
+        assert_eq!(u32::from_ne_bytes([r[8], r[9], r[10], r[11]]), 7);
+        assert_eq!(&r[12..], &[0; 8]);
+    }
+
+    #[test]
+    fn replies_are_classified() {
+        let newgen = message(0x0a0f, 1, &[0, 0, 0, 0, 0, 0, 0, 0]);
+        let ack = message(NLMSG_ERROR, 1, &[0; 20]);
+        let einval = message(NLMSG_ERROR, 1, &(-libc::EINVAL).to_ne_bytes());
+        let other_seq = message(NLMSG_ERROR, 9, &(-libc::EPERM).to_ne_bytes());
+        let sub = NFNL_SUBSYS_NFTABLES;
+        assert_eq!(classify_reply(&newgen, 1, sub), Some(Ok(())));
+        assert_eq!(classify_reply(&ack, 1, sub), Some(Ok(())));
+        assert_eq!(classify_reply(&einval, 1, sub), Some(Err(libc::EINVAL)));
+        assert_eq!(classify_reply(&other_seq, 1, sub), None);
+        // The reply of another subsystem answers nothing; an error after it still counts.
+        let ct = message(0x0105, 1, &[0; 4]);
+        assert_eq!(classify_reply(&ct, 1, sub), None);
+        assert_eq!(
+            classify_reply(&[other_seq.clone(), ct, einval].concat(), 1, sub),
+            Some(Err(libc::EINVAL))
+        );
+        // Truncated or nonsensical lengths are a protocol error, never a panic.
+        assert_eq!(
+            classify_reply(&newgen[..18], 1, sub),
+            Some(Err(libc::EPROTO))
+        );
+        let mut zero_len = newgen.clone();
+        zero_len[0..4].copy_from_slice(&0u32.to_ne_bytes());
+        assert_eq!(classify_reply(&zero_len, 1, sub), Some(Err(libc::EPROTO)));
+        assert_eq!(classify_reply(&newgen[..10], 1, sub), None);
+        assert_eq!(classify_reply(&[], 1, sub), None);
+        let short_error = message(NLMSG_ERROR, 1, &[]);
+        assert_eq!(
+            classify_reply(&short_error, 1, sub),
+            Some(Err(libc::EPROTO))
+        );
+    }
+
+    #[test]
+    fn writability_is_asked_without_writing() {
+        assert_eq!(
+            writable(Path::new("/proc/self/ns/net/x")),
+            Err(libc::ENOTDIR)
+        );
+        assert!(writable(Path::new("bad\0path")).is_err());
+        let dir = std::env::temp_dir().join(format!("lab-preflight-unit-{}", std::process::id()));
+        assert_eq!(writable_dir(&dir), Ok(()));
+        let _ = std::fs::remove_dir(&dir);
     }
 }
