@@ -59,6 +59,12 @@ pub fn unsupported(msg: impl Into<String>) -> anyhow::Error {
     Fail::Unsupported(msg.into()).into()
 }
 
+/// An error as `lab` prints it: one line with the whole cause chain, outermost first, e.g.
+/// `lab: error: write out.dot: No such file or directory (os error 2)`.
+pub fn render(err: &anyhow::Error) -> String {
+    format!("lab: error: {err:#}")
+}
+
 /// The exit code for an error: the first [`Fail`] in its chain, else a runtime failure.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     err.chain()
@@ -103,6 +109,20 @@ mod tests {
         assert_eq!(exit_code(&anyhow::anyhow!("boom")), exit::RUNTIME);
         assert_eq!(exit_code(&Fail::Interrupted(libc::SIGINT).into()), 130);
         assert_eq!(exit_code(&Fail::Interrupted(libc::SIGTERM).into()), 143);
+    }
+
+    #[test]
+    fn printed_with_every_cause() {
+        let e = Err::<(), _>(std::io::Error::from_raw_os_error(libc::ENOENT))
+            .context("write out/lab.dot")
+            .context("lab graph")
+            .unwrap_err();
+        let text = render(&e);
+        assert!(
+            text.starts_with("lab: error: lab graph: write out/lab.dot: No such file"),
+            "{text}"
+        );
+        assert!(!text.contains('\n'), "one line: {text}");
     }
 
     #[test]

@@ -1,13 +1,17 @@
-//! The `lab` binary: parse the command line, run it, and turn failures into the documented
-//! exit codes (0 ok, 1 expectations failed, 2 invalid input, 3 machine cannot run labs,
-//! 4 runtime failure, 128+N interrupted by signal N).
+//! The `lab` binary: parse the command line, set up logging (`-v`/`-q`), run it, and turn
+//! failures into the documented exit codes (0 ok, 1 expectations failed, 2 invalid input,
+//! 3 machine cannot run labs, 4 runtime failure, 128+N interrupted by signal N).
 
 use clap::Parser as _;
 
 fn main() {
     let cli = lab::cli::Cli::parse();
+    // Agents talk to `lab run` over stdout and must start with no more than they need.
+    if !matches!(cli.command, lab::cli::Command::Agent) {
+        lab::cli::log::init(cli.verbosity());
+    }
     if let Err(err) = lab::cli::run(cli) {
-        eprintln!("lab: error: {err:#}");
+        eprintln!("{}", lab::error::render(&err));
         std::process::exit(lab::error::exit_code(&err));
     }
 }

@@ -16,7 +16,8 @@ pub struct Args {
     /// Use this lab name instead of the file's `name`.
     #[arg(long)]
     pub name: Option<String>,
-    /// Print the validated plan (or the problems) as JSON.
+    /// Print one JSON document: `ok`, the validated `plan`, the NAT `prediction`, the machine
+    /// `capacity` it needs, and `diagnostics` (each with file, line, column, message, help).
     #[arg(long)]
     pub json: bool,
 }
@@ -30,6 +31,7 @@ pub fn run(args: Args) -> Result<()> {
                     "ok": true,
                     "plan": loaded.plan,
                     "prediction": predict_lab(&loaded.plan),
+                    "capacity": Capacity::of(&loaded.plan),
                     "diagnostics": warnings,
                 });
                 println!("{}", serde_json::to_string_pretty(&doc)?);

@@ -2,13 +2,16 @@
 
 use anyhow::Result;
 
+use serde_json::json;
+
 use crate::lab::netlink::netns_exists;
-use crate::lab::plan::NetnsName;
-use crate::lab::state::{Phase, Record};
+use crate::lab::plan::{Nat, NetnsName};
+use crate::lab::state::{LabState, Phase, Record};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print as JSON.
+    /// Print as JSON: an array of labs, each with its status, namespaces, and nodes (LANs, hosts,
+    /// containers, servers) with their namespaces and addresses.
     #[arg(long)]
     pub json: bool,
 }
@@ -21,15 +24,7 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     if args.json {
-        let doc: Vec<_> = labs
-            .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "lab": s.lab, "status": status(s), "file": s.file, "phase": s.phase,
-                    "owner_pid": s.owner.map(|o| o.pid), "nodes": s.nodes(),
-                })
-            })
-            .collect();
+        let doc: Vec<_> = labs.iter().map(lab_json).collect();
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
@@ -59,7 +54,100 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn status(s: &crate::lab::state::LabState) -> String {
+/// One lab as `lab list --json` shows it. Field names are stable: scripts read them.
+///
+/// `nodes` holds every LAN, host, container and server with the namespace it lives in and its
+/// addresses; `present` says whether that namespace exists right now.
+fn lab_json(s: &LabState) -> serde_json::Value {
+    let plan = &s.plan;
+    let present = |ns: &NetnsName| netns_exists(ns);
+    let lans = plan.lans.iter().map(|lan| {
+        json!({
+            "name": lan.name, "kind": "lan", "netns": lan.netns, "present": present(&lan.netns),
+            "addresses": [], "subnet": lan.subnet, "bridge": lan.bridge,
+        })
+    });
+    let hosts = plan.hosts.iter().map(|h| {
+        let docker = h.docker.as_ref().map(|d| {
+            json!({
+                "bridge": d.bridge, "subnet": d.subnet, "gateway": d.gateway,
+                "nat": nat_word(&d.nat), "nat_rule": d.nat,
+            })
+        });
+        json!({
+            "name": h.name, "kind": "host", "netns": h.netns, "present": present(&h.netns),
+            "addresses": h.addresses, "lan": plan.lan(h.lan).name, "nic": h.nic,
+            "prefix_len": h.prefix_len, "sysctls": h.sysctls, "docker": docker,
+        })
+    });
+    let containers = plan.containers.iter().map(|c| {
+        json!({
+            "name": c.name, "kind": "container", "netns": c.netns, "present": present(&c.netns),
+            "addresses": [c.address], "group": c.group, "host": plan.host(c.host).name,
+            "mac": c.mac, "veth": c.veth, "sysctls": c.sysctls,
+        })
+    });
+    let servers = plan.servers.iter().map(|srv| {
+        let host = plan.host(srv.host);
+        json!({
+            "name": srv.name, "kind": "server", "netns": host.netns,
+            "present": present(&host.netns), "addresses": host.addresses, "host": host.name,
+            "port": srv.port,
+        })
+    });
+    let nodes: Vec<_> = lans.chain(hosts).chain(containers).chain(servers).collect();
+    let clients: Vec<_> = plan
+        .clients
+        .iter()
+        .map(|g| {
+            let containers: Vec<_> = g
+                .containers
+                .iter()
+                .map(|&c| &plan.container(c).name)
+                .collect();
+            json!({
+                "name": g.name, "containers": containers, "connect": g.connect,
+                "connections": g.connections, "ping_interval_s": g.ping_interval.as_secs_f64(),
+            })
+        })
+        .collect();
+    json!({
+        "lab": s.lab,
+        "status": status(s),
+        "state": state_word(s),
+        "live": s.is_live(),
+        "file": s.file,
+        "phase": s.phase,
+        "owner_pid": s.owner.map(|o| o.pid),
+        "created": s.created,
+        "namespaces": s.namespaces,
+        "agents": s.agents.iter().map(|a| a.pid).collect::<Vec<_>>(),
+        "nodes": nodes,
+        "clients": clients,
+    })
+}
+
+/// `masquerade`, `snat` or `none`.
+fn nat_word(nat: &Nat) -> &'static str {
+    match nat {
+        Nat::Masquerade { .. } => "masquerade",
+        Nat::Snat { .. } => "snat",
+        Nat::None => "none",
+    }
+}
+
+/// The status as one word for scripts: the phase, or `left-behind` when nobody owns the lab.
+fn state_word(s: &LabState) -> &'static str {
+    match (s.phase, s.is_live()) {
+        (Phase::Up, _) => "up",
+        (_, false) => "left-behind",
+        (Phase::Building, true) => "building",
+        (Phase::Running, true) => "running",
+        (Phase::TearingDown, true) => "tearing-down",
+    }
+}
+
+fn status(s: &LabState) -> String {
     let owner = s.owner.map(|o| o.pid);
     match (s.phase, s.is_live()) {
         (Phase::Up, _) => "up".into(),

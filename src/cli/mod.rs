@@ -13,22 +13,52 @@ use crate::lab::{Diagnostic, Source};
 
 mod check;
 mod clean;
+mod completions;
 mod down;
 mod exec;
 mod graph;
 mod list;
+pub mod log;
 mod nat;
 mod run;
 mod show;
 mod up;
 
+/// Examples shown at the end of `lab --help`.
+const EXAMPLES: &str = "\
+Examples:
+  lab check labs/02-cross-host.toml       validate it and show the topology (no root)
+  sudo lab run labs/02-cross-host.toml    build it, run it, report, tear down
+  sudo lab up labs/02-cross-host.toml     build it and leave it running
+  sudo lab -v down cross-host             remove it, logging what is removed
+  lab completions bash > /etc/bash_completion.d/lab";
+
 /// Network labs in Linux namespaces that show what happens to TCP connections behind
 /// Docker-style NAT.
 #[derive(Debug, Parser)]
-#[command(name = "lab", version, propagate_version = true)]
+#[command(name = "lab", version, propagate_version = true, after_help = EXAMPLES)]
 pub struct Cli {
+    /// Log what the engine does on stderr: -v steps (namespaces, links, rules), -vv details,
+    /// -vvv everything.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Print only errors on stderr (`lab run -q` also hides the live progress).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// How much to log: `-q` here or on `lab run`, else the number of `-v`.
+    pub fn verbosity(&self) -> log::Verbosity {
+        let run_quiet = matches!(&self.command, Command::Run(a) if a.quiet);
+        if self.quiet || run_quiet {
+            log::Verbosity::Quiet
+        } else {
+            log::Verbosity::Verbose(self.verbose)
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,6 +66,8 @@ pub enum Command {
     /// Validate a lab file and print its topology (no root needed).
     ///
     /// Example: lab check labs/02-cross-host.toml
+    ///
+    /// Example: lab check labs/02-cross-host.toml --json | jq .prediction
     Check(check::Args),
     /// Build a lab and leave it running.
     ///
@@ -52,14 +84,20 @@ pub enum Command {
     /// Show the labs that are up, with their nodes and namespaces.
     ///
     /// Example: sudo lab list
+    ///
+    /// Example: sudo lab list --json | jq '.[].nodes[] | {name, kind, netns, addresses}'
     List(list::Args),
     /// Run a command inside a node's network namespace.
+    ///
+    /// LAB_NAME and LAB_NODE are set for the command.
     ///
     /// Example: sudo lab exec cross-host c1 -- ss -s
     Exec(exec::Args),
     /// Show a running lab's NAT: paths, ports used of capacity, the kernel's choices and drops.
     ///
     /// Example: sudo lab nat cross-host client-host
+    ///
+    /// Example: sudo lab nat cross-host --json | jq '.[].paths'
     Nat(nat::Args),
     /// Print the `ip`, `nft` and `sysctl` commands that build a lab by hand.
     ///
@@ -68,7 +106,16 @@ pub enum Command {
     /// Write the topology as Mermaid or Graphviz DOT.
     ///
     /// Example: lab graph labs/02-cross-host.toml --format dot -o lab.dot
+    #[command(mut_arg("format", |a| a.help("Output format (svg needs Graphviz's `dot`).")))]
     Graph(graph::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    ///
+    /// Example: lab completions bash > /etc/bash_completion.d/lab
+    ///
+    /// Example: lab completions zsh > "${fpath[1]}/_lab"
+    ///
+    /// Example: lab completions fish > ~/.config/fish/completions/lab.fish
+    Completions(completions::Args),
     /// (internal) A server or client agent inside a lab namespace, started by `lab run`.
     #[command(hide = true)]
     Agent,
@@ -91,6 +138,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(a) => run::run(a),
         Command::Show(a) => show::run(a),
         Command::Graph(a) => graph::run(a),
+        Command::Completions(a) => completions::run(a),
         // Must run before any thread exists: it enters a namespace and masks signals.
         Command::Agent => crate::workload::agent::main(),
     }
@@ -117,7 +165,16 @@ pub fn read_lab(path: &Path, name: Option<&str>) -> Result<(Source, Loaded), Res
         .transpose()
         .map_err(Err)?;
     match load(&source, &LoadOptions { name }) {
-        Ok(loaded) => Ok((source, loaded)),
+        Ok(loaded) => {
+            tracing::info!(
+                file = %path.display(),
+                lab = %loaded.plan.name,
+                namespaces = loaded.plan.namespaces().len(),
+                warnings = loaded.warnings.len(),
+                "lab file is valid"
+            );
+            Ok((source, loaded))
+        }
         Err(diagnostics) => Err(Ok(Rejected {
             source,
             diagnostics,

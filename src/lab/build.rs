@@ -33,6 +33,7 @@ struct HostNode {
 pub async fn build(plan: &Plan) -> Result<()> {
     let mut lans = Vec::with_capacity(plan.lans.len());
     for lan in &plan.lans {
+        tracing::info!(netns = %lan.netns, subnet = %lan.subnet, "build lan {}", lan.name);
         lans.push(
             build_lan(lan)
                 .await
@@ -43,6 +44,13 @@ pub async fn build(plan: &Plan) -> Result<()> {
     let mut hosts = Vec::with_capacity(plan.hosts.len());
     for host in &plan.hosts {
         let lan = &lans[host.lan.0];
+        tracing::info!(
+            netns = %host.netns,
+            addresses = ?host.addresses,
+            docker = host.docker.is_some(),
+            "build host {}",
+            host.name
+        );
         hosts.push(
             build_host(plan, host, lan)
                 .await
@@ -50,6 +58,13 @@ pub async fn build(plan: &Plan) -> Result<()> {
         );
     }
     fault::pause("up:containers").await;
+    if !plan.containers.is_empty() {
+        tracing::info!(
+            containers = plan.containers.len(),
+            at_once = CONTAINER_CONCURRENCY,
+            "build containers"
+        );
+    }
     futures_util::stream::iter(&plan.containers)
         .map(|c| {
             let host = &hosts[c.host.0];
@@ -94,6 +109,7 @@ async fn build_host(plan: &Plan, host: &Host, lan: &LanNode) -> Result<HostNode>
     netns.set_up(eth0, host.nic.as_str()).await?;
     fault::pause("up:links").await;
     for s in &host.sysctls {
+        tracing::debug!(netns = %host.netns, "sysctl {} = {}", s.key, s.value);
         netns.write_sysctl(&s.key, &s.value)?;
     }
     let docker_bridge = match &host.docker {
@@ -112,6 +128,12 @@ async fn build_host(plan: &Plan, host: &Host, lan: &LanNode) -> Result<HostNode>
                 )
                 .await?;
             // Docker's NAT and forward rules, one atomic nftables batch inside the host.
+            tracing::debug!(
+                netns = %host.netns,
+                bridge = %docker.bridge,
+                nat = ?docker.nat,
+                "write Docker's nftables rules"
+            );
             fault::pause("up:rules").await;
             netns
                 .run(|| crate::nat::rules::apply(docker))?
@@ -131,6 +153,14 @@ async fn build_container(plan: &Plan, c: &Container, host: &HostNode) -> Result<
     let (Some(docker), Some(bridge)) = (&h.docker, host.docker_bridge) else {
         anyhow::bail!("host {} has no docker bridge", h.name);
     };
+    tracing::debug!(
+        netns = %c.netns,
+        address = %c.address,
+        veth = %c.veth,
+        "build container {} on host {}",
+        c.name,
+        h.name
+    );
     let netns = Netns::create(&c.netns)?;
     netns.loopback_up().await?;
     let eth0_name = IfName::eth0();

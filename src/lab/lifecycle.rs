@@ -104,6 +104,11 @@ pub struct Lab {
 pub async fn up(plan: Plan, file: Option<&Path>, signals: &mut Signals) -> Result<Lab> {
     let owners = namespace_owners();
     let mut record = Record::create(LabState::new(&plan, file))?;
+    tracing::info!(
+        lab = %plan.name,
+        namespaces = plan.namespaces().len(),
+        "claimed the lab's name and recorded its namespaces"
+    );
     let taken = taken_namespaces(&plan, &owners);
     if !taken.is_empty() {
         // Nothing was created: give the name back and say what is in the way.
@@ -119,8 +124,12 @@ pub async fn up(plan: Plan, file: Option<&Path>, signals: &mut Signals) -> Resul
         sig = signals.recv() => Err(Fail::Interrupted(sig).into()),
     };
     match outcome {
-        Ok(()) => Ok(Lab { plan, record }),
+        Ok(()) => {
+            tracing::info!(lab = %plan.name, "built");
+            Ok(Lab { plan, record })
+        }
         Err(err) => {
+            tracing::warn!(lab = %plan.name, "build failed, removing what was built: {err:#}");
             if let Some(taken) = err
                 .chain()
                 .find_map(|e| e.downcast_ref::<super::netlink::NetnsTaken>())
@@ -223,6 +232,7 @@ pub fn clean(all: bool) -> Result<Cleaned> {
         };
         let owned_by_live_process = record.state.owner.is_some_and(|p| p.is_alive());
         if owned_by_live_process || (record.state.is_live() && !all) {
+            tracing::debug!(lab, "kept: up or owned by a live process");
             done.kept.push(lab);
             continue;
         }
@@ -242,6 +252,12 @@ pub fn clean(all: bool) -> Result<Cleaned> {
 /// record only when everything is gone, so a failed teardown can be retried with `lab down`.
 pub fn teardown(mut record: Record) -> Result<()> {
     record.set_phase(Phase::TearingDown, Some(Process::current()))?;
+    tracing::info!(
+        lab = %record.state.lab,
+        namespaces = ?record.state.namespaces,
+        agents = record.state.agents.len(),
+        "tearing down: removing the recorded namespaces, newest first"
+    );
     stop_agents(&record.state.agents);
     let errors: Vec<String> = record
         .state
@@ -273,6 +289,12 @@ pub fn teardown(mut record: Record) -> Result<()> {
 /// and waits briefly for them to go, so the namespaces they hold are freed with the lab.
 fn stop_agents(agents: &[Process]) {
     let signalled: Vec<&Process> = agents.iter().filter(|a| a.signal(libc::SIGKILL)).collect();
+    if !signalled.is_empty() {
+        tracing::debug!(
+            agents = signalled.len(),
+            "sent SIGKILL to recorded agents still running"
+        );
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while signalled.iter().any(|a| a.is_alive()) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));

@@ -1,5 +1,6 @@
 //! The live view while connections ramp, on stderr: a bar per client group and the total,
-//! redrawn in place on a terminal; plain lines once a second otherwise (CI logs).
+//! redrawn in place on a terminal; plain lines once a second otherwise (CI logs, pipes, and
+//! terminals with `NO_COLOR` set or `TERM=dumb`, where no escape sequence is written).
 
 use std::io::{IsTerminal as _, Write as _};
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use crate::workload::run::Snapshot;
 const BAR: usize = 30;
 
 pub struct Live {
+    /// Bars redrawn in place with escape sequences, or plain lines.
     tty: bool,
     drawn: usize,
     last_line: Option<Instant>,
@@ -20,7 +22,7 @@ pub struct Live {
 impl Live {
     pub fn new(quiet: bool) -> Self {
         Self {
-            tty: std::io::stderr().is_terminal(),
+            tty: super::ansi_allowed(std::io::stderr().is_terminal()),
             drawn: 0,
             last_line: None,
             last_total: (0, Instant::now()),

@@ -9,6 +9,28 @@ pub mod plot;
 pub mod run;
 pub mod topology;
 
+/// Whether escape sequences (colour, cursor movement for redrawn bars) may be written to a
+/// stream: only to a terminal, and not when `NO_COLOR` is set (<https://no-color.org>) or the
+/// terminal is `dumb`.
+pub fn ansi_allowed(is_terminal: bool) -> bool {
+    ansi_allowed_by(
+        is_terminal,
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("TERM").as_deref(),
+    )
+}
+
+/// [`ansi_allowed`] with the environment passed in.
+pub fn ansi_allowed_by(
+    is_terminal: bool,
+    no_color: Option<&std::ffi::OsStr>,
+    term: Option<&std::ffi::OsStr>,
+) -> bool {
+    let no_color = no_color.is_some_and(|v| !v.is_empty());
+    let dumb = term.is_some_and(|t| t == "dumb");
+    is_terminal && !no_color && !dumb
+}
+
 /// `64512` -> `64,512`: the numbers are the lesson, so make them readable.
 pub fn count(n: u64) -> String {
     let digits = n.to_string();
@@ -47,6 +69,23 @@ pub fn capacity(c: &crate::lab::preflight::Capacity) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsStr;
+
+    #[test]
+    fn ansi_only_on_a_terminal_without_no_color() {
+        use super::ansi_allowed_by as allowed;
+        let xterm = Some(OsStr::new("xterm-256color"));
+        assert!(allowed(true, None, xterm));
+        assert!(allowed(true, None, None));
+        assert!(!allowed(false, None, xterm), "a pipe or a file");
+        assert!(!allowed(true, Some(OsStr::new("1")), xterm), "NO_COLOR=1");
+        assert!(
+            allowed(true, Some(OsStr::new("")), xterm),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!allowed(true, None, Some(OsStr::new("dumb"))));
+    }
+
     #[test]
     fn thousands() {
         assert_eq!(super::count(0), "0");
