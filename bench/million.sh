@@ -124,7 +124,7 @@ trap 'echo "$0: terminated (SIGTERM)" >&2; exit 143' TERM
 
 # --- build ----------------------------------------------------------------------------------
 cargo build --release --quiet
-cp target/release/lab "$LAB"
+cp "${CARGO_TARGET_DIR:-target}/release/lab" "$LAB"
 command -v gcc >/dev/null || { apt-get update -q && apt-get install -y -q gcc; }
 command -v jq >/dev/null || { apt-get update -q && apt-get install -y -q jq; }
 sed "s/START_BATCH = 512 }/START_BATCH = $C_BATCH }/" bench/c/client.c >"$WORK/client.c"

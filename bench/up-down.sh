@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 cargo build --release --quiet
-lab=target/release/lab
+lab=${CARGO_TARGET_DIR:-target}/release/lab
 ms() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 lab_up=() lab_down=() ip_up=() ip_down=()

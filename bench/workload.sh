@@ -33,7 +33,7 @@ runs=${1:-3}
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [RUNS]" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "$0: needs root" >&2; exit 3; }
 
-LAB=$PWD/target/release/lab
+LAB=$(realpath "${CARGO_TARGET_DIR:-target}")/release/lab
 LAB_FILE=labs/03-more-server-addresses.toml
 NAME=benchwl          # the lab for c and go
 RUN_NAME=benchwlrun   # the lab `lab run` builds
