@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 
 use clap::{CommandFactory as _, Parser as _};
 use common::*;
+use lab::lab::{LoadOptions, Source, load};
 use serde_json::Value;
 
 /// A small lab: one LAN, a host with two containers behind Docker's NAT, a server host.
@@ -77,7 +78,7 @@ fn every_command_has_an_example_and_every_flag_a_help() {
             );
         }
     }
-    for verb in "completions list nat check".split(' ') {
+    for verb in "schema completions list nat check".split(' ') {
         assert!(verbs.iter().any(|v| v == verb), "no `lab {verb}`");
     }
     // And what the binary prints.
@@ -274,6 +275,299 @@ fn check_json_is_one_document_with_numbers_as_numbers() {
         "{doc:#}"
     );
     assert_eq!(first["severity"], "error");
+}
+
+// ---- lab schema ----
+
+use std::collections::{BTreeMap, BTreeSet};
+
+const SCHEMA_FILE: &str = include_str!("../src/cli/lab.schema.json");
+
+fn schema() -> Value {
+    serde_json::from_str(SCHEMA_FILE).expect("the schema is JSON")
+}
+
+/// A TOML document as JSON, the way editors validate TOML against a JSON Schema.
+fn toml_to_json(text: &str) -> Value {
+    let table: toml::Table = toml::from_str(text).expect("TOML");
+    serde_json::to_value(table).expect("TOML as JSON")
+}
+
+fn schema_errors(validator: &jsonschema::Validator, text: &str) -> Vec<String> {
+    let doc = toml_to_json(text);
+    validator
+        .iter_errors(&doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn lab_schema_prints_the_schema() {
+    let out = lab(&["schema"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out), SCHEMA_FILE);
+    let dir = temp_dir("schema");
+    let path = dir.join("lab.schema.json");
+    let out = lab(&["schema", "-o", path.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("written"),
+        SCHEMA_FILE
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_schema_is_a_valid_draft_2020_12_schema() {
+    let schema = schema();
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    if let Err(e) = jsonschema::meta::validate(&schema) {
+        panic!("not a valid JSON Schema: {e}");
+    }
+}
+
+#[test]
+fn every_lab_file_validates_against_the_schema() {
+    let validator = jsonschema::validator_for(&schema()).expect("compile the schema");
+    let mut files = lab_files();
+    files.push(repo().join("src/lab/testdata/cross-host.toml"));
+    assert!(files.len() > 5);
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read lab file");
+        load(
+            &Source::new(file.display().to_string(), text.clone()),
+            &LoadOptions::default(),
+        )
+        .unwrap_or_else(|d| panic!("{} does not load: {d:?}", file.display()));
+        let errors = schema_errors(&validator, &text);
+        assert!(errors.is_empty(), "{}: {errors:#?}", file.display());
+    }
+    // Forms of the lab file that labs/ does not use: bare dotted sysctls, nat tables, ranges.
+    let more = format!(
+        "{SMALL}[hosts.client-host.docker]\nnat = {{ snat = [\"192.168.49.6\"], ports = 2000, \
+         persistent = true }}\n[containers.d]\nhost = \"client-host\"\naddress = \"172.17.0.9\"\n\
+         sysctls = {{ net.ipv4.tcp_syn_retries = 1, \"net.core.somaxconn\" = \"100\" }}\n\
+         [expect]\nestablished = {{ min = 1 }}\n"
+    );
+    load(
+        &Source::new("more.toml", more.clone()),
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|d| panic!("does not load: {d:?}"));
+    assert_eq!(schema_errors(&validator, &more), Vec::<String>::new());
+}
+
+#[test]
+fn the_schema_rejects_what_the_loader_rejects_by_shape() {
+    let validator = jsonschema::validator_for(&schema()).expect("compile the schema");
+    let cases = [
+        (
+            "an unknown key",
+            format!("{SMALL}[lans.lan2]\nsubnet = \"10.0.0.0/24\"\nsubent = 1\n"),
+        ),
+        (
+            "a wrong type",
+            SMALL.replace("port = 9000", "port = \"9000\""),
+        ),
+        (
+            "a port out of range",
+            SMALL.replace("port = 9000", "port = 70000"),
+        ),
+        (
+            "no required key",
+            SMALL.replace("host = \"server-host\"\n", ""),
+        ),
+        (
+            "an unknown nat mode",
+            format!("{SMALL}[hosts.client-host.docker]\nnat = \"masq\"\n"),
+        ),
+        (
+            "snat and masquerade together",
+            format!(
+                "{SMALL}[hosts.client-host.docker]\nnat = {{ snat = [\"192.168.49.6\"], \
+                 masquerade = true }}\n"
+            ),
+        ),
+        (
+            "a global sysctl",
+            SMALL.replace("replicas = 2", "sysctls = { \"fs.file-max\" = \"1\" }"),
+        ),
+        ("a bad duration", format!("{SMALL}ping_interval = \"10\"\n")),
+    ];
+    for (what, text) in cases {
+        assert!(
+            load(
+                &Source::new("bad.toml", text.clone()),
+                &LoadOptions::default()
+            )
+            .is_err(),
+            "the loader accepts {what}"
+        );
+        assert!(
+            !schema_errors(&validator, &text).is_empty(),
+            "the schema accepts {what}:\n{text}"
+        );
+    }
+}
+
+/// The loader's known keys per table, read from its own "unknown key" diagnostics: one file
+/// with an unknown key in every table, each answered with "expected one of: `a`, `b`".
+fn loader_keys() -> BTreeMap<String, BTreeSet<String>> {
+    const X: &str = "zqxj = 1";
+    let text = format!(
+        "name = \"k\"\n{X}\n\
+         [lans.lan]\nsubnet = \"192.168.49.0/24\"\n{X}\n\
+         [hosts.h]\nlan = \"lan\"\naddresses = [\"192.168.49.6\"]\n{X}\n\
+         [hosts.h.docker]\n{X}\nnat = {{ masquerade = true, {X} }}\n\
+         [containers.c]\nhost = \"h\"\n{X}\n\
+         [servers.s]\nhost = \"h\"\nport = 9000\n{X}\n\
+         [clients.l]\ncontainers = [\"c\"]\nconnect = [\"192.168.49.6:9000\"]\nconnections = 1\n{X}\n\
+         [expect]\nestablished = {{ min = 1, {X} }}\n{X}\n"
+    );
+    let diags = load(&Source::new("keys.toml", text), &LoadOptions::default())
+        .expect_err("unknown keys are errors");
+    let mut keys = BTreeMap::new();
+    for d in diags
+        .iter()
+        .filter(|d| d.message.starts_with("unknown key `zqxj`"))
+    {
+        let table = d
+            .message
+            .trim_start_matches("unknown key `zqxj` ")
+            .to_owned();
+        let help = d.help.as_deref().unwrap_or_default();
+        let list = help.strip_prefix("expected one of: ").unwrap_or_else(|| {
+            panic!("the loader answered `zqxj` {table} with {help:?}, not its list of keys")
+        });
+        let known = list
+            .split(", ")
+            .map(|k| k.trim_matches('`').to_owned())
+            .collect();
+        keys.insert(table, known);
+    }
+    keys
+}
+
+/// Follows `#/$defs/x` references.
+fn resolve<'a>(schema: &'a Value, node: &'a Value) -> &'a Value {
+    match node["$ref"].as_str() {
+        Some(r) => {
+            let pointer = r.strip_prefix('#').expect("local reference");
+            resolve(schema, schema.pointer(pointer).expect("reference resolves"))
+        }
+        None => node,
+    }
+}
+
+fn property_names(table: &Value) -> BTreeSet<String> {
+    table["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_schema_has_exactly_the_keys_the_loader_accepts() {
+    let schema = schema();
+    let defs = &schema["$defs"];
+    // Where each table the loader reads is described in the schema.
+    let tables = [
+        ("at the top level", &schema),
+        ("in [lans.lan]", &defs["lan"]),
+        ("in [hosts.h]", &defs["host"]),
+        ("in [hosts.h.docker]", &defs["docker"]),
+        ("in [hosts.h.docker.nat]", &defs["nat_table"]),
+        ("in [containers.c]", &defs["container"]),
+        ("in [servers.s]", &defs["server"]),
+        ("in [clients.l]", &defs["client"]),
+        ("in [expect]", &defs["expect"]),
+        ("in [expect.established]", &defs["count_range"]),
+    ];
+    let loader = loader_keys();
+    let loader_tables: BTreeSet<&str> = loader.keys().map(String::as_str).collect();
+    let schema_tables: BTreeSet<&str> = tables.iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        loader_tables, schema_tables,
+        "tables the loader checks keys of"
+    );
+    for (table, def) in tables {
+        assert_eq!(
+            property_names(def),
+            loader[table],
+            "keys {table}: schema (left) vs loader (right)"
+        );
+        assert_eq!(
+            def["additionalProperties"], false,
+            "the schema must refuse unknown keys {table}, as the loader does"
+        );
+    }
+    // The schema has no other closed table the comparison above would miss.
+    let compared: Vec<&Value> = tables.iter().map(|(_, d)| *d).collect();
+    for (name, def) in defs.as_object().expect("$defs") {
+        if def["additionalProperties"] == false {
+            assert!(
+                compared.iter().any(|d| std::ptr::eq(*d, def)),
+                "$defs/{name} is a table the loader comparison does not cover"
+            );
+        }
+    }
+    // The sections hold named tables of the right kind.
+    for (section, def) in [
+        ("lans", "lan"),
+        ("hosts", "host"),
+        ("containers", "container"),
+        ("servers", "server"),
+        ("clients", "client"),
+    ] {
+        let entry = &schema["properties"][section]["additionalProperties"];
+        assert!(
+            std::ptr::eq(resolve(&schema, entry), &defs[def]),
+            "{section} entries are not $defs/{def}"
+        );
+    }
+}
+
+#[test]
+fn the_schema_requires_what_the_loader_requires() {
+    let text = "name = \"k\"\n[lans.lan]\n[hosts.h]\n[containers.c]\n[servers.s]\n[clients.l]\n";
+    let diags = load(&Source::new("req.toml", text), &LoadOptions::default())
+        .expect_err("missing keys are errors");
+    let mut loader: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for d in &diags {
+        if let Some(rest) = d.message.strip_prefix("missing required key `")
+            && let Some((key, table)) = rest.split_once("` in ")
+        {
+            loader
+                .entry(table.to_owned())
+                .or_default()
+                .insert(key.to_owned());
+        }
+    }
+    let defs = &schema()["$defs"];
+    for (table, def) in [
+        ("[lans.lan]", "lan"),
+        ("[hosts.h]", "host"),
+        ("[containers.c]", "container"),
+        ("[servers.s]", "server"),
+        ("[clients.l]", "client"),
+    ] {
+        let required: BTreeSet<String> = defs[def]["required"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            required,
+            loader.get(table).cloned().unwrap_or_default(),
+            "required keys in {table}: schema (left) vs loader (right)"
+        );
+    }
 }
 
 // ---- with a lab up (root) ----

@@ -21,6 +21,7 @@ mod list;
 pub mod log;
 mod nat;
 mod run;
+pub mod schema;
 mod show;
 mod up;
 
@@ -108,6 +109,12 @@ pub enum Command {
     /// Example: lab graph labs/02-cross-host.toml --format dot -o lab.dot
     #[command(mut_arg("format", |a| a.help("Output format (svg needs Graphviz's `dot`).")))]
     Graph(graph::Args),
+    /// Print the JSON Schema (draft 2020-12) of the lab-file format, for editors.
+    ///
+    /// TOML editors such as taplo / Even Better TOML complete and check keys with it.
+    ///
+    /// Example: lab schema > lab.schema.json
+    Schema(schema::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     ///
     /// Example: lab completions bash > /etc/bash_completion.d/lab
@@ -138,6 +145,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(a) => run::run(a),
         Command::Show(a) => show::run(a),
         Command::Graph(a) => graph::run(a),
+        Command::Schema(a) => schema::run(a),
         Command::Completions(a) => completions::run(a),
         // Must run before any thread exists: it enters a namespace and masks signals.
         Command::Agent => crate::workload::agent::main(),
