@@ -78,14 +78,14 @@ fn every_command_has_an_example_and_every_flag_a_help() {
             );
         }
     }
-    for verb in "schema completions list nat check".split(' ') {
+    for verb in "new schema completions list nat check".split(' ') {
         assert!(verbs.iter().any(|v| v == verb), "no `lab {verb}`");
     }
     // And what the binary prints.
     let top = lab(&["--help"]);
     assert!(top.status.success(), "{}", text(&top));
     assert!(
-        stdout(&top).contains("Examples:\n  lab check"),
+        stdout(&top).contains("Examples:\n  lab new my-lab"),
         "{}",
         text(&top)
     );
@@ -568,6 +568,82 @@ fn the_schema_requires_what_the_loader_requires() {
             "required keys in {table}: schema (left) vs loader (right)"
         );
     }
+}
+
+// ---- lab new ----
+
+use std::path::Path;
+
+fn lab_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    lab_command()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run lab")
+}
+
+#[test]
+fn lab_new_writes_a_commented_lab_that_checks_and_never_overwrites() {
+    let dir = temp_dir("new");
+    let out = lab_in(&dir, &["new", "my-lab"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let file = dir.join("my-lab.toml");
+    let written = std::fs::read_to_string(&file).expect("my-lab.toml written");
+    // Commented: every section is explained, and the file says how to use it.
+    let comments = written
+        .lines()
+        .filter(|l| l.trim_start().starts_with('#'))
+        .count();
+    assert!(comments >= 15, "only {comments} comment lines:\n{written}");
+    for hint in [
+        "lab check my-lab.toml",
+        "sudo lab run my-lab.toml",
+        "lab shell my-lab c1",
+    ] {
+        assert!(written.contains(hint), "no `{hint}` in:\n{written}");
+    }
+    let loaded = load(
+        &Source::new("my-lab.toml", written.clone()),
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|d| panic!("the starter does not load: {d:?}"));
+    assert_eq!(loaded.plan.name.as_str(), "my-lab");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let validator = jsonschema::validator_for(&schema()).expect("compile the schema");
+    assert_eq!(schema_errors(&validator, &written), Vec::<String>::new());
+    let check = lab_in(&dir, &["check", "my-lab.toml"]);
+    assert!(check.status.success(), "{}", text(&check));
+
+    // Never over an existing file: exit 2, file unchanged.
+    std::fs::write(&file, "mine").expect("overwrite for the test");
+    let again = lab_in(&dir, &["new", "my-lab"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(
+        stderr(&again).contains("exists already"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(std::fs::read_to_string(&file).expect("still there"), "mine");
+
+    // -o PATH, and NAME.toml names the lab NAME.
+    let out = lab_in(&dir, &["new", "other", "-o", "sub.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        std::fs::read_to_string(dir.join("sub.toml"))
+            .expect("sub.toml")
+            .contains("name = \"other\"")
+    );
+    let out = lab_in(&dir, &["new", "third.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        std::fs::read_to_string(dir.join("third.toml"))
+            .expect("third.toml")
+            .contains("name = \"third\"")
+    );
+
+    let bad = lab_in(&dir, &["new", "no/such"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 // ---- with a lab up (root) ----

@@ -20,6 +20,7 @@ mod graph;
 mod list;
 pub mod log;
 mod nat;
+mod new;
 mod run;
 pub mod schema;
 mod show;
@@ -28,6 +29,7 @@ mod up;
 /// Examples shown at the end of `lab --help`.
 const EXAMPLES: &str = "\
 Examples:
+  lab new my-lab                          write a commented starter lab file, my-lab.toml
   lab check labs/02-cross-host.toml       validate it and show the topology (no root)
   sudo lab run labs/02-cross-host.toml    build it, run it, report, tear down
   sudo lab up labs/02-cross-host.toml     build it and leave it running
@@ -109,6 +111,10 @@ pub enum Command {
     /// Example: lab graph labs/02-cross-host.toml --format dot -o lab.dot
     #[command(mut_arg("format", |a| a.help("Output format (svg needs Graphviz's `dot`).")))]
     Graph(graph::Args),
+    /// Write a commented starter lab file that `lab check` accepts.
+    ///
+    /// Example: lab new my-lab  (writes my-lab.toml; `-o PATH` writes elsewhere)
+    New(new::Args),
     /// Print the JSON Schema (draft 2020-12) of the lab-file format, for editors.
     ///
     /// TOML editors such as taplo / Even Better TOML complete and check keys with it.
@@ -145,6 +151,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(a) => run::run(a),
         Command::Show(a) => show::run(a),
         Command::Graph(a) => graph::run(a),
+        Command::New(a) => new::run(a),
         Command::Schema(a) => schema::run(a),
         Command::Completions(a) => completions::run(a),
         // Must run before any thread exists: it enters a namespace and masks signals.

@@ -1,0 +1,144 @@
+//! `lab new NAME`: a commented starter lab file that `lab check` accepts, written to NAME.toml
+//! (or `-o PATH`), never over an existing file.
+
+use std::io::{ErrorKind, Write as _};
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+
+use crate::error::invalid;
+use crate::lab::plan::Name;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The lab's name (letters, digits, `-`, `_`, `.`); the file is NAME.toml.
+    pub name: String,
+    /// Write the lab file here instead of NAME.toml in the current directory.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    // `lab new my-lab.toml` means the lab my-lab in my-lab.toml.
+    let (name, default_file) = match args.name.strip_suffix(".toml") {
+        Some(stem) if !stem.is_empty() => (stem, args.name.clone()),
+        _ => (args.name.as_str(), format!("{}.toml", args.name)),
+    };
+    let name = Name::new(name).map_err(|e| invalid(format!("lab name: {e}")))?;
+    let path = args.output.unwrap_or_else(|| PathBuf::from(default_file));
+    let shown = path.display().to_string();
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            return Err(invalid(format!(
+                "{shown} exists already; `lab new` never overwrites a file (remove it, or \
+                 choose another path with -o)"
+            )));
+        }
+        Err(e) => return Err(e).with_context(|| format!("create {shown}")),
+    };
+    file.write_all(starter(&name, &shown).as_bytes())
+        .with_context(|| format!("write {shown}"))?;
+    eprintln!("wrote {shown}: lab {name}. Next: `lab check {shown}`, then `sudo lab run {shown}`.");
+    Ok(())
+}
+
+/// The starter lab: the article's cross-host experiment in miniature (two containers behind
+/// Docker's MASQUERADE, a server on another host), every key explained.
+pub fn starter(name: &Name, file: &str) -> String {
+    STARTER
+        .replace("{name}", name.as_str())
+        .replace("{file}", file)
+}
+
+const STARTER: &str = r#"# A network lab for `lab`: hosts, LANs, Docker bridges and containers in Linux network
+# namespaces, and a workload of long-lived TCP connections through Docker's NAT.
+#
+#   lab check {file}         validate it and show the topology and NAT paths (no root)
+#   sudo lab run {file}      build it, run the server and clients, report, tear down
+#   sudo lab up {file}       build it and leave it running; then:
+#   sudo lab shell {name} c1   a shell inside container c1 (`exit` to leave)
+#   sudo lab down {name}     remove it
+#
+# Every key is described by `lab schema` (a JSON Schema: editors such as Even Better TOML
+# complete and check keys with it).
+
+name = "{name}"    # every namespace is named {name}-<node>
+description = """Two containers behind Docker's MASQUERADE on one host open 100 connections
+each to a server on another host."""
+
+# An L2 segment joining hosts: a bridge in a namespace of its own.
+[lans.lan]
+subnet = "192.168.49.0/24"
+
+# A machine: a namespace with eth0 on its LAN. The first address is the primary one, which
+# Docker's MASQUERADE uses.
+[hosts.client-host]
+lan = "lan"
+addresses = ["192.168.49.6"]
+
+# Docker's default bridge network on this host (implied by containers; these are the
+# defaults). nat may also be "none", { snat = ["192.168.49.6"] } for a pool of the host's own
+# addresses, or { masquerade = true, ports = "40000-40299" } for a smaller port budget.
+[hosts.client-host.docker]
+bridge = "docker0"
+subnet = "172.17.0.0/16"
+nat = "masquerade"
+
+[hosts.server-host]
+lan = "lan"
+addresses = ["192.168.49.5"]
+
+# Containers c1 and c2 on client-host's docker bridge, addressed from 172.17.0.2 in order.
+[containers.c]
+host = "client-host"
+replicas = 2
+# Per-namespace sysctls (net.* only), set inside each container: give up a connect after
+# 3 SYNs.
+sysctls = { "net.ipv4.tcp_syn_retries" = "1" }
+
+# A server that accepts and holds connections, on every address of its host (`lab run`).
+[servers.srv]
+host = "server-host"
+port = 9000
+
+# A client in each container: the i-th container connects to connect[i % len].
+[clients.load]
+containers = ["c"]
+connect = ["192.168.49.5:9000"]
+connections = 100          # per container
+ping_interval = "10s"      # each connection sends a ping this often
+
+# What `lab run` checks at the end; it exits 1 when this does not hold.
+[expect]
+established = 200          # or a range: { min = 150, max = 200 }
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::{LoadOptions, Source, load};
+
+    #[test]
+    fn the_starter_loads_without_warnings() {
+        let name = Name::new("my-lab").expect("name");
+        let text = starter(&name, "my-lab.toml");
+        let loaded = load(
+            &Source::new("my-lab.toml", text.clone()),
+            &LoadOptions::default(),
+        )
+        .unwrap_or_else(|d| panic!("starter rejected: {d:?}"));
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert_eq!(loaded.plan.name.as_str(), "my-lab");
+        assert_eq!(loaded.plan.containers.len(), 2);
+        assert!(text.contains("sudo lab shell my-lab c1"));
+        assert!(
+            !text.contains("{name}") && !text.contains("{file}"),
+            "placeholders left"
+        );
+    }
+}
