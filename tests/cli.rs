@@ -78,7 +78,7 @@ fn every_command_has_an_example_and_every_flag_a_help() {
             );
         }
     }
-    for verb in "new schema completions list nat check".split(' ') {
+    for verb in "new shell schema completions list nat check".split(' ') {
         assert!(verbs.iter().any(|v| v == verb), "no `lab {verb}`");
     }
     // And what the binary prints.
@@ -129,7 +129,7 @@ fn completions_for_every_shell() {
         assert!(out.status.success(), "{shell}: {}", text(&out));
         let script = stdout(&out);
         assert!(
-            script.contains("completions") && script.contains("check"),
+            script.contains("completions") && script.contains("shell"),
             "{shell} script does not know the verbs"
         );
         assert!(out.stderr.is_empty(), "{shell}: {}", text(&out));
@@ -726,6 +726,94 @@ fn list_and_nat_json_describe_a_running_lab() {
         assert!(
             views[0]["entries"].is_u64() && views[0]["paths"].is_array(),
             "{views:#?}"
+        );
+        l.name.clone()
+    };
+    assert_gone(&name);
+}
+
+/// `lab shell` with commands on its stdin instead of a person.
+fn shell(lab_name: &str, node: &str, shell: Option<&str>, input: &str) -> std::process::Output {
+    let mut c = lab_command();
+    c.args(["shell", lab_name, node])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match shell {
+        Some(s) => c.env("SHELL", s),
+        None => c.env_remove("SHELL"),
+    };
+    let mut child = c.spawn().expect("start lab shell");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("type into the shell");
+    child.wait_with_output().expect("lab shell")
+}
+
+#[test]
+fn lab_shell_runs_a_shell_in_the_node_namespace() {
+    if !root_or_skip("lab_shell_runs_a_shell_in_the_node_namespace") {
+        return;
+    }
+    let name = {
+        let l = small_lab("shell", &[]);
+        let input = "echo \"node=$LAB_NODE lab=$LAB_NAME\"; ip -o -4 addr show dev eth0; exit\n";
+        for sh in [
+            Some("/bin/bash"),
+            Some("/bin/sh"),
+            None,
+            Some("/no/such/shell"),
+        ] {
+            let out = shell(&l.name, "c2", sh, input);
+            assert!(out.status.success(), "{sh:?}: {}", text(&out));
+            let said = stdout(&out);
+            assert!(
+                said.contains(&format!("node=c2 lab={}", l.name)),
+                "{sh:?}: {}",
+                text(&out)
+            );
+            assert!(
+                said.contains("inet 172.17.0.3/16"),
+                "{sh:?} is not in c2: {}",
+                text(&out)
+            );
+            // The prompt (on stderr, as shells write it) names the lab and the node.
+            assert!(
+                stderr(&out).contains(&format!("[lab {}:c2]", l.name)),
+                "{sh:?}: no prompt: {}",
+                text(&out)
+            );
+        }
+        // A host: its LAN address, and the shell's exit status is lab shell's.
+        let out = shell(
+            &l.name,
+            "server-host",
+            Some("/bin/bash"),
+            "ip -o -4 addr; exit 3\n",
+        );
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        assert!(stdout(&out).contains("192.168.49.5/24"), "{}", text(&out));
+        let out = shell(&l.name, "nope", None, "exit\n");
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(stderr(&out).contains("has no node nope"), "{}", text(&out));
+        // lab exec sets the same variables.
+        let out = lab(&[
+            "exec",
+            &l.name,
+            "c1",
+            "--",
+            "sh",
+            "-c",
+            "echo $LAB_NAME/$LAB_NODE",
+        ]);
+        assert_eq!(
+            stdout(&out).trim(),
+            format!("{}/c1", l.name),
+            "{}",
+            text(&out)
         );
         l.name.clone()
     };

@@ -23,6 +23,7 @@ mod nat;
 mod new;
 mod run;
 pub mod schema;
+mod shell;
 mod show;
 mod up;
 
@@ -33,6 +34,7 @@ Examples:
   lab check labs/02-cross-host.toml       validate it and show the topology (no root)
   sudo lab run labs/02-cross-host.toml    build it, run it, report, tear down
   sudo lab up labs/02-cross-host.toml     build it and leave it running
+  sudo lab shell cross-host c1            a shell inside container c1's namespace
   sudo lab -v down cross-host             remove it, logging what is removed
   lab completions bash > /etc/bash_completion.d/lab";
 
@@ -115,6 +117,13 @@ pub enum Command {
     ///
     /// Example: lab new my-lab  (writes my-lab.toml; `-o PATH` writes elsewhere)
     New(new::Args),
+    /// Open an interactive shell inside a node's network namespace.
+    ///
+    /// The prompt shows the lab and the node; LAB_NAME and LAB_NODE are set. Exit the shell to
+    /// leave the namespace.
+    ///
+    /// Example: sudo lab shell cross-host c1
+    Shell(shell::Args),
     /// Print the JSON Schema (draft 2020-12) of the lab-file format, for editors.
     ///
     /// TOML editors such as taplo / Even Better TOML complete and check keys with it.
@@ -152,6 +161,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Show(a) => show::run(a),
         Command::Graph(a) => graph::run(a),
         Command::New(a) => new::run(a),
+        Command::Shell(a) => shell::run(a),
         Command::Schema(a) => schema::run(a),
         Command::Completions(a) => completions::run(a),
         // Must run before any thread exists: it enters a namespace and masks signals.
