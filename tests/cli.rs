@@ -641,6 +641,17 @@ fn lab_new_writes_a_commented_lab_that_checks_and_never_overwrites() {
             .contains("name = \"third\"")
     );
 
+    // A path ending in .toml: the lab is named after the file.
+    std::fs::create_dir(dir.join("labs")).expect("mkdir labs");
+    let out = lab_in(&dir, &["new", "labs/fourth.toml", "-q"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stderr(&out), "", "-q prints no status line");
+    assert!(
+        std::fs::read_to_string(dir.join("labs/fourth.toml"))
+            .expect("labs/fourth.toml")
+            .contains("name = \"fourth\"")
+    );
+
     let bad = lab_in(&dir, &["new", "no/such"]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
     let _ = std::fs::remove_dir_all(dir);

@@ -16,13 +16,13 @@ pub fn run(args: Args) -> Result<()> {
     let _deferred = super::DeferSignals::new();
     let done = lifecycle::clean(args.all)?;
     for lab in &done.removed {
-        eprintln!("removed lab {lab}");
+        super::log::status!("removed lab {lab}");
     }
     for lab in &done.kept {
-        eprintln!("kept lab {lab}: it is up or in use (`lab down {lab}` removes it)");
+        super::log::status!("kept lab {lab}: it is up or in use (`lab down {lab}` removes it)");
     }
     if done.removed.is_empty() {
-        eprintln!("nothing to clean");
+        super::log::status!("nothing to clean");
     }
     Ok(())
 }

@@ -17,6 +17,6 @@ pub fn run(args: Args) -> Result<()> {
     preflight::check_machine()?;
     let _deferred = super::DeferSignals::new();
     lifecycle::down(&args.lab, args.force)?;
-    eprintln!("lab {} is down", args.lab);
+    super::log::status!("lab {} is down", args.lab);
     Ok(())
 }

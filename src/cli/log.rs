@@ -2,6 +2,7 @@
 //! by the verbs themselves; logs say what the engine is doing (namespaces, links, rules).
 
 use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -30,9 +31,27 @@ impl Verbosity {
     }
 }
 
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// True under `-q`: verbs print no status lines (only results and errors).
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// A status line on stderr ("lab x is up", "tearing down lab x"), unless `-q`.
+macro_rules! status {
+    ($($arg:tt)*) => {
+        if !$crate::cli::log::quiet() {
+            eprintln!($($arg)*);
+        }
+    };
+}
+pub(crate) use status;
+
 /// Sends `tracing` events to stderr: `lab: 0.012s INFO built lan lan ...`, coloured only on a
 /// terminal without `NO_COLOR`. Call once, before any thread starts.
 pub fn init(verbosity: Verbosity) {
+    QUIET.store(verbosity == Verbosity::Quiet, Ordering::Relaxed);
     let (own, others) = verbosity.levels();
     let filter = Targets::new()
         .with_target(env!("CARGO_CRATE_NAME"), own)

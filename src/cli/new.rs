@@ -19,10 +19,17 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    // `lab new my-lab.toml` means the lab my-lab in my-lab.toml.
+    // `lab new my-lab.toml` (or `labs/my-lab.toml`) means the lab my-lab in that file.
+    let as_path = std::path::Path::new(&args.name);
     let (name, default_file) = match args.name.strip_suffix(".toml") {
-        Some(stem) if !stem.is_empty() => (stem, args.name.clone()),
-        _ => (args.name.as_str(), format!("{}.toml", args.name)),
+        Some(_) => (
+            as_path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default(),
+            args.name.clone(),
+        ),
+        None => (args.name.as_str(), format!("{}.toml", args.name)),
     };
     let name = Name::new(name).map_err(|e| invalid(format!("lab name: {e}")))?;
     let path = args.output.unwrap_or_else(|| PathBuf::from(default_file));
@@ -43,7 +50,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     file.write_all(starter(&name, &shown).as_bytes())
         .with_context(|| format!("write {shown}"))?;
-    eprintln!("wrote {shown}: lab {name}. Next: `lab check {shown}`, then `sudo lab run {shown}`.");
+    super::log::status!("wrote {shown}: lab {name}. Next: `lab check {shown}`, then `sudo lab run {shown}`.");
     Ok(())
 }
 

@@ -68,7 +68,7 @@ pub fn run(args: Args) -> Result<()> {
     let plan = loaded.plan;
     let capacity = preflight::check_capacity(&plan)?;
     for w in capacity.warnings() {
-        eprintln!("lab: warning: {w}");
+        super::log::status!("lab: warning: {w}");
     }
     let prediction = predict_lab(&plan);
     if !args.json {
@@ -86,7 +86,7 @@ pub fn run(args: Args) -> Result<()> {
             let mut w = Workload::start_servers(&mut lab, &mut signals).await?;
             w.start_clients(&mut lab, &opts).await?;
             fault::pause("run:ramp").await;
-            let mut live = Live::new(args.quiet);
+            let mut live = Live::new(super::log::quiet());
             let outcome = w
                 .watch(&plan, &opts, &mut signals, |s| live.update(s))
                 .await;
@@ -104,7 +104,7 @@ pub fn run(args: Args) -> Result<()> {
                 let mut shown = usize::MAX;
                 w.stop(|exited, total| {
                     // Only when it takes long enough to wonder, and only on change.
-                    if total > 20 && exited != shown && !args.quiet {
+                    if total > 20 && exited != shown && !super::log::quiet() {
                         shown = exited;
                         eprintln!("stopping agents: {exited} of {total} exited (the kernel is closing their sockets)");
                     }
@@ -114,7 +114,7 @@ pub fn run(args: Args) -> Result<()> {
             }
             Err(e) => Err(e),
         };
-        eprintln!("tearing down lab {}", plan.name);
+        super::log::status!("tearing down lab {}", plan.name);
         let down = lab.down();
         let (outcome, nat) = result?;
         down?;

@@ -31,7 +31,7 @@ pub fn run(args: Args) -> Result<()> {
         let lab = up(plan, Some(&file), &mut signals).await?;
         lab.leave_up()
     })?;
-    eprintln!(
+    super::log::status!(
         "lab {name} is up: {namespaces} namespaces in {:.0} ms. `lab list` shows it, \
          `lab exec {name} <node> -- <cmd>` enters it, `lab down {name}` removes it.",
         started.elapsed().as_secs_f64() * 1e3
