@@ -50,7 +50,9 @@ pub fn run(args: Args) -> Result<()> {
     };
     file.write_all(starter(&name, &shown).as_bytes())
         .with_context(|| format!("write {shown}"))?;
-    super::log::status!("wrote {shown}: lab {name}. Next: `lab check {shown}`, then `sudo lab run {shown}`.");
+    super::log::status!(
+        "wrote {shown}: lab {name}. Next: `lab check {shown}`, then `sudo lab run {shown}`."
+    );
     Ok(())
 }
 
