@@ -72,6 +72,17 @@ pub fn check_machine() -> Result<()> {
     Err(unsupported(describe(&problems)))
 }
 
+/// What `down` and `clean` need: removing namespaces and records takes the capabilities and a
+/// writable /run, not nf_tables, conntrack or sysctls, so a machine that lost those (a module
+/// unloaded, a container restarted with fewer rights) can still clean up. Exit 3 otherwise.
+pub fn check_teardown() -> Result<()> {
+    let problems = Machine::probe().for_teardown().problems();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(unsupported(describe(&problems)))
+}
+
 /// One message for all problems: a single one inline, several as a list.
 fn describe(problems: &[String]) -> String {
     match problems {
@@ -99,6 +110,16 @@ impl Machine {
             proc_sys_net_writable: writable(Path::new(PROC_SYS_NET_PROBE)),
             nf_tables: nfnetlink_probe(NFNL_SUBSYS_NFTABLES, NFT_MSG_GETGEN),
             conntrack: nfnetlink_probe(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET_STATS),
+        }
+    }
+
+    /// Only what tearing a lab down needs.
+    fn for_teardown(self) -> Self {
+        Self {
+            proc_sys_net_writable: Ok(()),
+            nf_tables: Ok(()),
+            conntrack: Ok(()),
+            ..self
         }
     }
 
@@ -643,6 +664,23 @@ mod tests {
             describe(&p),
             format!("this machine cannot run labs: {}", p[0])
         );
+    }
+
+    #[test]
+    fn teardown_needs_only_privileges_and_run() {
+        let m = Machine {
+            proc_sys_net_writable: Err(libc::EROFS),
+            nf_tables: Err(libc::EINVAL),
+            conntrack: Err(libc::EINVAL),
+            ..machine()
+        };
+        assert_eq!(m.problems().len(), 3);
+        assert!(m.clone().for_teardown().problems().is_empty());
+        let m = Machine {
+            netns_dir_writable: Err(libc::EROFS),
+            ..m
+        };
+        assert_eq!(m.for_teardown().problems().len(), 1);
     }
 
     #[test]
