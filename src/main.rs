@@ -6,6 +6,13 @@ use clap::Parser as _;
 
 fn main() {
     let cli = lab::cli::Cli::parse();
+    // Verbs that only print may die quietly on a closed pipe (`lab check ... | head`), as
+    // Unix tools do. Verbs that build, run or remove a lab keep SIGPIPE ignored: dying halfway
+    // would leave the lab behind.
+    if cli.command.only_prints() {
+        // SAFETY: restoring the default action of SIGPIPE before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     // Agents talk to `lab run` over stdout and must start with no more than they need.
     if !matches!(cli.command, lab::cli::Command::Agent) {
         lab::cli::log::init(cli.verbosity());

@@ -873,3 +873,27 @@ fn verbose_up_and_down_log_the_engine_steps() {
     drop(guard);
     assert_gone(&name);
 }
+
+/// `lab check FILE | head -1`: a verb that only prints ends quietly on the closed pipe, as Unix
+/// tools do (killed by SIGPIPE, no panic message). The pipe's read end is closed before `lab`
+/// starts, so its first write fails for certain.
+#[test]
+fn a_closed_pipe_ends_a_printing_verb_quietly() {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    use std::os::unix::process::ExitStatusExt as _;
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two new descriptors into the array we own.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just created and are owned here alone.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lab"))
+        .arg("check")
+        .arg(lab_file("05-both-fixes.toml"))
+        .stdout(std::process::Stdio::from(write))
+        .output()
+        .expect("run lab check");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -12,7 +12,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    preflight::check_machine()?;
+    preflight::check_teardown()?;
     let _deferred = super::DeferSignals::new();
     let done = lifecycle::clean(args.all)?;
     for lab in &done.removed {

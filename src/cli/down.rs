@@ -14,7 +14,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    preflight::check_machine()?;
+    preflight::check_teardown()?;
     let _deferred = super::DeferSignals::new();
     lifecycle::down(&args.lab, args.force)?;
     super::log::status!("lab {} is down", args.lab);

@@ -147,6 +147,22 @@ pub enum Command {
     Clean(clean::Args),
 }
 
+impl Command {
+    /// True for verbs that change nothing on the machine, only print.
+    pub fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Check(_)
+                | Command::Show(_)
+                | Command::Graph(_)
+                | Command::List(_)
+                | Command::Nat(_)
+                | Command::Schema(_)
+                | Command::Completions(_)
+        )
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
