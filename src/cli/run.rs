@@ -66,10 +66,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     preflight::check_machine()?;
     let plan = loaded.plan;
-    let capacity = preflight::check_capacity(&plan)?;
-    for w in capacity.warnings() {
-        super::log::status!("lab: warning: {w}");
-    }
+    let raises = preflight::check_capacity(&plan)?.raises();
     let prediction = predict_lab(&plan);
     if !args.json {
         print!("{}", topology::render(&plan));
@@ -79,7 +76,7 @@ pub fn run(args: Args) -> Result<()> {
     let rt = runtime()?;
     let (report, deferred) = rt.block_on(async {
         let mut signals = Signals::catch()?;
-        let mut lab = up(plan.clone(), Some(&file), &mut signals).await?;
+        let mut lab = up(plan.clone(), Some(&file), &raises, &mut signals).await?;
         lab.set_running()?;
         // The run: a signal ends it early, and what was measured is still reported.
         let ran = async {

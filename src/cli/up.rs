@@ -28,7 +28,7 @@ pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     runtime()?.block_on(async {
         let mut signals = Signals::catch()?;
-        let lab = up(plan, Some(&file), &mut signals).await?;
+        let lab = up(plan, Some(&file), &[], &mut signals).await?;
         lab.leave_up()
     })?;
     super::log::status!(

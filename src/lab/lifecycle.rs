@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result, anyhow};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::build::{build, taken_namespaces};
+use super::limits::{self, Ledger, Need, Restore};
 use super::netlink::remove_netns;
 use super::plan::Plan;
 use super::state::{LabState, Phase, Process, Record, remove_dir};
@@ -99,9 +100,15 @@ pub struct Lab {
     record: Record,
 }
 
-/// Builds `plan`. On any failure, or on a signal, removes everything built and returns the error
-/// (a [`Fail::Interrupted`] for a signal).
-pub async fn up(plan: Plan, file: Option<&Path>, signals: &mut Signals) -> Result<Lab> {
+/// Builds `plan`, first raising the global limits in `raises` (each recorded before it is
+/// made, and printed). On any failure, or on a signal, removes everything built, restores the
+/// limits and returns the error (a [`Fail::Interrupted`] for a signal).
+pub async fn up(
+    plan: Plan,
+    file: Option<&Path>,
+    raises: &[Need],
+    signals: &mut Signals,
+) -> Result<Lab> {
     let owners = namespace_owners();
     let mut record = Record::create(LabState::new(&plan, file))?;
     tracing::info!(
@@ -120,7 +127,11 @@ pub async fn up(plan: Plan, file: Option<&Path>, signals: &mut Signals) -> Resul
         )));
     }
     let outcome = tokio::select! {
-        r = build(&plan) => r,
+        r = async {
+            raise_limits(&mut record, raises)?;
+            super::fault::pause("up:limits").await;
+            build(&plan).await
+        } => r,
         sig = signals.recv() => Err(Fail::Interrupted(sig).into()),
     };
     match outcome {
@@ -146,6 +157,60 @@ pub async fn up(plan: Plan, file: Option<&Path>, signals: &mut Signals) -> Resul
             )))
         }
     }
+}
+
+/// Raises each global limit the run needs, recording it first (see [`limits`](super::limits)).
+fn raise_limits(record: &mut Record, raises: &[Need]) -> Result<()> {
+    for need in raises {
+        let _ledger = Ledger::lock()?;
+        let current = need.limit.read()?;
+        let others = limits::others_holding(need.limit, &record.state.lab);
+        let plan = limits::plan_raise(need.limit, need.needed, current, &others);
+        record.add_raise(plan.raised)?;
+        limits::apply(&plan)?;
+        match plan.write {
+            Some(v) => eprintln!(
+                "lab: raised {} from {current} to {v} for lab {} (it needs {}); it is restored \
+                 to {} at teardown",
+                need.limit, record.state.lab, need.needed, plan.raised.before
+            ),
+            None => tracing::info!(
+                limit = %need.limit,
+                current,
+                "already high enough (raised by another lab, which keeps it until both are gone)"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Restores the global limits a lab raised, as it goes. Returns the problems.
+fn restore_limits(record: &Record) -> Vec<String> {
+    if record.state.raised.is_empty() {
+        return Vec::new();
+    }
+    let ledger = match Ledger::lock() {
+        Ok(l) => l,
+        Err(e) => return vec![format!("{e:#}")],
+    };
+    let mut problems = Vec::new();
+    for r in &record.state.raised {
+        match limits::restore(r, &record.state.lab) {
+            Ok(Restore::Write(v)) => eprintln!(
+                "lab: restored {} to {v} (lab {} had raised it to {})",
+                r.limit, record.state.lab, r.set
+            ),
+            Ok(Restore::Nothing) => {}
+            Ok(Restore::ChangedOutside { current }) => eprintln!(
+                "lab: warning: {} is {current}, not the {} lab {} set: someone changed it \
+                 meanwhile, so it is left as it is (it was {} before)",
+                r.limit, r.set, record.state.lab, r.before
+            ),
+            Err(e) => problems.push(format!("restore {}: {e:#}", r.limit)),
+        }
+    }
+    drop(ledger);
+    problems
 }
 
 impl Lab {
@@ -271,6 +336,7 @@ pub fn teardown(mut record: Record) -> Result<()> {
             }
             removed.err().map(|e| format!("{e:#}"))
         })
+        .chain(restore_limits(&record))
         .collect();
     if errors.is_empty() {
         record.remove()

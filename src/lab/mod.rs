@@ -12,6 +12,7 @@ pub use validate::{LoadOptions, Loaded, load};
 pub mod build;
 pub mod fault;
 pub mod lifecycle;
+pub mod limits;
 pub mod netlink;
 pub mod preflight;
 pub mod state;

@@ -12,6 +12,8 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+pub use super::limits::GlobalLimit;
+
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 pub const IFNAME_MAX: usize = 15;
 
@@ -433,6 +435,9 @@ pub struct Plan {
     pub servers: Vec<Server>,
     pub clients: Vec<ClientGroup>,
     pub expect: Expect,
+    /// Global limits `lab run` may raise for this lab (`[machine] raise`); empty: none.
+    #[serde(default)]
+    pub may_raise: Vec<GlobalLimit>,
 }
 
 impl Plan {

@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::Result;
 use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
+use super::limits::{GlobalLimit, Need};
 use super::netlink::NETNS_DIR;
 use super::state::run_dir;
 use crate::error::unsupported;
@@ -390,11 +391,40 @@ pub struct Capacity {
     /// The most conntrack entries one namespace will hold, and the limit each namespace has.
     pub conntrack_per_namespace: u64,
     pub conntrack_max: Option<u64>,
+    /// Global limits the workload needs higher than the machine has them: `lab run` raises
+    /// those the lab file allows and refuses the lab for the others.
+    pub needs: Vec<Need>,
+}
+
+/// The machine's global limits, as read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub file_max: Option<u64>,
+    pub files_in_use: Option<u64>,
+    pub memory_available: Option<u64>,
+    pub conntrack_max: Option<u64>,
+}
+
+impl Limits {
+    /// Reads them (no root needed).
+    pub fn read() -> Self {
+        Self {
+            file_max: GlobalLimit::FileMax.read().ok(),
+            files_in_use: read_numbers("/proc/sys/fs/file-nr").first().copied(),
+            memory_available: mem_available(),
+            conntrack_max: GlobalLimit::ConntrackMax.read().ok(),
+        }
+    }
 }
 
 impl Capacity {
-    /// Estimates from the plan and reads the machine's global limits (no root needed).
+    /// Estimates from the plan against this machine's limits.
     pub fn of(plan: &super::Plan) -> Self {
+        Self::estimate(plan, Limits::read())
+    }
+
+    /// Pure: the estimate of `plan` against `limits`.
+    pub fn estimate(plan: &super::Plan, limits: Limits) -> Self {
         let mut per_host = vec![0u64; plan.hosts.len()];
         let mut connections = 0u64;
         for g in &plan.clients {
@@ -404,20 +434,47 @@ impl Capacity {
                 per_host[plan.container(cid).host.0] += n;
             }
         }
-        let file_nr = read_numbers("/proc/sys/fs/file-nr");
-        let file_max = read_numbers("/proc/sys/fs/file-max").first().copied();
+        let open_files = 2 * connections + 64 * plan.containers.len() as u64;
+        let conntrack_per_namespace = per_host.into_iter().max().unwrap_or(0);
+        let allowed = |l: GlobalLimit| plan.may_raise.contains(&l);
+        let mut needs = Vec::new();
+        if let (Some(max), Some(used)) = (limits.file_max, limits.files_in_use)
+            && open_files > max.saturating_sub(used)
+        {
+            // Room for the machine's other processes too.
+            let needed = used + open_files + (open_files / 10).max(65_536);
+            needs.push(Need {
+                limit: GlobalLimit::FileMax,
+                current: max,
+                needed,
+                allowed: allowed(GlobalLimit::FileMax),
+            });
+        }
+        if let Some(max) = limits.conntrack_max
+            && conntrack_per_namespace > max
+        {
+            // Entries of connects that failed or are still closing count too.
+            let needed =
+                (conntrack_per_namespace + conntrack_per_namespace / 8).next_multiple_of(1024);
+            needs.push(Need {
+                limit: GlobalLimit::ConntrackMax,
+                current: max,
+                needed,
+                allowed: allowed(GlobalLimit::ConntrackMax),
+            });
+        }
         Self {
             connections,
-            open_files: 2 * connections + 64 * plan.containers.len() as u64,
-            open_files_free: file_max
-                .zip(file_nr.first().copied())
+            open_files,
+            open_files_free: limits
+                .file_max
+                .zip(limits.files_in_use)
                 .map(|(max, used)| max.saturating_sub(used)),
             kernel_bytes: connections * KERNEL_BYTES_PER_CONNECTION,
-            memory_available: mem_available(),
-            conntrack_per_namespace: per_host.into_iter().max().unwrap_or(0),
-            conntrack_max: read_numbers("/proc/sys/net/netfilter/nf_conntrack_max")
-                .first()
-                .copied(),
+            memory_available: limits.memory_available,
+            conntrack_per_namespace,
+            conntrack_max: limits.conntrack_max,
+            needs,
         }
     }
 
@@ -425,15 +482,28 @@ impl Capacity {
     /// lesson: each names the limit, the numbers and what to do.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some(free) = self.open_files_free
-            && self.open_files > free
-        {
-            out.push(format!(
-                "the workload needs about {} open files (two per connection: both ends run on this \
-                 machine) but fs.file-max leaves {} free; raise it (`sysctl -w fs.file-max=...`, in \
-                 the initial namespace) or make the lab smaller",
-                self.open_files, free
-            ));
+        for need in self.needs.iter().filter(|n| !n.allowed) {
+            let key = need.limit.key();
+            let allow = format!(
+                "let lab raise it for the run by adding `[machine]` `raise = [\"{key}\"]` to the \
+                 lab file (restored at teardown)"
+            );
+            out.push(match need.limit {
+                GlobalLimit::FileMax => format!(
+                    "the workload needs about {} open files (two per connection: both ends run on \
+                     this machine) but {key} = {} leaves {} free; {allow}, or make the lab smaller",
+                    self.open_files,
+                    need.current,
+                    self.open_files_free.unwrap_or(0)
+                ),
+                GlobalLimit::ConntrackMax => format!(
+                    "one host will need {} conntrack entries, more than {key} = {} allows a \
+                     namespace (new connections beyond it would be dropped); {allow}, or spread \
+                     the containers over more hosts (each namespace has its own count against the \
+                     one limit)",
+                    self.conntrack_per_namespace, need.current
+                ),
+            });
         }
         if let Some(avail) = self.memory_available
             && self.kernel_bytes > avail / 10 * 9
@@ -449,24 +519,14 @@ impl Capacity {
         out
     }
 
-    /// Limits the run will reach on purpose or by accident, worth saying before it starts.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if let Some(max) = self.conntrack_max
-            && self.conntrack_per_namespace > max
-        {
-            out.push(format!(
-                "one host will need {} conntrack entries, more than nf_conntrack_max = {} allows a \
-                 namespace: new connections beyond it are dropped; spread the containers over more \
-                 hosts (each namespace has its own count against the one limit)",
-                self.conntrack_per_namespace, max
-            ));
-        }
-        out
+    /// The raises `lab run` will make, because the lab file allows them.
+    pub fn raises(&self) -> Vec<Need> {
+        self.needs.iter().copied().filter(|n| n.allowed).collect()
     }
 }
 
-/// Refuses (exit 3) a lab the machine cannot hold, before anything is built.
+/// Refuses (exit 3) a lab the machine cannot hold, before anything is built; returns the
+/// estimate, whose [`Capacity::raises`] the run must make.
 pub fn check_capacity(plan: &super::Plan) -> Result<Capacity> {
     let cap = Capacity::of(plan);
     let problems = cap.problems();
@@ -505,44 +565,101 @@ fn mem_available() -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn cap(connections: u64, free_files: u64, avail: u64) -> Capacity {
-        Capacity {
-            connections,
-            open_files: 2 * connections,
-            open_files_free: Some(free_files),
-            kernel_bytes: connections * KERNEL_BYTES_PER_CONNECTION,
-            memory_available: Some(avail),
-            conntrack_per_namespace: connections / 5,
+    const MILLION: &str = include_str!("../../labs/million.toml");
+
+    /// This machine kind: 2.47M files of which 10k in use, 23 GiB available, 262,144 conntrack.
+    fn here() -> Limits {
+        Limits {
+            file_max: Some(2_466_000),
+            files_in_use: Some(10_000),
+            memory_available: Some(23 << 30),
             conntrack_max: Some(262_144),
+        }
+    }
+
+    /// The million lab with `per` connections per container, `[machine]` as given.
+    fn million(per: u32, machine: &str) -> super::super::Plan {
+        let text = MILLION
+            .replace("connections = 20000", &format!("connections = {per}"))
+            .replace("[machine]\nraise = [\"fs.file-max\"]\n", machine);
+        let source = super::super::Source::new("million.toml", text);
+        match super::super::load(&source, &super::super::LoadOptions::default()) {
+            Ok(l) => l.plan,
+            Err(d) => panic!("{d:?}"),
         }
     }
 
     #[test]
     fn a_million_fits_this_machine() {
-        let c = cap(1_000_000, 2_466_000, 23 << 30);
+        let c = Capacity::estimate(&million(20_000, ""), here());
+        assert_eq!(c.connections, 1_000_000);
+        assert_eq!(c.conntrack_per_namespace, 200_000);
+        assert!(c.needs.is_empty(), "{:?}", c.needs);
         assert!(c.problems().is_empty(), "{:?}", c.problems());
-        assert!(c.warnings().is_empty());
     }
 
     #[test]
-    fn too_many_files_or_too_little_memory_are_refused_with_numbers() {
-        let p = cap(1_500_000, 2_466_000, 23 << 30).problems();
-        assert_eq!(p.len(), 1);
+    fn too_many_files_are_refused_unless_the_lab_allows_raising_file_max() {
+        // 1.5M connections: 3M files plus 64 per container, more than the 2.456M free.
+        let mut limits = here();
+        limits.conntrack_max = Some(1 << 20);
+        let c = Capacity::estimate(&million(30_000, ""), limits);
+        let p = c.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
         assert!(
-            p[0].contains("fs.file-max") && p[0].contains("3000000"),
+            p[0].contains("fs.file-max = 2466000") && p[0].contains("3003200"),
             "{p:?}"
         );
-        let p = cap(1_000_000, 9_000_000, 4 << 30).problems();
+        assert!(p[0].contains("raise = [\"fs.file-max\"]"), "{p:?}");
+        assert!(c.raises().is_empty());
+
+        let allowed = "[machine]\nraise = [\"fs.file-max\"]\n";
+        let c = Capacity::estimate(&million(30_000, allowed), limits);
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        let r = c.raises();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].limit, GlobalLimit::FileMax);
+        assert_eq!(r[0].current, 2_466_000);
+        // In use + needed + a tenth for the rest of the machine.
+        assert_eq!(r[0].needed, 10_000 + 3_003_200 + 300_320);
+    }
+
+    #[test]
+    fn a_crowded_host_needs_nf_conntrack_max_raised() {
+        let mut limits = here();
+        limits.conntrack_max = Some(150_000);
+        let c = Capacity::estimate(&million(20_000, ""), limits);
+        let p = c.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("200000 conntrack entries")
+                && p[0].contains("nf_conntrack_max = 150000")
+                && p[0].contains("spread the containers over more hosts"),
+            "{p:?}"
+        );
+        let allowed = "[machine]\nraise = [\"net.netfilter.nf_conntrack_max\"]\n";
+        let c = Capacity::estimate(&million(20_000, allowed), limits);
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        assert_eq!(
+            c.raises(),
+            vec![Need {
+                limit: GlobalLimit::ConntrackMax,
+                current: 150_000,
+                needed: 225_280, // 200,000 + 1/8, in whole KiB
+                allowed: true,
+            }]
+        );
+    }
+
+    #[test]
+    fn too_little_memory_is_refused_and_cannot_be_allowed() {
+        let mut limits = here();
+        limits.memory_available = Some(4 << 30);
+        let p = Capacity::estimate(&million(20_000, ""), limits).problems();
         assert_eq!(p.len(), 1);
         assert!(p[0].contains("kernel memory"), "{p:?}");
     }
 
-    #[test]
-    fn a_crowded_host_is_warned_about() {
-        let mut c = cap(100_000, 9_000_000, 23 << 30);
-        c.conntrack_per_namespace = 300_000;
-        assert!(c.warnings()[0].contains("nf_conntrack_max = 262144"));
-    }
     fn machine() -> Machine {
         Machine {
             euid: 0,

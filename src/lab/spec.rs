@@ -59,6 +59,7 @@ pub struct LabSpec {
     pub servers: Vec<Named<ServerSpec>>,
     pub clients: Vec<Named<ClientSpec>>,
     pub expect: Option<ExpectSpec>,
+    pub machine: Option<MachineSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +138,14 @@ pub struct ExpectSpec {
     pub established: Option<Spanned<CountSpec>>,
 }
 
+/// `[machine]`: what the lab may change outside its namespaces.
+#[derive(Debug, Clone)]
+pub struct MachineSpec {
+    pub span: Span,
+    /// Global limits `lab run` may raise when the workload needs more (sysctl names).
+    pub raise: Option<StringList>,
+}
+
 /// An expected count: `64512` or `{ min = .., max = .. }` (the span of the whole is outside).
 #[derive(Debug, Clone)]
 pub enum CountSpec {
@@ -156,6 +165,7 @@ const TOP_KEYS: &[&str] = &[
     "servers",
     "clients",
     "expect",
+    "machine",
 ];
 const LAN_KEYS: &[&str] = &["subnet"];
 const HOST_KEYS: &[&str] = &["lan", "addresses", "sysctls", "docker"];
@@ -165,6 +175,7 @@ const CONTAINER_KEYS: &[&str] = &["host", "replicas", "address", "sysctls"];
 const SERVER_KEYS: &[&str] = &["host", "port"];
 const CLIENT_KEYS: &[&str] = &["containers", "connect", "connections", "ping_interval"];
 const EXPECT_KEYS: &[&str] = &["established"];
+const MACHINE_KEYS: &[&str] = &["raise"];
 const RANGE_KEYS: &[&str] = &["min", "max"];
 
 /// Reads a lab file's TOML. `None` only for a TOML syntax error (reported in `diags`): past
@@ -204,6 +215,7 @@ pub fn parse(text: &str, diags: &mut Vec<Diagnostic>) -> Option<LabSpec> {
             .optional("clients", |f, d| section(f, d, client))
             .unwrap_or_default(),
         expect: r.optional("expect", |f, d| table(&f, d).map(|t| expect(t, d))),
+        machine: r.optional("machine", |f, d| table(&f, d).map(|t| machine(t, d))),
     })
 }
 
@@ -302,6 +314,15 @@ fn expect(t: TableView<'_>, d: &mut Vec<Diagnostic>) -> ExpectSpec {
     ExpectSpec {
         span,
         established: r.optional("established", count),
+    }
+}
+
+fn machine(t: TableView<'_>, d: &mut Vec<Diagnostic>) -> MachineSpec {
+    let span = t.span.clone();
+    let mut r = Reader::new(t, MACHINE_KEYS, d);
+    MachineSpec {
+        span,
+        raise: r.optional("raise", string_list),
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
+use super::limits::Raised;
 use super::plan::{NetnsName, Plan};
 use crate::error::invalid;
 
@@ -117,6 +118,10 @@ pub struct LabState {
     /// teardown stops by pid before removing the namespaces.
     #[serde(default)]
     pub agents: Vec<Process>,
+    /// Global limits raised (or held) for this lab, recorded before each change: teardown
+    /// restores them (see [`limits`](super::limits)).
+    #[serde(default)]
+    pub raised: Vec<Raised>,
 }
 
 impl LabState {
@@ -133,6 +138,7 @@ impl LabState {
             namespaces: plan.namespaces().iter().map(ToString::to_string).collect(),
             plan: plan.clone(),
             agents: Vec::new(),
+            raised: Vec::new(),
         }
     }
 
@@ -283,6 +289,12 @@ impl Record {
     /// Records agent processes, before anything else can fail.
     pub fn add_agents(&mut self, agents: &[Process]) -> Result<()> {
         self.state.agents.extend_from_slice(agents);
+        self.save()
+    }
+
+    /// Records a global limit's raise before it is made.
+    pub fn add_raise(&mut self, raised: Raised) -> Result<()> {
+        self.state.raised.push(raised);
         self.save()
     }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 
 use super::diag::{Diagnostic, Source, did_you_mean};
+use super::plan::GlobalLimit;
 use super::plan::{
     ClientGroup, Container, ContainerId, CountRange, DockerNet, Expect, Host, HostId, IfName, Lan,
     LanId, Mac, Name, Nat, NetnsName, Plan, PortRange, Server, Sysctl, veth_name,
@@ -88,6 +89,7 @@ pub fn validate(lab: &LabSpec, opts: &LoadOptions, diags: &mut Vec<Diagnostic>) 
     let servers = v.servers(&lab.servers);
     let clients = v.clients(&lab.clients, &servers);
     let expect = v.expect(lab);
+    let may_raise = may_raise(lab, v.diags);
     if v.diags.iter().any(Diagnostic::is_error) {
         return None;
     }
@@ -98,6 +100,7 @@ pub fn validate(lab: &LabSpec, opts: &LoadOptions, diags: &mut Vec<Diagnostic>) 
         servers,
         clients: clients.into_iter().collect::<Option<_>>()?,
         expect,
+        may_raise,
     })
 }
 
@@ -181,6 +184,7 @@ struct Assembly {
     servers: Vec<Server>,
     clients: Vec<ClientGroup>,
     expect: Expect,
+    may_raise: Vec<GlobalLimit>,
 }
 
 impl<'s> Validator<'s, '_> {
@@ -1170,6 +1174,7 @@ impl<'s> Validator<'s, '_> {
             servers: a.servers,
             clients: a.clients,
             expect: a.expect,
+            may_raise: a.may_raise,
         })
     }
 }
@@ -1408,6 +1413,12 @@ fn sysctl(s: &SysctlSpec, d: &mut Vec<Diagnostic>) -> Option<Sysctl> {
         && key
             .chars()
             .all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '.' | '-'));
+    let raisable = GlobalLimit::from_key(key).map(|_| {
+        format!(
+            "it is global, one value for the whole machine: to let `lab run` raise it when the \
+             workload needs more (and restore it after), write `[machine]` `raise = [\"{key}\"]`"
+        )
+    });
     let problem = if !well_formed {
         Some((
             format!("`{key}` is not a sysctl name"),
@@ -1416,13 +1427,17 @@ fn sysctl(s: &SysctlSpec, d: &mut Vec<Diagnostic>) -> Option<Sysctl> {
     } else if !key.starts_with("net.") {
         Some((
             format!("sysctl `{key}` is not per network namespace"),
-            "only `net.*` sysctls can be set inside a lab; others would change the whole machine"
-                .to_owned(),
+            raisable.unwrap_or_else(|| {
+                "only `net.*` sysctls can be set inside a lab; others would change the whole \
+                 machine"
+                    .to_owned()
+            }),
         ))
     } else if GLOBAL_NET_SYSCTLS.contains(&key) {
         Some((
             format!("sysctl `{key}` cannot be set in a lab namespace"),
-            "global: only the initial namespace can change it".to_owned(),
+            raisable
+                .unwrap_or_else(|| "global: only the initial namespace can change it".to_owned()),
         ))
     } else {
         None
@@ -1453,6 +1468,51 @@ fn count(n: &Spanned<i64>, d: &mut Vec<Diagnostic>) -> Option<u64> {
         ));
     }
     v
+}
+
+/// `[machine] raise`: the global limits the lab may raise, each known and listed once.
+fn may_raise(lab: &LabSpec, d: &mut Vec<Diagnostic>) -> Vec<GlobalLimit> {
+    let Some(list) = lab.machine.as_ref().and_then(|m| m.raise.as_ref()) else {
+        return Vec::new();
+    };
+    let known = || GlobalLimit::ALL.iter().map(|l| l.key());
+    let mut out: Vec<GlobalLimit> = Vec::new();
+    for item in &list.value {
+        let key = item.value.as_str();
+        match GlobalLimit::from_key(key) {
+            Some(l) if out.contains(&l) => d.push(
+                Diagnostic::error(item.span.clone(), format!("`{key}` is listed twice"))
+                    .with_help("list each limit once"),
+            ),
+            Some(l) => out.push(l),
+            None => {
+                let help = match did_you_mean(key, known()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!(
+                        "lab can raise only these global limits: {}",
+                        known()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                let what = if key.starts_with("net.") && !GLOBAL_NET_SYSCTLS.contains(&key) {
+                    " (it is per namespace: set it in a host's or container's `sysctls`)"
+                } else {
+                    ""
+                };
+                d.push(
+                    Diagnostic::error(
+                        item.span.clone(),
+                        format!("`{key}` is not a global limit lab can raise{what}"),
+                    )
+                    .with_help(help),
+                );
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 fn count_range(c: &Spanned<CountSpec>, d: &mut Vec<Diagnostic>) -> Option<CountRange> {
@@ -2230,6 +2290,44 @@ addresses = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5"]
         nat_error("{ snat = [] }", "`snat` is empty", 16);
     }
 
+    // ---- [machine] ----
+
+    #[test]
+    fn machine_raise_lists_known_global_limits_once() {
+        let text = format!(
+            "{BASE}[machine]\nraise = [\"net.netfilter.nf_conntrack_max\", \"fs.file-max\"]\n"
+        );
+        let plan = ok(&text).plan;
+        assert_eq!(
+            plan.may_raise,
+            vec![GlobalLimit::FileMax, GlobalLimit::ConntrackMax]
+        );
+        assert!(ok(BASE).plan.may_raise.is_empty(), "nothing unless asked");
+
+        let text = format!(
+            "{BASE}[machine]\nraise = [\"fs.file-mx\", \"net.ipv4.ip_local_port_range\", \
+             \"kernel.pid_max\", \"fs.file-max\", \"fs.file-max\"]\n"
+        );
+        let d = rejected(&text);
+        assert_eq!(d.len(), 4, "{d:#?}");
+        let source = Source::new("t.toml", text.as_str());
+        assert_eq!(source.line_col(d[0].span.start), (8, 10), "{d:?}");
+        assert_eq!(
+            d[0].message,
+            "`fs.file-mx` is not a global limit lab can raise"
+        );
+        assert_eq!(d[0].help.as_deref(), Some("did you mean `fs.file-max`?"));
+        assert!(d[1].message.contains("it is per namespace"), "{d:#?}");
+        assert_eq!(
+            d[2].help.as_deref(),
+            Some(
+                "lab can raise only these global limits: `fs.file-max`, \
+                 `net.netfilter.nf_conntrack_max`"
+            )
+        );
+        assert_eq!(d[3].message, "`fs.file-max` is listed twice");
+    }
+
     // ---- sysctls ----
 
     #[test]
@@ -2247,6 +2345,20 @@ addresses = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5"]
         let d = reported(
             &text,
             "sysctl `net.netfilter.nf_conntrack_max` cannot be set",
+            (6, 13),
+        );
+        assert_eq!(
+            d.help.as_deref(),
+            Some(
+                "it is global, one value for the whole machine: to let `lab run` raise it when \
+                 the workload needs more (and restore it after), write `[machine]` `raise = \
+                 [\"net.netfilter.nf_conntrack_max\"]`"
+            )
+        );
+        let text = host_sysctls("\"net.netfilter.nf_conntrack_buckets\" = 1");
+        let d = reported(
+            &text,
+            "sysctl `net.netfilter.nf_conntrack_buckets` cannot be set",
             (6, 13),
         );
         assert_eq!(

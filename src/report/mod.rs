@@ -61,8 +61,17 @@ pub fn capacity(c: &crate::lab::preflight::Capacity) -> String {
         count(c.conntrack_per_namespace),
         of(c.conntrack_max, count),
     );
-    for p in c.problems().iter().chain(&c.warnings()) {
+    for p in c.problems() {
         out.push_str(&format!("  warning: {p}\n"));
+    }
+    for r in c.raises() {
+        out.push_str(&format!(
+            "  lab run raises {} from {} to {} for the run (the lab file allows it) and restores \
+             it at teardown\n",
+            r.limit,
+            count(r.current),
+            count(r.needed)
+        ));
     }
     out
 }

@@ -8,9 +8,12 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::JoinHandle;
 use std::time::Duration;
+use std::time::Instant;
 
 pub const LAB: &str = env!("CARGO_BIN_EXE_lab");
 
@@ -354,5 +357,141 @@ impl Stderr {
             .take()
             .and_then(|t| t.join().ok())
             .unwrap_or_default()
+    }
+}
+
+/// A `lab run` in progress, its stdout and stderr collected on threads.
+pub struct Running {
+    pub child: Child,
+    out: Option<JoinHandle<String>>,
+    pub err: Stderr,
+}
+
+/// A finished `lab run`.
+pub struct Finished {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    pub fn text(&self) -> String {
+        format!(
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    /// The `--json` report.
+    pub fn report(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("the report is not JSON ({e}):\n{}", self.text()))
+    }
+}
+
+fn collect(mut r: impl std::io::Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
+
+impl Running {
+    /// `lab run FILE --name NAME ARGS...`, in a process group of its own (so a signal to the
+    /// group reaches what this test started and nothing else). `nofile` sets the open-files
+    /// limit (soft and hard) it runs under.
+    pub fn start(file: &Path, name: &str, args: &[&str], nofile: Option<u64>) -> Self {
+        Self::start_env(file, name, args, nofile, &[])
+    }
+
+    pub fn start_env(
+        file: &Path,
+        name: &str,
+        args: &[&str],
+        nofile: Option<u64>,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut cmd: Command = lab_command();
+        cmd.envs(env.iter().copied());
+        cmd.arg("run")
+            .arg(file)
+            .args(["--name", name, "--timeout", "50"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if let Some(n) = nofile {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit is async-signal-safe and only reads `lim`, copied into the
+            // closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("spawn lab run");
+        let out = collect(child.stdout.take().expect("stdout"));
+        let err = Stderr::follow(child.stderr.take().expect("stderr"));
+        Self {
+            child,
+            out: Some(out),
+            err,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the run to end; past `limit` kills it (by pid: our own child) and fails.
+    pub fn wait(mut self, limit: Duration) -> Finished {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for lab run") {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let finished = Finished {
+            code: status.and_then(|s| s.code()),
+            stdout: self
+                .out
+                .take()
+                .map(|t| t.join().unwrap())
+                .unwrap_or_default(),
+            stderr: self.err.text(),
+        };
+        assert!(
+            status.is_some(),
+            "lab run did not end within {limit:?}:\n{}",
+            finished.text()
+        );
+        finished
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A failed assertion while it runs: stop it (our own child, by pid); the test's
+        // LabGuard then takes the lab down.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }

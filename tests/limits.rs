@@ -1,0 +1,267 @@
+//! Global limits (root, real labs): a lab whose workload needs more than the machine's
+//! `net.netfilter.nf_conntrack_max` is refused unless its file allows the raise; allowed, the
+//! raise is printed, holds while the lab lives and is restored however the lab ends (report,
+//! Ctrl-C, `kill -9` then `lab down` or `lab clean`), also when two labs hold it at once.
+//!
+//! These tests change a global sysctl on purpose, so they live in a test binary of their own
+//! (cargo runs test binaries one after another: no other suite's host snapshot sees the raise)
+//! and take one lock, so they never overlap each other.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::*;
+
+const LIMIT: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
+const KEY: &str = "net.netfilter.nf_conntrack_max";
+const CONTAINERS: u64 = 6;
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn conntrack_max() -> u64 {
+    std::fs::read_to_string(LIMIT)
+        .expect("read nf_conntrack_max")
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+/// Connections per container so that one host's six containers need `extra` conntrack entries
+/// more than the machine allows a namespace.
+fn per_container(extra: u64) -> u64 {
+    (conntrack_max() + extra).div_ceil(CONTAINERS)
+}
+
+/// One client host with six containers, each to its own server address (one NAT path each, far
+/// below 64,512 ports), `per` connections per container; `machine` is the `[machine]` table.
+fn crowded_lab(tag: &str, per: u64, machine: &str) -> PathBuf {
+    let servers: Vec<String> = (0..CONTAINERS)
+        .map(|i| format!("\"192.168.49.{}\"", 5 + 10 * i))
+        .collect();
+    let targets: Vec<String> = (0..CONTAINERS)
+        .map(|i| format!("\"192.168.49.{}:9000\"", 5 + 10 * i))
+        .collect();
+    let text = format!(
+        r#"name = "crowded"
+[lans.lan]
+subnet = "192.168.49.0/24"
+[hosts.client-host]
+lan = "lan"
+addresses = ["192.168.49.200"]
+[containers.c]
+host = "client-host"
+replicas = {CONTAINERS}
+sysctls = {{ "net.ipv4.ip_local_port_range" = "1024 65535" }}
+[hosts.server-host]
+lan = "lan"
+addresses = [{servers}]
+[servers.srv]
+host = "server-host"
+port = 9000
+[clients.load]
+containers = ["c"]
+connect = [{targets}]
+connections = {per}
+{machine}
+[expect]
+established = {total}
+"#,
+        servers = servers.join(", "),
+        targets = targets.join(", "),
+        total = per * CONTAINERS,
+    );
+    temp_lab(tag, &text)
+}
+
+const ALLOW: &str = "[machine]\nraise = [\"net.netfilter.nf_conntrack_max\"]";
+
+/// Starts `lab run` paused at `point`; returns it once it is there, having checked the line it
+/// printed about the raise, and the value it raised to.
+fn paused_after_raise(file: &std::path::Path, name: &str, point: &str) -> (Running, u64) {
+    let before = conntrack_max();
+    let run = Running::start_env(
+        file,
+        name,
+        &["--json", "--quiet"],
+        None,
+        &[("LAB_PAUSE_AT", point)],
+    );
+    assert!(
+        run.err.paused_at(point, RUN_LIMIT),
+        "never paused at {point}"
+    );
+    let now = conntrack_max();
+    assert!(now > before, "{KEY} is still {now}: not raised");
+    (run, now)
+}
+
+#[test]
+fn without_machine_raise_a_crowded_lab_is_refused_and_nothing_changes() {
+    if !root_or_skip("without_machine_raise_a_crowded_lab_is_refused_and_nothing_changes") {
+        return;
+    }
+    let _one = one_at_a_time();
+    let before = host_snapshot();
+    let name = unique_name("limno");
+    let file = crowded_lab("limno", per_container(1000), "");
+    let run = Running::start(&file, &name, &[], None).wait(RUN_LIMIT);
+    assert_eq!(run.code, Some(3), "{}", run.text());
+    let max = conntrack_max();
+    for part in [
+        format!("more than {KEY} = {max} allows a namespace"),
+        format!("`raise = [\"{KEY}\"]`"),
+        "spread the containers over more hosts".to_owned(),
+    ] {
+        assert!(
+            run.stderr.contains(&part),
+            "no {part:?} in:\n{}",
+            run.text()
+        );
+    }
+    // `lab check` shows the same problem before anything is run.
+    let out = lab(&["check", file.to_str().expect("utf-8")]);
+    assert!(
+        text(&out).contains(&format!("more than {KEY} = {max}")),
+        "{}",
+        text(&out)
+    );
+    assert_gone(&name);
+    assert_eq!(before, host_snapshot(), "the initial namespace changed");
+}
+
+#[test]
+fn a_signal_after_the_raise_restores_the_limit() {
+    if !root_or_skip("a_signal_after_the_raise_restores_the_limit") {
+        return;
+    }
+    let _one = one_at_a_time();
+    let before_snapshot = host_snapshot();
+    let before = conntrack_max();
+    for (i, (point, sig)) in [("up:limits", libc::SIGINT), ("up:namespace", libc::SIGTERM)]
+        .into_iter()
+        .enumerate()
+    {
+        let tag = format!("limsig{i}");
+        let name = unique_name(&tag);
+        let _guard = LabGuard { name: name.clone() };
+        let per = per_container(1000);
+        let file = crowded_lab(&tag, per, ALLOW);
+        let (run, raised) = paused_after_raise(&file, &name, point);
+        assert!(raised >= per * CONTAINERS, "raised to {raised} only");
+        // SAFETY: our own child, by pid.
+        unsafe { libc::kill(run.pid() as i32, sig) };
+        let run = run.wait(RUN_LIMIT);
+        assert_eq!(run.code, Some(128 + sig), "{}", run.text());
+        for line in [
+            format!("lab: raised {KEY} from {before} to {raised} for lab {name}"),
+            format!("lab: restored {KEY} to {before} (lab {name} had raised it to {raised})"),
+        ] {
+            assert!(
+                run.stderr.contains(&line),
+                "no {line:?} in:\n{}",
+                run.text()
+            );
+        }
+        assert_eq!(conntrack_max(), before, "{point}: not restored");
+        assert_gone(&name);
+    }
+    assert_eq!(
+        before_snapshot,
+        host_snapshot(),
+        "the initial namespace changed"
+    );
+}
+
+#[test]
+fn after_kill_9_down_or_clean_restores_the_limit_and_two_labs_share_it() {
+    if !root_or_skip("after_kill_9_down_or_clean_restores_the_limit_and_two_labs_share_it") {
+        return;
+    }
+    let _one = one_at_a_time();
+    let before_snapshot = host_snapshot();
+    let before = conntrack_max();
+    // Two labs, the second needing more: each killed right after its raise.
+    let (a, b) = (unique_name("limka"), unique_name("limkb"));
+    let _guards = (LabGuard { name: a.clone() }, LabGuard { name: b.clone() });
+    let file_a = crowded_lab("limka", per_container(1000), ALLOW);
+    let (mut run_a, raised_a) = paused_after_raise(&file_a, &a, "up:limits");
+    run_a.child.kill().expect("kill -9 lab run");
+    let _ = run_a.child.wait();
+    let file_b = crowded_lab("limkb", per_container(80_000), ALLOW);
+    let (mut run_b, raised_b) = paused_after_raise(&file_b, &b, "up:limits");
+    run_b.child.kill().expect("kill -9 lab run");
+    let _ = run_b.child.wait();
+    assert!(raised_b > raised_a);
+    assert_eq!(conntrack_max(), raised_b);
+
+    // A goes first: B still relies on its raise, which stays.
+    let out = lab(&["down", &a]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(conntrack_max(), raised_b, "A's teardown lowered B's limit");
+    // B, the last holder, is removed by `lab clean` (its owner is dead): the machine's value.
+    let out = lab(&["clean"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("lab: restored {KEY} to {before}")),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(conntrack_max(), before, "not restored");
+    assert_gone(&a);
+    assert_gone(&b);
+    assert_eq!(
+        before_snapshot,
+        host_snapshot(),
+        "the initial namespace changed"
+    );
+}
+
+/// The real thing: one host whose NAT holds more connections than nf_conntrack_max allows a
+/// namespace. With the raise every connection is established; after the run the limit is back.
+#[test]
+fn with_the_raise_every_connection_of_a_crowded_host_is_established() {
+    if !root_or_skip("with_the_raise_every_connection_of_a_crowded_host_is_established") {
+        return;
+    }
+    let _one = one_at_a_time();
+    let before_snapshot = host_snapshot();
+    let before = conntrack_max();
+    let per = per_container(8192);
+    if per > 60_000 {
+        eprintln!("skipping: nf_conntrack_max is {before}; the lab would need {per} per path");
+        return;
+    }
+    let name = unique_name("limrun");
+    let _guard = LabGuard { name: name.clone() };
+    let file = crowded_lab("limrun", per, ALLOW);
+    let run = Running::start(&file, &name, &["--json", "--quiet"], None).wait(RUN_LIMIT);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    let report = run.report();
+    assert_eq!(report["established"], serde_json::json!(per * CONTAINERS));
+    assert!(per * CONTAINERS > before, "the lab must outgrow the limit");
+    assert!(
+        run.stderr
+            .contains(&format!("lab: raised {KEY} from {before} to "))
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("lab: restored {KEY} to {before} "))
+    );
+    assert_eq!(conntrack_max(), before, "not restored");
+    assert_gone(&name);
+    assert_eq!(
+        before_snapshot,
+        host_snapshot(),
+        "the initial namespace changed"
+    );
+}
