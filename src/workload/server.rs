@@ -281,6 +281,12 @@ pub fn run(cfg: &Config, out: &mut impl Write, stop: Stop<'_>) -> Result<Summary
                 let mut buf = [0u8; 512];
                 if let Some(stopped) = agent::stop_event(token, &stop, &mut buf) {
                     let last = s.progress();
+                    agent::abort_on_close(
+                        s.conns
+                            .iter()
+                            .filter_map(|c| c.fd.as_ref())
+                            .map(|fd| fd.as_fd()),
+                    );
                     if stopped == Stopped::Signal {
                         reporter
                             .write(Instant::now(), &Event::Progress(last.clone()))

@@ -156,6 +156,26 @@ pub fn set_reuse_addr_and_port(fd: BorrowedFd<'_>) -> io::Result<()> {
     set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)
 }
 
+/// SO_LINGER {on, 0 s}: closing the socket resets the connection (one RST, no FIN exchange,
+/// no TIME_WAIT), so that an agent holding tens of thousands of connections exits at once.
+pub fn set_abortive_close(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `fd` is open; the option value is a `linger` of the size given, read by the kernel.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
 /// Fails with EADDRNOTAVAIL when `ip` is not an address of the current namespace. Binds a
 /// throwaway socket to `ip` with IP_BIND_ADDRESS_NO_PORT, so no port is taken.
 pub fn check_local_address(ip: Ipv4Addr) -> io::Result<()> {
