@@ -10,7 +10,6 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::AsRawFd as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -280,7 +279,7 @@ fn nfnetlink_probe(subsys: u8, msg: u8) -> Result<(), i32> {
     let mut sock = Socket::new(NETLINK_NETFILTER).map_err(io_err)?;
     sock.bind_auto().map_err(io_err)?;
     sock.connect(&SocketAddr::new(0, 0)).map_err(io_err)?;
-    set_recv_timeout(&sock, PROBE_TIMEOUT)?;
+    super::netlink::set_recv_timeout(&sock, PROBE_TIMEOUT).map_err(|e| errno(&e))?;
     let request = probe_request(subsys, msg, SEQ);
     sock.send(&request, 0).map_err(io_err)?;
     let mut buf = vec![0u8; 16 << 10];
@@ -297,28 +296,6 @@ fn nfnetlink_probe(subsys: u8, msg: u8) -> Result<(), i32> {
         }
     }
     Err(libc::EPROTO)
-}
-
-fn set_recv_timeout(sock: &Socket, timeout: Duration) -> Result<(), i32> {
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-    };
-    // SAFETY: a valid socket fd and a pointer to a timeval of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const tv).cast(),
-            size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(errno(&io::Error::last_os_error()))
-    }
 }
 
 const NLMSG_HDRLEN: usize = 16;

@@ -14,7 +14,6 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddrV4};
-use std::os::fd::AsRawFd as _;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -303,7 +302,8 @@ impl CtSocket {
             .context("connect the netfilter netlink socket to the kernel")?;
         sock.set_rx_buf_sz(SOCKET_RCVBUF as libc::c_int)
             .context("set the netlink receive buffer (SO_RCVBUF)")?;
-        set_recv_timeout(&sock, RECV_TIMEOUT)?;
+        crate::lab::netlink::set_recv_timeout(&sock, RECV_TIMEOUT)
+            .context("set the netlink receive timeout")?;
         Ok(Self {
             sock,
             buf: vec![0; READ_BUF],
@@ -372,27 +372,6 @@ impl CtSocket {
             }
         }
     }
-}
-
-fn set_recv_timeout(sock: &Socket, timeout: Duration) -> Result<()> {
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-    };
-    // SAFETY: a valid socket fd and a pointer to a timeval of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const tv).cast(),
-            size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error()).context("set the netlink receive timeout");
-    }
-    Ok(())
 }
 
 /// Turns the kernel's refusals into advice: missing privilege and a kernel built without
@@ -620,6 +599,7 @@ mod tests {
     use netlink_packet_netfilter::conntrack::Protocol;
     use rtnetlink::packet_core::{DoneMessage, ErrorMessage, NLM_F_MULTIPART};
     use std::net::Ipv4Addr;
+    use std::os::fd::AsRawFd as _;
 
     // ---- offline: reply buffers built with the crate's own emitters ----
 

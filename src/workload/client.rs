@@ -303,6 +303,7 @@ impl Client<'_> {
     }
 
     fn progress(&self) -> Progress {
+        let (rss_bytes, pss_bytes) = agent::memory();
         Progress {
             established: self.established,
             in_flight: self.in_flight,
@@ -310,8 +311,8 @@ impl Client<'_> {
             failed: self.failed.clone(),
             by_local_address: Vec::new(),
             detail: self.detail.clone(),
-            rss_bytes: agent::rss(),
-            pss_bytes: agent::pss(),
+            rss_bytes,
+            pss_bytes,
         }
     }
 

@@ -74,6 +74,7 @@ impl Server {
         let mut by_local_address: Vec<(Ipv4Addr, u64)> =
             self.addrs.iter().copied().filter(|&(_, n)| n > 0).collect();
         by_local_address.sort();
+        let (rss_bytes, pss_bytes) = agent::memory();
         Progress {
             established: self.open,
             in_flight: 0,
@@ -81,8 +82,8 @@ impl Server {
             failed: Failures::default(),
             by_local_address,
             detail: self.detail.clone(),
-            rss_bytes: agent::rss(),
-            pss_bytes: agent::pss(),
+            rss_bytes,
+            pss_bytes,
         }
     }
 

@@ -199,8 +199,8 @@ pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Asserts that nothing of lab `name` is left: no namespace, no record, no `lab` process
-/// holding it.
+/// Asserts that nothing of lab `name` is left: no namespace (in /run/netns, in `ip netns list`,
+/// or as a mount), no record.
 pub fn assert_gone(name: &str) {
     let prefix = format!("{name}-");
     let left = namespaces_with_prefix(&prefix);
@@ -212,6 +212,14 @@ pub fn assert_gone(name: &str) {
     );
     let record = Path::new(RUN_DIR).join(name);
     assert!(!record.exists(), "record {} left behind", record.display());
+    // A namespace is kept alive by its bind mount under /run/netns: none may be left mounted.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    let netns_mount = format!("/run/netns/{prefix}");
+    let left: Vec<&str> = mounts
+        .lines()
+        .filter(|l| l.contains(&netns_mount))
+        .collect();
+    assert!(left.is_empty(), "namespace mounts left behind: {left:?}");
 }
 
 /// Opens `n` connections from inside `ns` to `to` at once (one thread each, all in flight
