@@ -88,7 +88,9 @@ struct Agent {
     process: Process,
     child: Child,
     /// Kept open for the agent's life: closing it tells the agent its parent is gone.
-    _stdin: ChildStdin,
+    /// Its task is written here once; kept open after, so that the agent sees end of file
+    /// only when `lab` is gone.
+    stdin: ChildStdin,
     last: Progress,
     ready: bool,
     done: bool,
@@ -216,6 +218,7 @@ impl Workload {
             group_names: plan.clients.iter().map(|g| g.name.to_string()).collect(),
             max_open_files,
         };
+        let mut batch = Vec::new();
         for (si, server) in plan.servers.iter().enumerate() {
             let host = plan.host(server.host);
             for (key, value) in [
@@ -238,10 +241,10 @@ impl Workload {
                     expected: expected.div_ceil(processes),
                 };
                 let label = format!("server {}#{p}", server.name);
-                w.spawn(lab, label, Role::Server { server: si }, &spec)
-                    .await?;
+                batch.push((label, Role::Server { server: si }, spec));
             }
         }
+        w.start(lab, batch).await?;
         w.wait_ready(signals).await?;
         Ok(w)
     }
@@ -251,7 +254,7 @@ impl Workload {
         let plan = lab.plan.clone();
         let per_process = self.max_open_files.saturating_sub(FD_RESERVE).max(1);
         let starts = walk_starts(&plan);
-        self.clients_started = Some(Instant::now());
+        let mut batch = Vec::new();
         for (gi, group) in plan.clients.iter().enumerate() {
             for (i, &cid) in group.containers.iter().enumerate() {
                 let c = plan.container(cid);
@@ -291,20 +294,53 @@ impl Workload {
                         target,
                         asked: conns,
                     };
-                    self.spawn(lab, label, role, &spec).await?;
+                    batch.push((label, role, spec));
                 }
             }
+        }
+        self.clients_started = Some(Instant::now());
+        self.start(lab, batch).await
+    }
+
+    /// Starts agents in two steps, so that they begin their work together: every process is
+    /// created (and recorded, in one write) first, and only then does each get its task. An
+    /// agent waits for its task on stdin after starting, so process creation, which takes
+    /// milliseconds each and slows down once clients load the CPUs, is not spread over the
+    /// ramp: a hundred clients started one by one while the first already connect began 2.7 s
+    /// apart at a million connections.
+    async fn start(&mut self, lab: &mut Lab, batch: Vec<(String, Role, AgentSpec)>) -> Result<()> {
+        let first = self.agents.len();
+        let mut specs = Vec::with_capacity(batch.len());
+        for (label, role, spec) in batch {
+            // Recorded so far plus this one if launching fails half-way: teardown stops them.
+            match self.launch(label, role) {
+                Ok(()) => specs.push(spec),
+                Err(e) => {
+                    self.record_from(lab, first)?;
+                    return Err(e);
+                }
+            }
+        }
+        self.record_from(lab, first)?;
+        for (i, spec) in specs.iter().enumerate() {
+            let a = &mut self.agents[first + i];
+            let mut line = serde_json::to_string(spec)?;
+            line.push('\n');
+            a.stdin
+                .write_all(line.as_bytes())
+                .await
+                .with_context(|| format!("send its task to agent {}", a.label))?;
         }
         Ok(())
     }
 
-    async fn spawn(
-        &mut self,
-        lab: &mut Lab,
-        label: String,
-        role: Role,
-        spec: &AgentSpec,
-    ) -> Result<()> {
+    fn record_from(&self, lab: &mut Lab, first: usize) -> Result<()> {
+        let started: Vec<Process> = self.agents[first..].iter().map(|a| a.process).collect();
+        lab.add_agents(&started)
+    }
+
+    /// Creates an agent process, which waits for its task on stdin; reads what it says.
+    fn launch(&mut self, label: String, role: Role) -> Result<()> {
         let exe = std::env::current_exe().context("find the lab binary to start agents")?;
         let mut child = Command::new(exe)
             .arg("agent")
@@ -322,17 +358,10 @@ impl Workload {
             .id()
             .ok_or_else(|| anyhow!("agent {label} exited at once"))?;
         let process = Process::of(pid);
-        lab.add_agents(&[process])?;
-        let mut stdin = child
+        let stdin = child
             .stdin
             .take()
             .ok_or_else(|| anyhow!("no stdin for agent {label}"))?;
-        let mut line = serde_json::to_string(spec)?;
-        line.push('\n');
-        stdin
-            .write_all(line.as_bytes())
-            .await
-            .with_context(|| format!("send its task to agent {label}"))?;
         let index = self.agents.len();
         let stderr = child.stderr.take().map(|err| {
             let tx = self.tx.clone();
@@ -376,7 +405,7 @@ impl Workload {
             role,
             process,
             child,
-            _stdin: stdin,
+            stdin,
             last: Progress::default(),
             ready: false,
             done: false,
