@@ -125,6 +125,12 @@ ping_interval = "10s"      # each connection sends a ping this often
 # What `lab run` checks at the end; it exits 1 when this does not hold.
 [expect]
 established = 200          # or a range: { min = 150, max = 200 }
+
+# Nothing outside the lab's namespaces changes, unless listed here: global limits `lab run`
+# may raise when the workload needs more than the machine has (it says so and restores them
+# at teardown). Without this, a lab too big for them is refused.
+# [machine]
+# raise = ["fs.file-max", "net.netfilter.nf_conntrack_max"]
 "#;
 
 #[cfg(test)]
@@ -149,5 +155,13 @@ mod tests {
             !text.contains("{name}") && !text.contains("{file}"),
             "placeholders left"
         );
+        // The commented `[machine]` table works as written once uncommented.
+        let uncommented = text.replace("# [machine]\n# raise", "[machine]\nraise");
+        let loaded = load(
+            &Source::new("my-lab.toml", uncommented),
+            &LoadOptions::default(),
+        )
+        .unwrap_or_else(|d| panic!("uncommented [machine] rejected: {d:?}"));
+        assert_eq!(loaded.plan.may_raise.len(), 2);
     }
 }
