@@ -248,6 +248,14 @@ fn with_the_raise_every_connection_of_a_crowded_host_is_established() {
     assert_eq!(run.code, Some(0), "{}", run.text());
     let report = run.report();
     assert_eq!(report["established"], serde_json::json!(per * CONTAINERS));
+    let raised = &report["raised"];
+    assert_eq!(raised.as_array().map(Vec::len), Some(1), "{raised}");
+    assert_eq!(raised[0]["limit"], serde_json::json!(KEY));
+    assert_eq!(raised[0]["before"], serde_json::json!(before));
+    assert!(
+        raised[0]["set"].as_u64() >= Some(per * CONTAINERS),
+        "{raised}"
+    );
     assert!(per * CONTAINERS > before, "the lab must outgrow the limit");
     assert!(
         run.stderr

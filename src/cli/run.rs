@@ -112,13 +112,13 @@ pub fn run(args: Args) -> Result<()> {
             Err(e) => Err(e),
         };
         super::log::status!("tearing down lab {}", plan.name);
+        let raised = lab.raised().to_vec();
         let down = lab.down();
         let (outcome, nat) = result?;
         down?;
-        Ok::<_, anyhow::Error>((
-            RunReport::new(&plan, outcome, nat, prediction.clone()),
-            deferred,
-        ))
+        let mut report = RunReport::new(&plan, outcome, nat, prediction.clone());
+        report.raised = raised;
+        Ok::<_, anyhow::Error>((report, deferred))
     })?;
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;

@@ -170,9 +170,9 @@ fn raise_limits(record: &mut Record, raises: &[Need]) -> Result<()> {
         limits::apply(&plan)?;
         match plan.write {
             Some(v) => eprintln!(
-                "lab: raised {} from {current} to {v} for lab {} (it needs {}); it is restored \
-                 to {} at teardown",
-                need.limit, record.state.lab, need.needed, plan.raised.before
+                "lab: raised {} from {current} to {v} for lab {}, as its file allows; it is \
+                 restored to {} at teardown",
+                need.limit, record.state.lab, plan.raised.before
             ),
             None => tracing::info!(
                 limit = %need.limit,
@@ -228,6 +228,11 @@ impl Lab {
     /// Records agent processes so that `down` and `clean` stop them even if this process dies.
     pub fn add_agents(&mut self, agents: &[Process]) -> Result<()> {
         self.record.add_agents(agents)
+    }
+
+    /// The global limits raised (or held) for this lab.
+    pub fn raised(&self) -> &[limits::Raised] {
+        &self.record.state.raised
     }
 
     pub fn down(self) -> Result<()> {

@@ -40,6 +40,9 @@ pub struct RunReport {
     pub lab_rss_bytes: u64,
     /// Proportional memory of `lab` itself, bytes.
     pub lab_pss_bytes: u64,
+    /// Global limits raised (or held) for this run, as the lab file allowed; each was restored
+    /// at teardown.
+    pub raised: Vec<crate::lab::limits::Raised>,
 }
 
 impl RunReport {
@@ -68,6 +71,7 @@ impl RunReport {
             prediction,
             lab_rss_bytes: crate::workload::sys::rss_bytes().unwrap_or(0),
             lab_pss_bytes: crate::workload::sys::pss_bytes().unwrap_or(0),
+            raised: Vec::new(),
             outcome,
         }
     }
@@ -292,6 +296,16 @@ pub fn render(r: &RunReport) -> String {
                 let _ = writeln!(out, "      {} -> {} -> {}", t.from, t.translated, t.to);
             }
         }
+    }
+    for l in &r.raised {
+        let _ = writeln!(
+            out,
+            "\n  {} was {} on this machine; raised to {} for this run (the lab file allows it), \
+             restored at teardown",
+            l.limit,
+            count(l.before),
+            count(l.set)
+        );
     }
     let _ = writeln!(out, "\nwhy:");
     for line in &r.verdict {
