@@ -31,7 +31,7 @@ use crate::lab::lifecycle::{Lab, Signals};
 use crate::lab::netlink::write_sysctl_in;
 use crate::lab::plan::{ContainerId, HostId, Plan};
 use crate::lab::state::Process;
-use crate::nat::paths::local_port_range;
+use crate::nat::paths::{local_port_range, predict_lab, predicted_source};
 
 /// Sockets an agent needs besides its connections (stdio, epoll, signalfd, listener, slack).
 const FD_RESERVE: u64 = 64;
@@ -751,14 +751,23 @@ fn split(connections: u32, ports: (u16, u16), parts: u64) -> Vec<(u32, (u16, u16
 }
 
 /// For each client container, as (group index, index in group): its rank among the containers
-/// of its host connecting to the same destination, and how many those are.
+/// of its host that share its NAT path (the same predicted translated source and destination),
+/// and how many those are.
 fn walk_starts(plan: &Plan) -> HashMap<(usize, usize), (u32, u32)> {
-    let mut paths: HashMap<(HostId, SocketAddrV4), Vec<(usize, usize)>> = HashMap::new();
+    // Containers share a path when they leave with the same translated source for the same
+    // destination: with an SNAT pool, only those the kernel hashes to the same pool address.
+    // Spacing every container of the host that goes to the destination instead would space
+    // them closer than needed and make their walks overlap.
+    let predicted = predict_lab(plan);
+    type PathKey = (HostId, Option<Ipv4Addr>, SocketAddrV4);
+    let mut paths: HashMap<PathKey, Vec<(usize, usize)>> = HashMap::new();
     for (gi, group) in plan.clients.iter().enumerate() {
         for (i, &cid) in group.containers.iter().enumerate() {
-            let host = plan.container(cid).host;
+            let c = plan.container(cid);
+            let dst = group.target_of(i);
+            let translated = predicted_source(&predicted, c.address, dst);
             paths
-                .entry((host, group.target_of(i)))
+                .entry((c.host, translated, dst))
                 .or_default()
                 .push((gi, i));
         }
@@ -863,6 +872,29 @@ mod tests {
         );
         let firsts = starts.values().filter(|&&(rank, _)| rank == 0).count();
         assert_eq!(firsts * 2, containers);
+    }
+
+    #[test]
+    fn walk_starts_rank_only_containers_the_snat_pool_puts_on_one_path() {
+        // Lab 05: six containers, two server addresses, a pool of two source addresses; the
+        // pool hash puts at most two containers on each of the four paths.
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("labs/05-both-fixes.toml");
+        let text = std::fs::read_to_string(&file).expect("labs/05-both-fixes.toml");
+        let source = crate::lab::Source::new(file.display().to_string(), text);
+        let loaded = crate::lab::validate::load(&source, &Default::default()).expect("loads");
+        let starts = walk_starts(&loaded.plan);
+        assert_eq!(starts.len(), 6);
+        assert!(
+            starts.values().all(|&(rank, n)| n <= 2 && rank < n),
+            "{starts:?}"
+        );
+        // Three containers go to each server address; by destination alone they would be
+        // spaced a third of the range apart, closer than the 12,500 ports each walks.
+        let per_process_slice = (1024u16, 33_279u16);
+        for &(rank, n) in starts.values() {
+            let first = spaced(per_process_slice, rank, n);
+            assert!(first == 1024 || first >= 1024 + 12_500, "{first}");
+        }
     }
 
     #[test]
