@@ -69,6 +69,7 @@ const TOKENS: &[&str] = &[
     "host = \"client-host\"",
     "connect = [\"192.168.49.5:0\"]",
     "[expect]\nestablished = { min = 5, max = 1 }",
+    "[machine]\nraise = [\"fs.file-max\", \"fs.file-max\"]",
 ];
 
 fn mutate(rng: &mut Rng, text: &str) -> String {
@@ -199,6 +200,18 @@ fn each_mistake_has_its_message_and_place() {
         (
             &format!("{BASE}sysctls = {{ \"fs.file-max\" = \"1\" }}\n"),
             "7:13: sysctl `fs.file-max`",
+        ),
+        (
+            &format!("{BASE}[machine]\nraise = [\"net.netfilter.nf_conntrack_mx\"]\n"),
+            "8:10: `net.netfilter.nf_conntrack_mx` is not a global limit lab can raise",
+        ),
+        (
+            &format!("{BASE}[machine]\nraise = \"fs.file-max\"\n"),
+            "8:9: wrong type for `raise`: expected an array of strings, found a string",
+        ),
+        (
+            &format!("{BASE}[machine]\nlower = []\n"),
+            "8:1: unknown key `lower` in [machine]",
         ),
     ];
     let mut failures = Vec::new();
