@@ -273,3 +273,60 @@ fn with_the_raise_every_connection_of_a_crowded_host_is_established() {
         "the initial namespace changed"
     );
 }
+
+/// A network namespace of this test's own (what a container has), removed on drop.
+struct OtherNetns(String);
+
+impl OtherNetns {
+    fn new(tag: &str) -> Self {
+        let name = format!("lab-test-{tag}-{}", std::process::id());
+        let out = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("ip netns add");
+        assert!(out.status.success(), "{}", text(&out));
+        Self(name)
+    }
+}
+
+impl Drop for OtherNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+/// Run from a network namespace other than the host's, as in a container: nf_conntrack_max is
+/// read-only there even to root, so a lab that needs it raised is refused up front (exit 3),
+/// saying where it can be raised, even though its file allows the raise.
+#[test]
+fn outside_the_hosts_namespace_the_raise_is_refused_up_front() {
+    if !root_or_skip("outside_the_hosts_namespace_the_raise_is_refused_up_front") {
+        return;
+    }
+    let _one = one_at_a_time();
+    let before = host_snapshot();
+    let other = OtherNetns::new("ctns");
+    let name = unique_name("limct");
+    let file = crowded_lab("limct", per_container(1000), ALLOW);
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &other.0, LAB, "run"])
+        .arg(&file)
+        .args(["--name", &name])
+        .env("LAB_RUN_DIR", RUN_DIR)
+        .output()
+        .expect("run lab in another namespace");
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for part in [
+        "cannot be changed here",
+        "only the host's initial network namespace can change it",
+        "`sysctl -w net.netfilter.nf_conntrack_max=",
+    ] {
+        assert!(err.contains(part), "no {part:?} in:\n{}", text(&out));
+    }
+    assert_gone(&name);
+    drop(other);
+    assert_eq!(before, host_snapshot(), "the initial namespace changed");
+}

@@ -51,7 +51,7 @@ impl GlobalLimit {
         Self::ALL.into_iter().find(|l| l.key() == key)
     }
 
-    fn path(self) -> PathBuf {
+    pub(crate) fn path(self) -> PathBuf {
         Path::new("/proc/sys").join(self.key().replace('.', "/"))
     }
 
@@ -80,7 +80,7 @@ impl std::fmt::Display for GlobalLimit {
 }
 
 /// A limit the lab's workload needs higher than the machine has it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Need {
     pub limit: GlobalLimit,
     pub current: u64,
@@ -88,6 +88,8 @@ pub struct Need {
     pub needed: u64,
     /// The lab file allows raising it (`[machine] raise`); otherwise the run is refused.
     pub allowed: bool,
+    /// Why this process cannot change it, if it cannot: the run is refused then too.
+    pub blocked: Option<String>,
 }
 
 /// A raise (or a hold on another lab's raise) recorded in a lab's state.

@@ -374,12 +374,15 @@ pub struct Capacity {
 }
 
 /// The machine's global limits, as read.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Limits {
     pub file_max: Option<u64>,
     pub files_in_use: Option<u64>,
     pub memory_available: Option<u64>,
     pub conntrack_max: Option<u64>,
+    /// Global limits this process may not change, with the errno: in a network namespace
+    /// other than the host's (a container), nf_conntrack_max is read-only even to root.
+    pub unchangeable: Vec<(GlobalLimit, i32)>,
 }
 
 impl Limits {
@@ -390,18 +393,37 @@ impl Limits {
             files_in_use: read_numbers("/proc/sys/fs/file-nr").first().copied(),
             memory_available: mem_available(),
             conntrack_max: GlobalLimit::ConntrackMax.read().ok(),
+            unchangeable: GlobalLimit::ALL
+                .into_iter()
+                .filter_map(|l| writable(&l.path()).err().map(|e| (l, e)))
+                .collect(),
         }
+    }
+
+    fn blocked(&self, limit: GlobalLimit) -> Option<String> {
+        let &(_, e) = self.unchangeable.iter().find(|(l, _)| *l == limit)?;
+        let why = io::Error::from_raw_os_error(e);
+        Some(match (limit, e) {
+            (GlobalLimit::ConntrackMax, libc::EACCES | libc::EPERM) => format!(
+                "{limit} cannot be changed here ({why}): only the host's initial network \
+                 namespace can change it, and lab runs in another one (a container?)"
+            ),
+            _ if e == libc::EROFS => {
+                format!("{limit} cannot be changed here ({why}: /proc/sys is mounted read-only)")
+            }
+            _ => format!("{limit} cannot be changed by this process ({why})"),
+        })
     }
 }
 
 impl Capacity {
     /// Estimates from the plan against this machine's limits.
     pub fn of(plan: &super::Plan) -> Self {
-        Self::estimate(plan, Limits::read())
+        Self::estimate(plan, &Limits::read())
     }
 
     /// Pure: the estimate of `plan` against `limits`.
-    pub fn estimate(plan: &super::Plan, limits: Limits) -> Self {
+    pub fn estimate(plan: &super::Plan, limits: &Limits) -> Self {
         let mut per_host = vec![0u64; plan.hosts.len()];
         let mut connections = 0u64;
         for g in &plan.clients {
@@ -425,6 +447,7 @@ impl Capacity {
                 current: max,
                 needed,
                 allowed: allowed(GlobalLimit::FileMax),
+                blocked: limits.blocked(GlobalLimit::FileMax),
             });
         }
         if let Some(max) = limits.conntrack_max
@@ -438,6 +461,7 @@ impl Capacity {
                 current: max,
                 needed,
                 allowed: allowed(GlobalLimit::ConntrackMax),
+                blocked: limits.blocked(GlobalLimit::ConntrackMax),
             });
         }
         Self {
@@ -459,12 +483,19 @@ impl Capacity {
     /// lesson: each names the limit, the numbers and what to do.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for need in self.needs.iter().filter(|n| !n.allowed) {
+        for need in &self.needs {
             let key = need.limit.key();
-            let allow = format!(
-                "let lab raise it for the run by adding `[machine]` `raise = [\"{key}\"]` to the \
-                 lab file (restored at teardown)"
-            );
+            let allow = match (&need.blocked, need.allowed) {
+                (None, true) => continue,
+                (None, false) => format!(
+                    "let lab raise it for the run by adding `[machine]` `raise = [\"{key}\"]` to \
+                     the lab file (restored at teardown)"
+                ),
+                (Some(why), _) => format!(
+                    "{why}; raise it where it can be changed (`sysctl -w {key}={}` on the host)",
+                    need.needed
+                ),
+            };
             out.push(match need.limit {
                 GlobalLimit::FileMax => format!(
                     "the workload needs about {} open files (two per connection: both ends run on \
@@ -496,9 +527,13 @@ impl Capacity {
         out
     }
 
-    /// The raises `lab run` will make, because the lab file allows them.
+    /// The raises `lab run` will make, because the lab file allows them and they can be made.
     pub fn raises(&self) -> Vec<Need> {
-        self.needs.iter().copied().filter(|n| n.allowed).collect()
+        self.needs
+            .iter()
+            .filter(|n| n.allowed && n.blocked.is_none())
+            .cloned()
+            .collect()
     }
 }
 
@@ -551,6 +586,7 @@ mod tests {
             files_in_use: Some(10_000),
             memory_available: Some(23 << 30),
             conntrack_max: Some(262_144),
+            unchangeable: Vec::new(),
         }
     }
 
@@ -568,7 +604,7 @@ mod tests {
 
     #[test]
     fn a_million_fits_this_machine() {
-        let c = Capacity::estimate(&million(20_000, ""), here());
+        let c = Capacity::estimate(&million(20_000, ""), &here());
         assert_eq!(c.connections, 1_000_000);
         assert_eq!(c.conntrack_per_namespace, 200_000);
         assert!(c.needs.is_empty(), "{:?}", c.needs);
@@ -580,7 +616,7 @@ mod tests {
         // 1.5M connections: 3M files plus 64 per container, more than the 2.456M free.
         let mut limits = here();
         limits.conntrack_max = Some(1 << 20);
-        let c = Capacity::estimate(&million(30_000, ""), limits);
+        let c = Capacity::estimate(&million(30_000, ""), &limits);
         let p = c.problems();
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(
@@ -591,7 +627,7 @@ mod tests {
         assert!(c.raises().is_empty());
 
         let allowed = "[machine]\nraise = [\"fs.file-max\"]\n";
-        let c = Capacity::estimate(&million(30_000, allowed), limits);
+        let c = Capacity::estimate(&million(30_000, allowed), &limits);
         assert!(c.problems().is_empty(), "{:?}", c.problems());
         let r = c.raises();
         assert_eq!(r.len(), 1);
@@ -605,7 +641,7 @@ mod tests {
     fn a_crowded_host_needs_nf_conntrack_max_raised() {
         let mut limits = here();
         limits.conntrack_max = Some(150_000);
-        let c = Capacity::estimate(&million(20_000, ""), limits);
+        let c = Capacity::estimate(&million(20_000, ""), &limits);
         let p = c.problems();
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(
@@ -615,7 +651,7 @@ mod tests {
             "{p:?}"
         );
         let allowed = "[machine]\nraise = [\"net.netfilter.nf_conntrack_max\"]\n";
-        let c = Capacity::estimate(&million(20_000, allowed), limits);
+        let c = Capacity::estimate(&million(20_000, allowed), &limits);
         assert!(c.problems().is_empty(), "{:?}", c.problems());
         assert_eq!(
             c.raises(),
@@ -624,7 +660,19 @@ mod tests {
                 current: 150_000,
                 needed: 225_280, // 200,000 + 1/8, in whole KiB
                 allowed: true,
+                blocked: None,
             }]
+        );
+        // In a container's own network namespace the limit is read-only even to root.
+        limits.unchangeable = vec![(GlobalLimit::ConntrackMax, libc::EACCES)];
+        let c = Capacity::estimate(&million(20_000, allowed), &limits);
+        assert!(c.raises().is_empty());
+        let p = c.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("only the host's initial network namespace can change it")
+                && p[0].contains("`sysctl -w net.netfilter.nf_conntrack_max=225280` on the host"),
+            "{p:?}"
         );
     }
 
@@ -632,7 +680,7 @@ mod tests {
     fn too_little_memory_is_refused_and_cannot_be_allowed() {
         let mut limits = here();
         limits.memory_available = Some(4 << 30);
-        let p = Capacity::estimate(&million(20_000, ""), limits).problems();
+        let p = Capacity::estimate(&million(20_000, ""), &limits).problems();
         assert_eq!(p.len(), 1);
         assert!(p[0].contains("kernel memory"), "{p:?}");
     }
