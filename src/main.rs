@@ -7,8 +7,7 @@ use clap::Parser as _;
 fn main() {
     // `lab agent` is started by `lab run` a hundred times and more: straight to its loop, so
     // that none of the CLI's code is paged into every agent.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "agent") && std::env::args_os().len() == 2
-    {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "agent") && std::env::args_os().len() == 2 {
         let code = match lab::workload::agent::main() {
             Ok(()) => 0,
             Err(err) => {
