@@ -146,7 +146,9 @@ pub fn plan_restore(mine: &Raised, current: u64, others: &[Raised]) -> Restore {
     }
 }
 
-/// The lock every raise and restore takes, so two labs never read and write the ledger at once.
+/// The lock every raise and restore takes, so two labs never read and write the ledger at once:
+/// `flock` on `<run dir>/.global-limits.lock`, released by the kernel even if the holder is
+/// killed. The empty file stays: removing a lock file another process may be opening is racy.
 pub struct Ledger {
     _file: File,
 }
