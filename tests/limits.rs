@@ -28,6 +28,20 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// What every test here starts with: root (or a skip), the lock, and the initial namespace as
+/// it was, to compare with at the end.
+fn begin(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, String)> {
+    if !root_or_skip(test) {
+        return None;
+    }
+    let one = one_at_a_time();
+    Some((one, host_snapshot()))
+}
+
+fn assert_host_unchanged(before: &str) {
+    assert_eq!(before, host_snapshot(), "the initial namespace changed");
+}
+
 fn conntrack_max() -> u64 {
     std::fs::read_to_string(LIMIT)
         .expect("read nf_conntrack_max")
@@ -107,11 +121,11 @@ fn paused_after_raise(file: &std::path::Path, name: &str, point: &str) -> (Runni
 
 #[test]
 fn without_machine_raise_a_crowded_lab_is_refused_and_nothing_changes() {
-    if !root_or_skip("without_machine_raise_a_crowded_lab_is_refused_and_nothing_changes") {
+    let Some((_one, before)) =
+        begin("without_machine_raise_a_crowded_lab_is_refused_and_nothing_changes")
+    else {
         return;
-    }
-    let _one = one_at_a_time();
-    let before = host_snapshot();
+    };
     let name = unique_name("limno");
     let file = crowded_lab("limno", per_container(1000), "");
     let run = Running::start(&file, &name, &[], None).wait(RUN_LIMIT);
@@ -136,16 +150,14 @@ fn without_machine_raise_a_crowded_lab_is_refused_and_nothing_changes() {
         text(&out)
     );
     assert_gone(&name);
-    assert_eq!(before, host_snapshot(), "the initial namespace changed");
+    assert_host_unchanged(&before);
 }
 
 #[test]
 fn a_signal_after_the_raise_restores_the_limit() {
-    if !root_or_skip("a_signal_after_the_raise_restores_the_limit") {
+    let Some((_one, before_snapshot)) = begin("a_signal_after_the_raise_restores_the_limit") else {
         return;
-    }
-    let _one = one_at_a_time();
-    let before_snapshot = host_snapshot();
+    };
     let before = conntrack_max();
     for (i, (point, sig)) in [("up:limits", libc::SIGINT), ("up:namespace", libc::SIGTERM)]
         .into_iter()
@@ -175,32 +187,29 @@ fn a_signal_after_the_raise_restores_the_limit() {
         assert_eq!(conntrack_max(), before, "{point}: not restored");
         assert_gone(&name);
     }
-    assert_eq!(
-        before_snapshot,
-        host_snapshot(),
-        "the initial namespace changed"
-    );
+    assert_host_unchanged(&before_snapshot);
 }
 
 #[test]
 fn after_kill_9_down_or_clean_restores_the_limit_and_two_labs_share_it() {
-    if !root_or_skip("after_kill_9_down_or_clean_restores_the_limit_and_two_labs_share_it") {
+    let Some((_one, before_snapshot)) =
+        begin("after_kill_9_down_or_clean_restores_the_limit_and_two_labs_share_it")
+    else {
         return;
-    }
-    let _one = one_at_a_time();
-    let before_snapshot = host_snapshot();
+    };
     let before = conntrack_max();
     // Two labs, the second needing more: each killed right after its raise.
     let (a, b) = (unique_name("limka"), unique_name("limkb"));
     let _guards = (LabGuard { name: a.clone() }, LabGuard { name: b.clone() });
-    let file_a = crowded_lab("limka", per_container(1000), ALLOW);
-    let (mut run_a, raised_a) = paused_after_raise(&file_a, &a, "up:limits");
-    run_a.child.kill().expect("kill -9 lab run");
-    let _ = run_a.child.wait();
-    let file_b = crowded_lab("limkb", per_container(80_000), ALLOW);
-    let (mut run_b, raised_b) = paused_after_raise(&file_b, &b, "up:limits");
-    run_b.child.kill().expect("kill -9 lab run");
-    let _ = run_b.child.wait();
+    let killed_after_raise = |name: &str, extra: u64| {
+        let file = crowded_lab(name, per_container(extra), ALLOW);
+        let (mut run, raised) = paused_after_raise(&file, name, "up:limits");
+        run.child.kill().expect("kill -9 lab run");
+        let _ = run.child.wait();
+        raised
+    };
+    let raised_a = killed_after_raise(&a, 1000);
+    let raised_b = killed_after_raise(&b, 80_000);
     assert!(raised_b > raised_a);
     assert_eq!(conntrack_max(), raised_b);
 
@@ -219,22 +228,18 @@ fn after_kill_9_down_or_clean_restores_the_limit_and_two_labs_share_it() {
     assert_eq!(conntrack_max(), before, "not restored");
     assert_gone(&a);
     assert_gone(&b);
-    assert_eq!(
-        before_snapshot,
-        host_snapshot(),
-        "the initial namespace changed"
-    );
+    assert_host_unchanged(&before_snapshot);
 }
 
 /// The real thing: one host whose NAT holds more connections than nf_conntrack_max allows a
 /// namespace. With the raise every connection is established; after the run the limit is back.
 #[test]
 fn with_the_raise_every_connection_of_a_crowded_host_is_established() {
-    if !root_or_skip("with_the_raise_every_connection_of_a_crowded_host_is_established") {
+    let Some((_one, before_snapshot)) =
+        begin("with_the_raise_every_connection_of_a_crowded_host_is_established")
+    else {
         return;
-    }
-    let _one = one_at_a_time();
-    let before_snapshot = host_snapshot();
+    };
     let before = conntrack_max();
     let per = per_container(8192);
     if per > 60_000 {
@@ -267,11 +272,7 @@ fn with_the_raise_every_connection_of_a_crowded_host_is_established() {
     );
     assert_eq!(conntrack_max(), before, "not restored");
     assert_gone(&name);
-    assert_eq!(
-        before_snapshot,
-        host_snapshot(),
-        "the initial namespace changed"
-    );
+    assert_host_unchanged(&before_snapshot);
 }
 
 /// A network namespace of this test's own (what a container has), removed on drop.
@@ -302,11 +303,10 @@ impl Drop for OtherNetns {
 /// saying where it can be raised, even though its file allows the raise.
 #[test]
 fn outside_the_hosts_namespace_the_raise_is_refused_up_front() {
-    if !root_or_skip("outside_the_hosts_namespace_the_raise_is_refused_up_front") {
+    let Some((_one, before)) = begin("outside_the_hosts_namespace_the_raise_is_refused_up_front")
+    else {
         return;
-    }
-    let _one = one_at_a_time();
-    let before = host_snapshot();
+    };
     let other = OtherNetns::new("ctns");
     let name = unique_name("limct");
     let file = crowded_lab("limct", per_container(1000), ALLOW);
@@ -328,5 +328,5 @@ fn outside_the_hosts_namespace_the_raise_is_refused_up_front() {
     }
     assert_gone(&name);
     drop(other);
-    assert_eq!(before, host_snapshot(), "the initial namespace changed");
+    assert_host_unchanged(&before);
 }
