@@ -212,6 +212,16 @@ fn after_kill_9_down_or_clean_restores_the_limit_and_two_labs_share_it() {
     let raised_b = killed_after_raise(&b, 80_000);
     assert!(raised_b > raised_a);
     assert_eq!(conntrack_max(), raised_b);
+    // `lab list` says what each left-behind lab holds.
+    let out = lab(&["list", "--json"]);
+    let labs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("list --json");
+    let held = |name: &str| {
+        labs.as_array()
+            .and_then(|l| l.iter().find(|l| l["lab"] == name))
+            .map(|l| l["raised"][0]["set"].clone())
+    };
+    assert_eq!(held(&a), Some(serde_json::json!(raised_a)), "{labs}");
+    assert_eq!(held(&b), Some(serde_json::json!(raised_b)), "{labs}");
 
     // A goes first: B still relies on its raise, which stays.
     let out = lab(&["down", &a]);

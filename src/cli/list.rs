@@ -39,6 +39,12 @@ pub fn run(args: Args) -> Result<()> {
             .map(|f| format!("  ({})", f.display()))
             .unwrap_or_default();
         println!("{}  {}{file}", s.lab, status(s));
+        for r in &s.raised {
+            println!(
+                "  raised {} from {} to {} (restored when the lab goes)",
+                r.limit, r.before, r.set
+            );
+        }
         for n in &s.nodes() {
             let present = netns_exists(&NetnsName::from_state(n.netns.clone()));
             println!(
@@ -122,6 +128,7 @@ fn lab_json(s: &LabState) -> serde_json::Value {
         "created": s.created,
         "namespaces": s.namespaces,
         "agents": s.agents.iter().map(|a| a.pid).collect::<Vec<_>>(),
+        "raised": s.raised,
         "nodes": nodes,
         "clients": clients,
     })
