@@ -7,16 +7,20 @@ use clap::Parser as _;
 fn main() {
     // `lab agent` is started by `lab run` a hundred times and more: straight to its loop, so
     // that none of the CLI's code is paged into every agent.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "agent") && std::env::args_os().len() == 2 {
-        let code = match lab::workload::agent::main() {
-            Ok(()) => 0,
-            Err(err) => {
-                eprintln!("{}", lab::error::render(&err));
-                lab::error::exit_code(&err)
-            }
-        };
-        std::process::exit(code);
+    let agent =
+        std::env::args_os().len() == 2 && std::env::args_os().nth(1).is_some_and(|a| a == "agent");
+    let result = if agent {
+        lab::workload::agent::main()
+    } else {
+        run_cli()
+    };
+    if let Err(err) = result {
+        eprintln!("{}", lab::error::render(&err));
+        std::process::exit(lab::error::exit_code(&err));
     }
+}
+
+fn run_cli() -> anyhow::Result<()> {
     let cli = lab::cli::Cli::parse();
     // Verbs that only print may die quietly on a closed pipe (`lab check ... | head`), as
     // Unix tools do. Verbs that build, run or remove a lab keep SIGPIPE ignored: dying halfway
@@ -29,8 +33,5 @@ fn main() {
     if !matches!(cli.command, lab::cli::Command::Agent) {
         lab::cli::log::init(cli.verbosity());
     }
-    if let Err(err) = lab::cli::run(cli) {
-        eprintln!("{}", lab::error::render(&err));
-        std::process::exit(lab::error::exit_code(&err));
-    }
+    lab::cli::run(cli)
 }

@@ -99,8 +99,8 @@ established = {total}
 
 const ALLOW: &str = "[machine]\nraise = [\"net.netfilter.nf_conntrack_max\"]";
 
-/// Starts `lab run` paused at `point`; returns it once it is there, having checked the line it
-/// printed about the raise, and the value it raised to.
+/// Starts `lab run` paused at `point`; returns it once it is there, having checked that the
+/// limit was raised, and the value it was raised to.
 fn paused_after_raise(file: &std::path::Path, name: &str, point: &str) -> (Running, u64) {
     let before = conntrack_max();
     let run = Running::start_env(

@@ -12,10 +12,10 @@ pub const PAUSE: Duration = Duration::from_secs(3);
 /// Every pause point, in the order a `lab run` passes them.
 pub const POINTS: &[&str] = &[
     // `lab up` and the build of `lab run`:
-    "up:limits", // global limits the lab file allows are raised (and recorded), no namespace yet
-    "up:namespace", // the first namespace (the LAN's) exists, nothing else
-    "up:links",  // a host's NIC and addresses exist
-    "up:rules",  // just before a host's nftables batch
+    "up:limits",     // allowed global limits raised (recorded first), no namespace yet
+    "up:namespace",  // the first namespace (the LAN's) exists, nothing else
+    "up:links",      // a host's NIC and addresses exist
+    "up:rules",      // just before a host's nftables batch
     "up:rules-done", // just after it
     "up:containers", // every host is built, containers are being made
     // `lab run` after the build:

@@ -189,7 +189,7 @@ fn restore_limits(record: &Record) -> Vec<String> {
     if record.state.raised.is_empty() {
         return Vec::new();
     }
-    let ledger = match Ledger::lock() {
+    let _ledger = match Ledger::lock() {
         Ok(l) => l,
         Err(e) => return vec![format!("{e:#}")],
     };
@@ -209,7 +209,6 @@ fn restore_limits(record: &Record) -> Vec<String> {
             Err(e) => problems.push(format!("restore {}: {e:#}", r.limit)),
         }
     }
-    drop(ledger);
     problems
 }
 

@@ -109,8 +109,8 @@ pub struct RaisePlan {
     pub write: Option<u64>,
 }
 
-/// Pure: raise `need.limit` from `current` to at least `need.needed`, given the holds of other
-/// live labs on the same limit.
+/// Pure: raise `limit` from `current` to at least `needed`, given the holds of the other labs
+/// on the same limit.
 pub fn plan_raise(limit: GlobalLimit, needed: u64, current: u64, others: &[Raised]) -> RaisePlan {
     let before = others.first().map_or(current, |o| o.before);
     let set = needed.max(current);
@@ -133,7 +133,7 @@ pub enum Restore {
 }
 
 /// Pure: what to do with `mine` when its lab goes, given the current value and the holds of the
-/// other live labs on the same limit.
+/// other labs on the same limit.
 pub fn plan_restore(mine: &Raised, current: u64, others: &[Raised]) -> Restore {
     let target = others.iter().map(|o| o.set).max().unwrap_or(mine.before);
     let ours = others.iter().map(|o| o.set).chain([mine.set]).max();

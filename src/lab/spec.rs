@@ -141,7 +141,6 @@ pub struct ExpectSpec {
 /// `[machine]`: what the lab may change outside its namespaces.
 #[derive(Debug, Clone)]
 pub struct MachineSpec {
-    pub span: Span,
     /// Global limits `lab run` may raise when the workload needs more (sysctl names).
     pub raise: Option<StringList>,
 }
@@ -318,10 +317,8 @@ fn expect(t: TableView<'_>, d: &mut Vec<Diagnostic>) -> ExpectSpec {
 }
 
 fn machine(t: TableView<'_>, d: &mut Vec<Diagnostic>) -> MachineSpec {
-    let span = t.span.clone();
     let mut r = Reader::new(t, MACHINE_KEYS, d);
     MachineSpec {
-        span,
         raise: r.optional("raise", string_list),
     }
 }

@@ -205,7 +205,6 @@ pub(crate) fn watch_stop(epoll: &sys::Epoll, stop: &Stop<'_>) -> io::Result<()> 
     Ok(())
 }
 
-/// Handles a ready stop token: Some when the loop must end.
 /// Makes every connection reset when it is closed, as the loop returns: a stopping lab frees
 /// millions of sockets in seconds instead of exchanging FINs through the NAT for each and
 /// leaving the clients' ends in TIME_WAIT. Data the peer has received is still read by it
@@ -217,6 +216,7 @@ pub(crate) fn abort_on_close<'a>(fds: impl Iterator<Item = BorrowedFd<'a>>) {
     }
 }
 
+/// Handles a ready stop token: Some when the loop must end.
 pub(crate) fn stop_event(token: u64, stop: &Stop<'_>, scratch: &mut [u8]) -> Option<Stopped> {
     match token {
         TOKEN_SIGNAL => Some(Stopped::Signal),

@@ -87,9 +87,8 @@ struct Agent {
     role: Role,
     process: Process,
     child: Child,
-    /// Kept open for the agent's life: closing it tells the agent its parent is gone.
-    /// Its task is written here once; kept open after, so that the agent sees end of file
-    /// only when `lab` is gone.
+    /// Its task is written here once; then it is kept open for the agent's life: closing it
+    /// tells the agent its parent is gone.
     stdin: ChildStdin,
     last: Progress,
     ready: bool,
@@ -312,7 +311,7 @@ impl Workload {
         let first = self.agents.len();
         let mut specs = Vec::with_capacity(batch.len());
         for (label, role, spec) in batch {
-            // Recorded so far plus this one if launching fails half-way: teardown stops them.
+            // If a launch fails, the agents already made are recorded so teardown stops them.
             match self.launch(label, role) {
                 Ok(()) => specs.push(spec),
                 Err(e) => {
