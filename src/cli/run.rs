@@ -31,37 +31,50 @@ pub struct Args {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Stop when the counts have not moved for this many seconds.
-    #[arg(long, default_value_t = 3.0)]
-    pub settle: f64,
+    #[arg(long, default_value = "3", value_parser = seconds_or_zero)]
+    pub settle: Duration,
     /// Stop after this many seconds whatever happens.
-    #[arg(long, default_value_t = 300.0)]
-    pub timeout: f64,
+    #[arg(long, default_value = "300", value_parser = seconds)]
+    pub timeout: Duration,
     /// Abandon a connect after this many seconds (counted as timed out).
-    #[arg(long, default_value_t = 10.0)]
-    pub connect_timeout: f64,
-    /// Connects in progress at once per client process.
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, default_value = "10", value_parser = seconds)]
+    pub connect_timeout: Duration,
+    /// Connects in progress at once per client process (at least 1).
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..))]
     pub in_flight: u32,
-    /// New connects per second per client process (default: as fast as possible).
-    #[arg(long)]
+    /// New connects per second per client process, at least 1 (default: as fast as possible).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate: Option<u32>,
     /// No live progress.
     #[arg(long, short)]
     pub quiet: bool,
 }
 
-fn secs(what: &str, s: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(s)
-        .map_err(|_| crate::error::invalid(format!("--{what} must be a number of seconds >= 0")))
+/// A number of seconds > 0, such as `2.5` (clap reports a bad one as a usage error, exit 2).
+fn seconds(s: &str) -> Result<Duration, String> {
+    match seconds_or_zero(s)? {
+        d if d.is_zero() => Err("must be more than 0 seconds, e.g. 2.5".into()),
+        d => Ok(d),
+    }
+}
+
+/// A number of seconds >= 0, such as `2.5`.
+fn seconds_or_zero(s: &str) -> Result<Duration, String> {
+    let n: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds (write e.g. 2.5)"))?;
+    Duration::try_from_secs_f64(n)
+        .map_err(|_| format!("`{s}` is not a finite number of seconds >= 0 (write e.g. 2.5)"))
 }
 
 pub fn run(args: Args) -> Result<()> {
     let loaded = load_lab(&args.file, args.name.as_deref())?;
     let opts = RunOptions {
-        settle: secs("settle", args.settle)?,
-        timeout: secs("timeout", args.timeout)?,
-        connect_timeout: secs("connect-timeout", args.connect_timeout)?,
-        in_flight: args.in_flight.max(1),
+        settle: args.settle,
+        timeout: args.timeout,
+        connect_timeout: args.connect_timeout,
+        in_flight: args.in_flight,
         rate: args.rate,
     };
     preflight::check_machine()?;
@@ -150,7 +163,7 @@ pub fn run(args: Args) -> Result<()> {
             report.outcome.last.dead_agents.join("; ")
         ));
     }
-    if !report.expectations_met {
+    if report.expectations_met == Some(false) {
         std::process::exit(exit::EXPECTATIONS_FAILED);
     }
     Ok(())
@@ -198,4 +211,19 @@ fn plot_svg(report: &RunReport, groups: &[String]) -> String {
         crate::report::count(report.asked)
     );
     svg(&title, &lines, &marks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_are_finite_and_not_negative() {
+        assert_eq!(seconds("2.5"), Ok(Duration::from_millis(2500)));
+        assert_eq!(seconds_or_zero("0"), Ok(Duration::ZERO));
+        for bad in ["-1", "nan", "inf", "", "3s", "1e400"] {
+            assert!(seconds_or_zero(bad).is_err(), "{bad}");
+        }
+        assert!(seconds("0").is_err());
+    }
 }

@@ -28,7 +28,9 @@ pub struct RunReport {
     pub lab: String,
     pub established: u64,
     pub failed: Failures,
-    pub expectations_met: bool,
+    /// Whether every `[expect]` held; `None` (JSON `null`) when the lab file states none, so a
+    /// script cannot mistake "nothing was checked" for "everything held".
+    pub expectations_met: Option<bool>,
     pub expectations: Vec<Check>,
     pub asked: u64,
     pub predicted_established: u64,
@@ -62,7 +64,8 @@ impl RunReport {
             lab: plan.name.to_string(),
             established: last.established,
             failed: last.failed.clone(),
-            expectations_met: expectations.iter().all(|c| c.met),
+            expectations_met: (!expectations.is_empty())
+                .then(|| expectations.iter().all(|c| c.met)),
             expectations,
             asked: last.asked,
             predicted_established: crate::nat::paths::predicted_total(&prediction),
@@ -350,6 +353,9 @@ pub fn render(r: &RunReport) -> String {
         mib(last.agents_rss_bytes + r.lab_rss_bytes)
     );
     let _ = writeln!(out, "client source ports: {}", o.client_method);
+    if r.expectations.is_empty() {
+        let _ = writeln!(out, "no expectations: the lab file has no [expect] table");
+    }
     for c in &r.expectations {
         let _ = writeln!(
             out,
