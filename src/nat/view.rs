@@ -171,12 +171,25 @@ fn container_choices(
                 .entry(*f.translated_source().ip())
                 .or_default() += 1;
         }
+        // Addresses this container is predicted to leave from towards any destination: where
+        // its flows share local ports, the kernel may reuse one of those (`address_exact`).
+        let elsewhere: BTreeSet<Ipv4Addr> = prediction
+            .into_iter()
+            .flat_map(|p| p.prediction.flows.iter())
+            .filter(|f| f.src == c.address)
+            .map(|f| f.translated)
+            .collect();
         for (dst, seen) in per_dst {
-            let predicted = prediction
-                .and_then(|p| p.prediction.flow(c.address, dst))
-                .map(|f| f.translated);
+            let flow = prediction.and_then(|p| p.prediction.flow(c.address, dst));
+            let predicted = flow.map(|f| f.translated);
             let observed: Vec<(Ipv4Addr, u64)> = seen.into_iter().collect();
-            let mismatch = predicted.is_some_and(|p| observed.iter().any(|(a, _)| *a != p));
+            // An exact prediction names the one address; otherwise a reused translation towards
+            // another destination is the kernel's documented behaviour, not a mismatch.
+            let mismatch = flow.is_some_and(|f| {
+                observed
+                    .iter()
+                    .any(|(a, _)| *a != f.translated && (f.address_exact || !elsewhere.contains(a)))
+            });
             out.push(ContainerChoice {
                 container: c.name.to_string(),
                 address: c.address,
