@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::Write as _;
-use std::path::PathBuf;
+
 use std::process::{Command, Stdio};
 
 use clap::{CommandFactory as _, Parser as _};
@@ -43,12 +43,9 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A fresh empty directory for this test.
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lab-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// A fresh empty directory for this test, removed when dropped.
+fn temp_dir(tag: &str) -> TempDir {
+    TempDir::new(&format!("cli-{tag}"))
 }
 
 // ---- --help ----
@@ -229,7 +226,10 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     let file = lab_file("07-small-ports.toml");
     let args = format!("-v check {}", file.display());
     let Some(coloured) = on_a_terminal(&args, false) else {
-        eprintln!("skipping: no `script` to make a terminal");
+        skip(
+            "colour_only_on_a_terminal_and_never_with_no_color",
+            "no `script` (util-linux) to make a terminal",
+        );
         return;
     };
     assert!(coloured.contains("lab file is valid"), "{coloured}");
@@ -252,7 +252,7 @@ fn check_json_is_one_document_with_numbers_as_numbers() {
     let file = lab_file("02-cross-host.toml");
     let out = lab(&["check", "--json", file.to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}", text(&out));
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("check --json");
+    let doc: Value = json_of(schema::Kind::Check, &out);
     assert_eq!(doc["ok"], true);
     assert_eq!(doc["plan"]["name"], "cross-host");
     assert!(doc["diagnostics"].is_array());
@@ -267,7 +267,7 @@ fn check_json_is_one_document_with_numbers_as_numbers() {
     let bad = temp_lab("cli-json-bad", "name = \"x\"\n[hosts.a]\nlan = \"nope\"\n");
     let out = lab(&["check", "--json", bad.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("check --json of a bad file");
+    let doc: Value = json_of(schema::Kind::Check, &out);
     assert_eq!(doc["ok"], false);
     let first = &doc["diagnostics"][0];
     assert!(
@@ -682,7 +682,7 @@ fn list_and_nat_json_describe_a_running_lab() {
         let l = small_lab("json", &[]);
         let out = lab(&["list", "--json"]);
         assert!(out.status.success(), "{}", text(&out));
-        let labs: Value = serde_json::from_slice(&out.stdout).expect("list --json");
+        let labs: Value = json_of(schema::Kind::List, &out);
         let me = labs
             .as_array()
             .expect("an array of labs")
@@ -732,7 +732,7 @@ fn list_and_nat_json_describe_a_running_lab() {
 
         let out = lab(&["nat", &l.name, "--json"]);
         assert!(out.status.success(), "{}", text(&out));
-        let views: Value = serde_json::from_slice(&out.stdout).expect("nat --json");
+        let views: Value = json_of(schema::Kind::Nat, &out);
         let views = views.as_array().expect("one view per docker host");
         assert_eq!(views.len(), 1);
         assert_eq!(views[0]["host"], "client-host");

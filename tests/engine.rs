@@ -180,7 +180,7 @@ fn same_name_is_refused_and_two_labs_coexist() {
         .expect_err("the first lab has no listener: its traffic never reaches the second");
 
         let listed = lab(&["list", "--json"]);
-        let doc: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("list --json");
+        let doc: serde_json::Value = json_of(schema::Kind::List, &listed);
         let names: Vec<&str> = doc
             .as_array()
             .expect("array")
@@ -199,8 +199,14 @@ fn same_name_is_refused_and_two_labs_coexist() {
 /// Starts `lab up` of the 100-container benchmark lab and waits until it has created a few
 /// namespaces, so a signal lands in the middle of the build.
 fn start_big_up(name: &str) -> std::process::Child {
+    start_big_up_with(lab_command(), name)
+}
+
+/// `lab up` of 100 containers with `cmd` (records where it says), returned once it has made a
+/// few namespaces.
+fn start_big_up_with(mut cmd: Command, name: &str) -> std::process::Child {
     let file = repo().join("bench/100-containers.toml");
-    let child = lab_command()
+    let child = cmd
         .args(["up", file.to_str().unwrap(), "--name", name])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -262,15 +268,23 @@ fn after_kill_9_down_and_clean_remove_everything() {
     assert!(out.status.success(), "{}", text(&out));
     assert_gone(&name);
 
-    // kill -9 mid-build, then `lab clean`, which must leave a lab that is up alone.
+    // kill -9 mid-build, then `lab clean`, which must leave a lab that is up alone. `clean`
+    // acts on every lab it can see: these two have a record directory of their own, so it
+    // never sees (and removes) a lab another test has just killed on purpose.
+    let records = RunDir::new("k9");
     let live = unique_name("k9l");
     let dead = unique_name("k9c");
-    let live_guard = LabGuard::up(&lab_file("01-same-host.toml"), &live);
-    let _g2 = LabGuard { name: dead.clone() };
-    let mut child = start_big_up(&dead);
+    let up = records.lab(&[
+        "up",
+        lab_file("01-same-host.toml").to_str().unwrap(),
+        "--name",
+        &live,
+    ]);
+    assert!(up.status.success(), "{}", text(&up));
+    let mut child = start_big_up_with(records.command(), &dead);
     signal(&child, libc::SIGKILL);
     child.wait().expect("wait");
-    let out = lab(&["clean"]);
+    let out = records.lab(&["clean"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains(&format!("removed lab {dead}")),
@@ -278,13 +292,16 @@ fn after_kill_9_down_and_clean_remove_everything() {
         text(&out)
     );
     assert_gone(&dead);
+    assert!(!records.0.join(&dead).exists(), "clean left the record");
     assert_eq!(
         namespaces_with_prefix(&format!("{live}-")).len(),
         5,
         "clean removed a live lab"
     );
-    drop(live_guard);
+    let down = records.lab(&["down", &live]);
+    assert!(down.status.success(), "{}", text(&down));
     assert_gone(&live);
+    assert!(!records.0.join(&live).exists(), "down left the record");
 }
 
 #[test]
@@ -292,8 +309,7 @@ fn bad_lab_file_builds_nothing_and_exits_2() {
     if !root_or_skip("bad_lab_file_builds_nothing_and_exits_2") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("lab-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("bad");
     let file = dir.join("bad.toml");
     std::fs::write(
         &file,
@@ -306,7 +322,7 @@ fn bad_lab_file_builds_nothing_and_exits_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml:5:7"), "{err}");
     assert!(namespaces_with_prefix(&format!("{name}-")).is_empty());
-    std::fs::remove_dir_all(&dir).ok();
+    drop(dir);
 }
 
 #[test]
@@ -365,7 +381,7 @@ fn every_lab_in_labs_comes_up_connects_and_goes_down() {
         let name = unique_name(&format!("l{n}x"));
         let out = lab(&["check", "--json", "--name", &name, file.to_str().unwrap()]);
         assert!(out.status.success(), "{}", text(&out));
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let doc: serde_json::Value = json_of(schema::Kind::Check, &out);
         let plan = &doc["plan"];
         {
             let guard = LabGuard::up(file, &name);
@@ -410,8 +426,7 @@ fn a_failing_step_rolls_back_and_names_the_object() {
     if !root_or_skip("a_failing_step_rolls_back_and_names_the_object") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("lab-fail-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("fail");
     let file = dir.join("fail.toml");
     // Valid as a file (a net.* key), but this kernel has no such knob: the write fails in c3,
     // after the LAN, the host and other containers exist.
@@ -442,7 +457,7 @@ sysctls = { "net.ipv4.no_such_knob" = "1" }
         "the error names the setting and the namespace: {err}"
     );
     assert_gone(&name);
-    std::fs::remove_dir_all(&dir).ok();
+    drop(dir);
 }
 
 #[test]
@@ -597,4 +612,72 @@ fn a_signal_at_each_step_of_up_leaves_nothing() {
         }
     }
     assert_eq!(before, host_snapshot(), "the initial namespace changed");
+}
+
+/// The snapshot every test compares the initial namespace with, tried on a namespace of a lab:
+/// an address whose lifetime counts down (as on DHCP/SLAAC hosts) and traffic through the
+/// ruleset's counters leave it equal; an address, a route, a rule or a sysctl that a lab could
+/// add or change makes it differ.
+#[test]
+fn the_host_snapshot_sees_what_a_lab_could_change_and_nothing_else() {
+    if !root_or_skip("the_host_snapshot_sees_what_a_lab_could_change_and_nothing_else") {
+        return;
+    }
+    let up = LabGuard::up(&lab_file("02-cross-host.toml"), &unique_name("snap"));
+    let ns = up.ns("client-host");
+    sh(&format!(
+        "ip -n {ns} addr add 192.168.49.77/24 dev eth0 valid_lft 100 preferred_lft 50"
+    ));
+    // A fresh namespace's IPv6 link-local addresses are tentative for a moment (duplicate
+    // address detection), then get their local routes: wait for that to be over.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sh(&format!("ip -n {ns} -6 addr show")).contains("tentative") {
+        assert!(Instant::now() < deadline, "IPv6 DAD still running in {ns}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = snapshot_of(Some(&ns));
+    // Lifetimes count down, counters count up: neither is a change.
+    let server = Acceptor::start(&up.ns("server-host"), "0.0.0.0:9000");
+    let s = connect_from(&up.ns("c1"), "192.168.49.5:9000", Duration::from_secs(3))
+        .expect("through the NAT");
+    drop(s);
+    drop(server);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(before, snapshot_of(Some(&ns)), "nothing a lab did changed");
+    for (change, undo) in [
+        (
+            "ip -n {ns} addr add 192.168.49.78/24 dev eth0",
+            "ip -n {ns} addr del 192.168.49.78/24 dev eth0",
+        ),
+        (
+            "ip -n {ns} route add 10.9.0.0/16 via 192.168.49.5",
+            "ip -n {ns} route del 10.9.0.0/16",
+        ),
+        (
+            "ip -n {ns} rule add from 10.9.0.1 table 7",
+            "ip -n {ns} rule del from 10.9.0.1 table 7",
+        ),
+        (
+            "ip netns exec {ns} nft add table ip snaptest",
+            "ip netns exec {ns} nft delete table ip snaptest",
+        ),
+        (
+            "ip netns exec {ns} sysctl -qw net.ipv4.tcp_syn_retries=5",
+            "ip netns exec {ns} sysctl -qw net.ipv4.tcp_syn_retries=6",
+        ),
+        (
+            "ip -n {ns} link set eth0 mtu 1400",
+            "ip -n {ns} link set eth0 mtu 1500",
+        ),
+    ] {
+        let (change, undo) = (change.replace("{ns}", &ns), undo.replace("{ns}", &ns));
+        sh(&change);
+        let changed = snapshot_of(Some(&ns));
+        sh(&undo);
+        assert_ne!(before, changed, "the snapshot missed `{change}`");
+        assert_eq!(before, snapshot_of(Some(&ns)), "`{undo}` restored it");
+    }
+    let name = up.name.clone();
+    drop(up);
+    assert_gone(&name);
 }

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -30,7 +29,7 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 
 /// What every test here starts with: root (or a skip), the lock, and the initial namespace as
 /// it was, to compare with at the end.
-fn begin(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, String)> {
+fn begin(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, HostSnapshot)> {
     if !root_or_skip(test) {
         return None;
     }
@@ -38,8 +37,8 @@ fn begin(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, String)> {
     Some((one, host_snapshot()))
 }
 
-fn assert_host_unchanged(before: &str) {
-    assert_eq!(before, host_snapshot(), "the initial namespace changed");
+fn assert_host_unchanged(before: &HostSnapshot) {
+    assert_eq!(*before, host_snapshot(), "the initial namespace changed");
 }
 
 fn conntrack_max() -> u64 {
@@ -58,7 +57,7 @@ fn per_container(extra: u64) -> u64 {
 
 /// One client host with six containers, each to its own server address (one NAT path each, far
 /// below 64,512 ports), `per` connections per container; `machine` is the `[machine]` table.
-fn crowded_lab(tag: &str, per: u64, machine: &str) -> PathBuf {
+fn crowded_lab(tag: &str, per: u64, machine: &str) -> TempLab {
     let servers: Vec<String> = (0..CONTAINERS)
         .map(|i| format!("\"192.168.49.{}\"", 5 + 10 * i))
         .collect();
@@ -214,7 +213,7 @@ fn after_kill_9_down_or_clean_restores_the_limit_and_two_labs_share_it() {
     assert_eq!(conntrack_max(), raised_b);
     // `lab list` says what each left-behind lab holds.
     let out = lab(&["list", "--json"]);
-    let labs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("list --json");
+    let labs: serde_json::Value = json_of(schema::Kind::List, &out);
     let held = |name: &str| {
         labs.as_array()
             .and_then(|l| l.iter().find(|l| l["lab"] == name))
@@ -253,7 +252,13 @@ fn with_the_raise_every_connection_of_a_crowded_host_is_established() {
     let before = conntrack_max();
     let per = per_container(8192);
     if per > 60_000 {
-        eprintln!("skipping: nf_conntrack_max is {before}; the lab would need {per} per path");
+        skip(
+            "with_the_raise_every_connection_of_a_crowded_host_is_established",
+            &format!(
+                "nf_conntrack_max is {before}: outgrowing it would take {per} connections per \
+                 NAT path, more than one path holds"
+            ),
+        );
         return;
     }
     let name = unique_name("limrun");

@@ -185,7 +185,7 @@ fn a_small_port_range_caps_each_path_at_its_size() {
     // use towards both server addresses at once.
     let out = lab(&["nat", &name, "client-host", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
-    let views: serde_json::Value = serde_json::from_slice(&out.stdout).expect("nat --json");
+    let views: serde_json::Value = json_of(schema::Kind::Nat, &out);
     let v = &views[0];
     let path = |dst: &str| {
         v["paths"]

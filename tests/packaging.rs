@@ -13,25 +13,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{LAB, host_snapshot, lab_command, repo, root_or_skip, text, unique_name};
-
-/// A directory of this test process, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("lab-pkg-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{
+    LAB, RunDir, TempDir, host_snapshot, lab_command, repo, root_or_skip, skip, text, unique_name,
+};
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
@@ -332,7 +316,10 @@ fn every_package_named_is_a_debian_package() {
     let mut all: BTreeSet<&str> = listed.split_whitespace().collect();
     all.extend(runtime.iter().map(String::as_str));
     if Command::new("apt-cache").arg("--version").output().is_err() {
-        eprintln!("skipping the archive check: no apt-cache here");
+        skip(
+            "every_package_named_is_a_debian_package",
+            "no apt-cache to ask the archive",
+        );
         return;
     }
     // One call for all (each call reads the whole cache): it prints one stanza per package it
@@ -403,9 +390,22 @@ fn the_runtime_image_installs_every_library_the_binary_needs() {
         .flat_map(|r| apt_packages(r))
         .collect();
     for (name, path) in &libs {
-        let out = Command::new("dpkg").arg("-S").arg(path).output();
-        let Some(out) = out.ok().filter(|o| o.status.success()) else {
-            eprintln!("no dpkg owner for {}: not checked", path.display());
+        // With merged /usr, ldd says /lib/... while dpkg recorded /usr/lib/... (or the other
+        // way round): ask for each spelling.
+        let spellings = [
+            path.clone(),
+            Path::new("/usr").join(path.strip_prefix("/").unwrap_or(path)),
+            path.canonicalize().unwrap_or_else(|_| path.clone()),
+        ];
+        let owner = spellings.iter().find_map(|p| {
+            let out = Command::new("dpkg").arg("-S").arg(p).output().ok()?;
+            out.status.success().then_some(out)
+        });
+        let Some(out) = owner else {
+            skip(
+                "the_runtime_image_installs_every_library_the_binary_needs",
+                &format!("no dpkg package owns {}", path.display()),
+            );
             continue;
         };
         let owner = String::from_utf8_lossy(&out.stdout);
@@ -468,24 +468,6 @@ fn the_binary_runs_with_only_the_libraries_it_lists() {
 
 // ---------------------------------------------------------------------------------------------
 // The machine checks, for real.
-
-/// A record directory of this test alone, so `lab clean` here never sees another test's labs.
-struct RunDir(PathBuf);
-
-impl RunDir {
-    fn new(tag: &str) -> Self {
-        Self(PathBuf::from(format!(
-            "/run/lab-pkg-{tag}-{}",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
 
 #[test]
 fn preflight_passes_on_this_machine_and_changes_nothing() {

@@ -243,6 +243,119 @@ established = {expect}
     assert_gone(&name);
 }
 
+/// A lab without `[expect]` checks nothing, and says so: `expectations_met` is `null` in JSON,
+/// "no expectations" in text, exit 0. Its `--out` files are parsed, not grepped: report.json is
+/// the same report, established.csv has its header and one row per sample, established.svg is
+/// XML with one line per client group and the total.
+#[test]
+fn a_lab_without_expectations_says_so_and_writes_parseable_outputs() {
+    if !root_or_skip("a_lab_without_expectations_says_so_and_writes_parseable_outputs") {
+        return;
+    }
+    let file = temp_lab(
+        "wnoexp",
+        &two_hosts(
+            r#"
+[containers.c]
+host = "client-host"
+replicas = 2
+[clients.a]
+containers = ["c1"]
+connect = ["192.168.49.5:9000"]
+connections = 500
+[clients.b]
+containers = ["c2"]
+connect = ["192.168.49.15:9000"]
+connections = 700
+"#,
+        ),
+    );
+    let name = unique_name("wnoexp");
+    let _guard = LabGuard { name: name.clone() };
+    let out = TempDir::new("wnoexp-out");
+    let out_dir = out.join("out");
+    let run = Running::start(
+        &file,
+        &name,
+        &["--quiet", "--out", out_dir.to_str().unwrap()],
+        None,
+    )
+    .wait(RUN_LIMIT);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l == "no expectations: the lab file has no [expect] table"),
+        "{}",
+        run.text()
+    );
+    assert!(!run.stdout.contains("expect established"), "{}", run.text());
+    assert_gone(&name);
+
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).expect("report.json"))
+            .expect("report.json is JSON");
+    schema::assert_valid(schema::Kind::Run, &report);
+    assert_eq!(report["expectations_met"], Value::Null, "{report:#}");
+    assert_eq!(report["expectations"], serde_json::json!([]));
+    assert_eq!(u(&report["established"]), 1200);
+    assert!(
+        run.stdout
+            .contains("1,200 of 1,200 connections established"),
+        "{}",
+        run.text()
+    );
+
+    // The CSV: a header naming the groups, then one row per sample of the report's series,
+    // each row's total the sum of its groups, never falling, ending at the final count.
+    let csv = std::fs::read_to_string(out_dir.join("established.csv")).expect("established.csv");
+    let mut rows = csv.lines();
+    assert_eq!(rows.next(), Some("t_ms,a,b,total"), "{csv}");
+    let series = report["outcome"]["series"].as_array().expect("series");
+    let rows: Vec<Vec<u64>> = rows
+        .map(|l| {
+            l.split(',')
+                .map(|c| c.parse().unwrap_or_else(|e| panic!("{l:?}: {e}")))
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), series.len(), "one row per sample:\n{csv}");
+    assert!(!rows.is_empty());
+    for (row, sample) in rows.iter().zip(series) {
+        assert_eq!(row.len(), 4, "{row:?}");
+        assert_eq!(row[0], u(&sample["t_ms"]));
+        assert_eq!(row[3], row[1] + row[2], "total = a + b: {row:?}");
+        assert_eq!(row[3], u(&sample["total"]));
+    }
+    assert!(
+        rows.windows(2)
+            .all(|w| w[0][0] <= w[1][0] && w[0][3] <= w[1][3])
+    );
+    assert_eq!(
+        rows.last().map(|r| (r[1], r[2], r[3])),
+        Some((500, 700, 1200))
+    );
+
+    // The SVG: well-formed XML, an <svg> root, one polyline per group plus the total, and a
+    // legend naming each.
+    let svg = std::fs::read_to_string(out_dir.join("established.svg")).expect("established.svg");
+    let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("not XML: {e}\n{svg}"));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let polylines = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .count();
+    assert_eq!(polylines, 3, "a, b and total:\n{svg}");
+    let texts: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .collect();
+    for label in ["a", "b", "total"] {
+        assert!(texts.contains(&label), "legend {label}: {texts:?}");
+    }
+}
+
 // ---- failure causes ---------------------------------------------------------------------
 
 /// A container whose ip_local_port_range has 1,000 ports, asked for 1,500 connections to a
@@ -543,7 +656,7 @@ established = 3000
 
 /// A client asking for `connections`, paced by `--rate`, so a run lasts until something stops
 /// it or the clients finish.
-fn paced_lab(tag: &str, connections: u32) -> std::path::PathBuf {
+fn paced_lab(tag: &str, connections: u32) -> TempLab {
     temp_lab(
         tag,
         &two_hosts(&format!(
@@ -565,12 +678,8 @@ connections = {connections}
 fn kill_agent_mid_run(tag: &str, node: &str, connections: u32) -> (Finished, String) {
     let name = unique_name(tag);
     let _guard = LabGuard { name: name.clone() };
-    let run = Running::start(
-        &paced_lab(tag, connections),
-        &name,
-        &["--json", "--rate", "300"],
-        None,
-    );
+    let file = paced_lab(tag, connections);
+    let run = Running::start(&file, &name, &["--json", "--rate", "300"], None);
     let victim = agent_in(&run, &format!("{name}-{node}"));
     established_at_server(&name, 50);
     let agents = agents_of(run.pid());
@@ -673,7 +782,8 @@ fn a_signal_mid_run_reports_and_tears_down() {
     let name = unique_name("wint");
     {
         let _guard = LabGuard { name: name.clone() };
-        let run = Running::start(&paced_lab("wint", 3000), &name, &["--rate", "300"], None);
+        let file = paced_lab("wint", 3000);
+        let run = Running::start(&file, &name, &["--rate", "300"], None);
         established_at_server(&name, 50);
         let agents = agents_of(run.pid());
         // Agents have process groups of their own: Ctrl-C reaches `lab run`, which stops them.
@@ -781,8 +891,9 @@ fn a_signal_while_reporting_or_tearing_down_finishes_then_says_so() {
         let tag = format!("wlate{i}");
         let name = unique_name(&tag);
         let _guard = LabGuard { name: name.clone() };
+        let file = paced_lab(&tag, 200);
         let run = Running::start_env(
-            &paced_lab(&tag, 200),
+            &file,
             &name,
             &["--json", "--quiet"],
             None,
@@ -800,7 +911,11 @@ fn a_signal_while_reporting_or_tearing_down_finishes_then_says_so() {
         assert_eq!(run.code, Some(128 + sig), "{point}: {}", run.text());
         let r = run.report();
         assert_eq!(u(&r["established"]), 200, "{point}: {}", run.text());
-        assert_eq!(r["expectations_met"], serde_json::json!(true));
+        assert_eq!(
+            r["expectations_met"],
+            Value::Null,
+            "no [expect]: nothing checked"
+        );
         assert!(
             run.stderr
                 .contains("received: reporting and tearing down first"),

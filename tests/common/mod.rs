@@ -5,6 +5,7 @@
 //! - Sockets are made inside a lab namespace on a dedicated thread (a socket keeps the namespace
 //!   it was created in); the test never connects to a lab address from the initial namespace.
 #![allow(dead_code)]
+pub mod schema;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd as _;
@@ -27,6 +28,53 @@ pub fn lab_command() -> Command {
     c
 }
 
+/// A record directory of one test's own (`LAB_RUN_DIR`), beside [`RUN_DIR`]: for tests whose
+/// verbs act on every lab they can see (`lab clean`), so they never touch a lab of a test
+/// running in parallel. Dropped, it takes down every lab still recorded in it, then removes
+/// itself if empty (a record that cannot be removed stays, for the suite's leftover check).
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    pub fn new(tag: &str) -> Self {
+        Self(PathBuf::from(format!(
+            "{RUN_DIR}-{tag}-{}",
+            std::process::id()
+        )))
+    }
+
+    /// `lab` with its records here.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(LAB);
+        c.env("LAB_RUN_DIR", &self.0);
+        c
+    }
+
+    pub fn lab(&self, args: &[&str]) -> Output {
+        self.command()
+            .args(args)
+            .output()
+            .expect("run the lab binary")
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let names: Vec<String> = std::fs::read_dir(&self.0)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for name in names {
+            let _ = self.lab(&["down", "--force", &name]);
+        }
+        // The global-limits lock file may stay (see README); nothing else may.
+        let _ = std::fs::remove_file(self.0.join(".global-limits.lock"));
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
 /// True when the test may build labs. Without root it skips, except under CI where skipping
 /// would hide the tests: there it fails.
 pub fn root_or_skip(test: &str) -> bool {
@@ -40,6 +88,16 @@ pub fn root_or_skip(test: &str) -> bool {
     );
     eprintln!("skipping {test}: needs root");
     false
+}
+
+/// A test that cannot check what it is for on this machine: outside CI it says why and the
+/// caller returns (passes); under CI a skip would hide the test, so it fails with the reason.
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test} cannot run here ({why}), and CI must run every test"
+    );
+    eprintln!("skipping {test}: {why}");
 }
 
 pub fn repo() -> PathBuf {
@@ -71,6 +129,20 @@ pub fn lab(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run the lab binary")
+}
+
+/// The `--json` output of a `lab` command: parsed, and validated against its published schema
+/// (docs/schema/), so every test that reads a field also proves the contract holds.
+pub fn json_of(kind: schema::Kind, out: &Output) -> serde_json::Value {
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "`lab {}` printed no JSON ({e}):\n{}",
+            kind.name(),
+            text(out)
+        )
+    });
+    schema::assert_valid(kind, &doc);
+    doc
 }
 
 pub fn text(out: &Output) -> String {
@@ -152,39 +224,114 @@ pub fn sh(cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The initial namespace's links, addresses, routes and nftables ruleset, to prove a lab left
-/// them untouched. (Other tests' labs never change these either, so parallel tests don't skew it.)
-pub fn host_snapshot() -> String {
-    [
-        "ip -j link show",
-        "ip -j addr show",
-        "ip -j route show table all",
-        "nft list ruleset",
-    ]
-    .iter()
-    .map(|c| format!("## {c}\n{}", sh(c)))
-    .chain(
-        // The settings a lab could be tempted to change in the initial namespace: global
-        // limits, and the per-namespace ones it sets inside its own namespaces.
-        [
-            "fs/file-max",
-            "fs/nr_open",
-            "net/netfilter/nf_conntrack_max",
-            "net/ipv4/ip_forward",
-            "net/ipv4/ip_local_port_range",
-            "net/ipv4/tcp_syn_retries",
-            "net/core/somaxconn",
-            "net/ipv4/tcp_max_syn_backlog",
-        ]
-        .iter()
-        .map(|k| {
-            format!(
-                "{k} = {}",
-                std::fs::read_to_string(format!("/proc/sys/{k}")).unwrap_or_default()
-            )
-        }),
-    )
-    .collect()
+/// What a lab could change in the initial namespace: its links, addresses, routes, nftables
+/// ruleset and the sysctls a lab sets (global limits and the per-namespace ones it writes inside
+/// its own namespaces). Built to compare robustly on any machine: address lifetimes and route
+/// expiry (which count down on DHCP/SLAAC hosts), counters and link statistics are left out, and
+/// a setting whose module is not loaded yet (nf_conntrack_max before conntrack) is compared
+/// only once both sides have it. (Other tests' labs never change these either, so parallel
+/// tests don't skew it.)
+#[derive(Clone)]
+pub struct HostSnapshot(std::collections::BTreeMap<String, Option<String>>);
+
+/// Fields that change on their own, with no lab involved.
+const VOLATILE: &[&str] = &[
+    "valid_life_time",
+    "preferred_life_time",
+    "expires",
+    "stats",
+    "stats64",
+    "operstate",
+];
+
+fn strip_volatile(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|k, _| !VOLATILE.contains(&k.as_str()));
+            m.values_mut().for_each(strip_volatile);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_volatile),
+        _ => {}
+    }
+}
+
+pub fn host_snapshot() -> HostSnapshot {
+    snapshot_of(None)
+}
+
+/// The snapshot of the initial namespace (`None`) or of a lab namespace (to test the snapshot
+/// itself without touching the machine).
+pub fn snapshot_of(netns: Option<&str>) -> HostSnapshot {
+    let (ip, exec) = match netns {
+        Some(ns) => (format!("ip -n {ns}"), format!("ip netns exec {ns} ")),
+        None => ("ip".to_owned(), String::new()),
+    };
+    let mut m = std::collections::BTreeMap::new();
+    for c in [
+        "-j link show",
+        "-j addr show",
+        "-j route show table all",
+        "-j -6 route show table all",
+        "-j rule show",
+    ] {
+        let c = format!("{ip} {c}");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&sh(&c)).unwrap_or_else(|e| panic!("`{c}` printed no JSON: {e}"));
+        strip_volatile(&mut v);
+        m.insert(
+            c.clone(),
+            Some(serde_json::to_string_pretty(&v).unwrap_or_default()),
+        );
+    }
+    // -s: stateless, without counters (a host's own firewall counts its own traffic).
+    let nft = format!("{exec}nft -s list ruleset");
+    m.insert(nft.clone(), Some(sh(&nft)));
+    for k in [
+        "fs/file-max",
+        "fs/nr_open",
+        "net/netfilter/nf_conntrack_max",
+        "net/ipv4/ip_forward",
+        "net/ipv4/ip_local_port_range",
+        "net/ipv4/tcp_syn_retries",
+        "net/core/somaxconn",
+        "net/ipv4/tcp_max_syn_backlog",
+        "net/ipv4/ip_unprivileged_port_start",
+        "net/ipv4/ping_group_range",
+    ] {
+        let value = match netns {
+            None => std::fs::read_to_string(format!("/proc/sys/{k}")).ok(),
+            Some(_) => Command::new("sh")
+                .arg("-c")
+                .arg(format!("{exec}cat /proc/sys/{k}"))
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned()),
+        };
+        m.insert(format!("sysctl {k}"), value);
+    }
+    HostSnapshot(m)
+}
+
+impl PartialEq for HostSnapshot {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self.0.iter().all(|(k, a)| match (a, other.0.get(k)) {
+                (Some(a), Some(Some(b))) => a == b,
+                // Absent on one side: a module loaded (or not yet) in between, not a change.
+                (None, Some(_)) | (Some(_), Some(None)) => true,
+                (_, None) => false,
+            })
+    }
+}
+
+impl std::fmt::Debug for HostSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (k, v) in &self.0 {
+            writeln!(f, "## {k}\n{}", v.as_deref().unwrap_or("(absent)"))?;
+        }
+        Ok(())
+    }
 }
 
 pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
@@ -247,13 +394,70 @@ pub fn connect_many(
     (ok, failed)
 }
 
-/// Writes a lab file into a fresh temporary directory and returns its path.
-pub fn temp_lab(tag: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lab-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+/// A fresh empty directory of this test process (under `TMPDIR`), removed when dropped, so the
+/// suite leaves no temporary directory behind (`lab.sh test` checks).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("lab-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A lab file in a [`TempDir`] of its own; it is a path (`&file` where a `&Path` is wanted),
+/// and dropping it removes the file and its directory.
+pub struct TempLab {
+    pub file: PathBuf,
+    _dir: TempDir,
+}
+
+impl std::ops::Deref for TempLab {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.file
+    }
+}
+
+impl AsRef<Path> for TempLab {
+    fn as_ref(&self) -> &Path {
+        &self.file
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempLab {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.file.as_os_str()
+    }
+}
+
+/// Writes a lab file into a fresh temporary directory.
+pub fn temp_lab(tag: &str, text: &str) -> TempLab {
+    let dir = TempDir::new(tag);
     let file = dir.join(format!("{tag}.toml"));
     std::fs::write(&file, text).expect("write lab file");
-    file
+    TempLab { file, _dir: dir }
 }
 
 /// A server inside a lab namespace that keeps accepting (so its accept queue never fills and
@@ -389,10 +593,12 @@ impl Finished {
         )
     }
 
-    /// The `--json` report.
+    /// The `--json` report, validated against docs/schema/run.schema.json.
     pub fn report(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("the report is not JSON ({e}):\n{}", self.text()))
+        let doc = serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("the report is not JSON ({e}):\n{}", self.text()));
+        schema::assert_valid(schema::Kind::Run, &doc);
+        doc
     }
 }
 
