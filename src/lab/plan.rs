@@ -18,7 +18,7 @@ pub use super::limits::GlobalLimit;
 pub const IFNAME_MAX: usize = 15;
 
 /// A name the kernel accepts for a network interface: 1..=15 bytes, no `/`, `:`, whitespace,
-/// and not `.` or `..`.
+/// and not `.`, `..`, `all` or `default`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct IfName(String);
@@ -36,6 +36,13 @@ impl IfName {
         }
         if name == "." || name == ".." {
             return Err(format!("`{name}` is not a valid interface name"));
+        }
+        if name == "all" || name == "default" {
+            // The kernel refuses them (EINVAL) when it registers the interface's sysctls.
+            return Err(format!(
+                "`{name}` cannot name an interface: Linux keeps /proc/sys/net/ipv4/conf/{name} \
+                 for settings of its own, where every interface has a directory of its name"
+            ));
         }
         if let Some(c) = name
             .chars()
@@ -523,6 +530,9 @@ mod tests {
         assert!(IfName::new("a/b").is_err());
         assert!(IfName::new("a b").is_err());
         assert!(IfName::new("..").is_err());
+        assert!(IfName::new("default").unwrap_err().contains("/proc/sys"));
+        assert!(IfName::new("all").is_err());
+        assert!(IfName::new("defaults").is_ok());
         assert!(IfName::new("").is_err());
     }
 
