@@ -153,7 +153,10 @@ impl fmt::Display for NetnsName {
 
 /// A MAC address. Containers get Docker's IP-derived one: 02:42 followed by the IPv4 bytes
 /// (Docker up to 27.x; 28+ randomises it, which would make labs differ run to run).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// The default, all zeros, only fills in for records written before plans carried the bridges'
+/// MACs; such a lab is up already, and nothing reads its bridge MACs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Mac(pub [u8; 6]);
 
 impl Mac {
@@ -307,6 +310,10 @@ pub struct Lan {
     pub subnet: Ipv4Net,
     /// The bridge inside the LAN's namespace; named after the LAN.
     pub bridge: IfName,
+    /// The bridge's MAC, fixed ([`Mac::derived`] from the namespace name): else the bridge would
+    /// take its lowest port's random one, different on every build.
+    #[serde(default)]
+    pub mac: Mac,
 }
 
 /// Index into `Plan::lans`.
@@ -346,6 +353,10 @@ pub struct Host {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DockerNet {
     pub bridge: IfName,
+    /// The bridge's MAC (the containers' gateway), fixed ([`Mac::derived`] from
+    /// `<lab>/<host>`) where Docker picks one at random.
+    #[serde(default)]
+    pub mac: Mac,
     pub subnet: Ipv4Net,
     /// First host address of the subnet, on the bridge.
     pub gateway: Ipv4Addr,

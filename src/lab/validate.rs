@@ -1134,8 +1134,10 @@ impl<'s> Validator<'s, '_> {
             .iter()
             .map(|l| {
                 let name = l.name.clone()?;
+                let netns = NetnsName::for_node(lab, &name);
                 Some(Lan {
-                    netns: NetnsName::for_node(lab, &name),
+                    mac: Mac::derived(netns.as_str()),
+                    netns,
                     name,
                     subnet: l.subnet?,
                     bridge: l.bridge.clone()?,
@@ -1148,6 +1150,10 @@ impl<'s> Validator<'s, '_> {
             .map(|h| {
                 let name = h.name.clone()?;
                 let lan = h.lan?;
+                let docker = match &h.docker {
+                    Some(d) => Some(docker_net(d, Mac::derived(&format!("{lab}/{name}")))?),
+                    None => None,
+                };
                 Some(Host {
                     netns: NetnsName::for_node(lab, &name),
                     name,
@@ -1157,10 +1163,7 @@ impl<'s> Validator<'s, '_> {
                     addresses: h.addresses.clone(),
                     prefix_len: lans.get(lan.0)?.subnet.prefix_len(),
                     sysctls: h.sysctls.clone(),
-                    docker: match &h.docker {
-                        Some(d) => Some(docker_net(d)?),
-                        None => None,
-                    },
+                    docker,
                 })
             })
             .collect::<Option<Vec<_>>>()?;
@@ -1189,10 +1192,11 @@ fn implicit_docker(spec: &Named<HostSpec>) -> DockerDraft {
     }
 }
 
-fn docker_net(d: &DockerDraft) -> Option<DockerNet> {
+fn docker_net(d: &DockerDraft, mac: Mac) -> Option<DockerNet> {
     let subnet = d.subnet?;
     Some(DockerNet {
         bridge: d.bridge.clone()?,
+        mac,
         subnet,
         gateway: gateway_of(subnet),
         nat: d.nat.clone()?,
