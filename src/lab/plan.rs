@@ -14,6 +14,14 @@ use serde::{Deserialize, Serialize};
 
 pub use super::limits::GlobalLimit;
 
+/// Listen backlog of the article's servers, and the size of the queues that cap it in every
+/// host that runs one (`net.core.somaxconn`, `net.ipv4.tcp_max_syn_backlog`), so no connection
+/// is lost to a full queue.
+pub const SERVER_BACKLOG: u32 = 65_535;
+
+/// The sysctls a host that runs a server gets, unless its own `sysctls` set them.
+pub const SERVER_SYSCTLS: [&str; 2] = ["net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog"];
+
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 pub const IFNAME_MAX: usize = 15;
 
@@ -345,6 +353,8 @@ pub struct Host {
     pub addresses: Vec<Ipv4Addr>,
     /// Prefix length of the LAN subnet, used for every address.
     pub prefix_len: u8,
+    /// The lab file's, then, on a host that runs a server, [`SERVER_SYSCTLS`] at
+    /// [`SERVER_BACKLOG`] where the file does not set them.
     pub sysctls: Vec<Sysctl>,
     pub docker: Option<DockerNet>,
 }

@@ -18,7 +18,8 @@ use super::diag::{Diagnostic, Source, did_you_mean};
 use super::plan::GlobalLimit;
 use super::plan::{
     ClientGroup, Container, ContainerId, CountRange, DockerNet, Expect, Host, HostId, IfName, Lan,
-    LanId, Mac, Name, Nat, NetnsName, Plan, PortRange, Server, Sysctl, veth_name,
+    LanId, Mac, Name, Nat, NetnsName, Plan, PortRange, SERVER_BACKLOG, SERVER_SYSCTLS, Server,
+    Sysctl, veth_name,
 };
 use super::spec::{
     self, ClientSpec, ContainerSpec, CountSpec, DockerSpec, HostSpec, LabSpec, LanSpec, Named,
@@ -1167,6 +1168,10 @@ impl<'s> Validator<'s, '_> {
                 })
             })
             .collect::<Option<Vec<_>>>()?;
+        let mut hosts = hosts;
+        for server in &a.servers {
+            server_queues(&mut hosts.get_mut(server.host.0)?.sysctls);
+        }
         let containers = containers(lab, &self.containers, &self.groups)?;
         Some(Plan {
             name: a.name,
@@ -1179,6 +1184,18 @@ impl<'s> Validator<'s, '_> {
             expect: a.expect,
             may_raise: a.may_raise,
         })
+    }
+}
+
+/// A server's host gets queues as long as its listen backlog, unless the lab file sets them.
+fn server_queues(sysctls: &mut Vec<Sysctl>) {
+    for key in SERVER_SYSCTLS {
+        if !sysctls.iter().any(|s| s.key == key) {
+            sysctls.push(Sysctl {
+                key: key.to_owned(),
+                value: SERVER_BACKLOG.to_string(),
+            });
+        }
     }
 }
 
@@ -2479,6 +2496,46 @@ port = 9000
             "{members}{target}connections = 1\nping_interval = \"10\""
         ));
         reported(&text, "invalid duration `10`: missing unit", (17, 17));
+    }
+
+    #[test]
+    fn server_hosts_get_queues_as_long_as_the_backlog() {
+        let sysctls = |plan: &Plan, h: usize| -> Vec<(String, String)> {
+            plan.hosts[h]
+                .sysctls
+                .iter()
+                .map(|s| (s.key.clone(), s.value.clone()))
+                .collect()
+        };
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let backlog = SERVER_BACKLOG.to_string();
+        // Two servers on one host: each queue once; a host without a server: none.
+        let text = with(
+            "[hosts.b]\nlan = \"lan\"\naddresses = [\"10.0.0.2\"]\n\
+             [servers.s]\nhost = \"a\"\nport = 1\n[servers.t]\nhost = \"a\"\nport = 2\n",
+        );
+        let plan = ok(&text).plan;
+        assert_eq!(
+            sysctls(&plan, 0),
+            [
+                pair("net.core.somaxconn", &backlog),
+                pair("net.ipv4.tcp_max_syn_backlog", &backlog)
+            ]
+        );
+        assert_eq!(sysctls(&plan, 1), []);
+        // What the lab file sets stays, first.
+        let text = BASE.replace(
+            "addresses",
+            "sysctls = { \"net.core.somaxconn\" = 100 }\naddresses",
+        ) + "[servers.s]\nhost = \"a\"\nport = 1\n";
+        let plan = ok(&text).plan;
+        assert_eq!(
+            sysctls(&plan, 0),
+            [
+                pair("net.core.somaxconn", "100"),
+                pair("net.ipv4.tcp_max_syn_backlog", &backlog)
+            ]
+        );
     }
 
     #[test]
