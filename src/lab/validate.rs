@@ -588,6 +588,23 @@ impl<'s> Validator<'s, '_> {
             self.error(Diagnostic::error(raw.span.clone(), message).with_help(help));
             return None;
         }
+        // The name is written into nft rules (`oifname "X"`, where `*` is a wildcard and `"`
+        // cannot be escaped) and into `lab show --commands`: only characters all of them read
+        // as themselves.
+        if let Some(c) = raw
+            .value
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            let message = format!(
+                "invalid docker bridge name: `{}` contains `{}`",
+                raw.value,
+                c.escape_default()
+            );
+            let help = "use letters, digits, `-`, `_` and `.`, like \"docker0\" or \"br-lab\"";
+            self.error(Diagnostic::error(raw.span.clone(), message).with_help(help));
+            return None;
+        }
         IfName::new(&raw.value)
             .map_err(|e| {
                 self.error(Diagnostic::error(
@@ -1172,7 +1189,7 @@ impl<'s> Validator<'s, '_> {
         for server in &a.servers {
             server_queues(&mut hosts.get_mut(server.host.0)?.sysctls);
         }
-        let containers = containers(lab, &self.containers, &self.groups)?;
+        let containers = containers(lab, &self.containers, &self.groups, &hosts)?;
         Some(Plan {
             name: a.name,
             description: a.description,
@@ -1221,11 +1238,12 @@ fn docker_net(d: &DockerDraft, mac: Mac) -> Option<DockerNet> {
 }
 
 /// Containers with their veth names: derived from the names, salted on the rare collision with
-/// another container of the same host.
+/// another container's or the docker bridge of the same host.
 fn containers(
     lab: &Name,
     drafts: &[ContainerDraft],
     groups: &[GroupDraft<'_>],
+    hosts: &[Host],
 ) -> Option<Vec<Container>> {
     let mut used: HashMap<HostId, HashSet<IfName>> = HashMap::new();
     drafts
@@ -1234,7 +1252,11 @@ fn containers(
             let name = c.name.clone()?;
             let host = c.host?;
             let address = c.address?;
-            let taken = used.entry(host).or_default();
+            // The docker bridge lives in the same namespace as the veths.
+            let taken = used.entry(host).or_insert_with(|| {
+                let bridge = hosts.get(host.0).and_then(|h| h.docker.as_ref());
+                bridge.map(|d| d.bridge.clone()).into_iter().collect()
+            });
             let veth = (0..=u32::MAX)
                 .map(|salt| veth_name(lab, &name, salt))
                 .find(|v| !taken.contains(v))?;
@@ -2192,6 +2214,30 @@ address = "172.17.0.5"
             "invalid docker bridge name: interface name `docker-bridge-zero` is 18 bytes",
             (8, 10),
         );
+        for bad in ["br*", "a\\\"b", "a'b", "a$b", "a;b", "a\\\\b"] {
+            let text = with(&format!("[hosts.a.docker]\nbridge = \"{bad}\"\n"));
+            let d = rejected(&text);
+            assert!(
+                d[0].message.starts_with("invalid docker bridge name: `"),
+                "{bad}: {d:?}"
+            );
+        }
+        let text = with("[hosts.a.docker]\nbridge = \"br-1.x_y\"\n");
+        assert_eq!(
+            ok(&text).plan.hosts[0]
+                .docker
+                .as_ref()
+                .unwrap()
+                .bridge
+                .as_str(),
+            "br-1.x_y"
+        );
+        // A bridge named like a container's derived veth: the veth takes another salt.
+        let base = format!("{BASE}[containers.c]\nhost = \"a\"\n");
+        let veth = ok(&base).plan.containers[0].veth.clone();
+        let text = format!("{base}[hosts.a.docker]\nbridge = \"{veth}\"\n");
+        let plan = ok(&text).plan;
+        assert_ne!(plan.containers[0].veth, veth);
     }
 
     const NAT_BASE: &str = r#"name = "t"
