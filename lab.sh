@@ -8,8 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Build: libnftnl/libmnl headers (nftnl-sys, mnl-sys) and pkg-config to find them.
-# Tests: iproute2 and nftables, whose `ip` and `nft` the tests use to check what lab built.
-packages=(libnftnl-dev libmnl-dev pkg-config iproute2 nftables)
+# Tests: iproute2, nftables and procps, whose `ip`, `nft` and `sysctl` the tests use to check
+# what lab built (and to run `lab show --commands`).
+packages=(libnftnl-dev libmnl-dev pkg-config iproute2 nftables procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -12,7 +12,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use super::fault;
 use super::netlink::{Netns, Veth};
-use super::plan::{Container, Host, IfName, Lan, Mac, Plan};
+use super::plan::{Container, Host, IfName, Lan, Plan};
 
 /// Containers built at once. Netlink requests are cheap; this bounds open sockets and fds.
 const CONTAINER_CONCURRENCY: usize = 16;
@@ -52,7 +52,7 @@ pub async fn build(plan: &Plan) -> Result<()> {
             host.name
         );
         hosts.push(
-            build_host(plan, host, lan)
+            build_host(host, lan)
                 .await
                 .with_context(|| format!("build host {}", host.name))?,
         );
@@ -82,12 +82,11 @@ pub async fn build(plan: &Plan) -> Result<()> {
 async fn build_lan(lan: &Lan) -> Result<LanNode> {
     let netns = Netns::create(&lan.netns)?;
     netns.loopback_up().await?;
-    let mac = Mac::derived(lan.netns.as_str());
-    let bridge = netns.add_bridge(&lan.bridge, mac).await?;
+    let bridge = netns.add_bridge(&lan.bridge, lan.mac).await?;
     Ok(LanNode { netns, bridge })
 }
 
-async fn build_host(plan: &Plan, host: &Host, lan: &LanNode) -> Result<HostNode> {
+async fn build_host(host: &Host, lan: &LanNode) -> Result<HostNode> {
     let netns = Netns::create(&host.netns)?;
     netns.loopback_up().await?;
     // The NIC: eth0 in the host, its peer a port of the LAN bridge named after the host.
@@ -117,8 +116,7 @@ async fn build_host(plan: &Plan, host: &Host, lan: &LanNode) -> Result<HostNode>
         Some(docker) => {
             // What dockerd does at start: forwarding on, docker0 with the gateway address.
             netns.write_sysctl("net.ipv4.ip_forward", "1")?;
-            let mac = Mac::derived(&format!("{}/{}", plan.name, host.name));
-            let bridge = netns.add_bridge(&docker.bridge, mac).await?;
+            let bridge = netns.add_bridge(&docker.bridge, docker.mac).await?;
             netns
                 .add_address(
                     bridge,

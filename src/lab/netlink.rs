@@ -15,6 +15,7 @@ use anyhow::{Context as _, Result, anyhow};
 use futures_util::TryStreamExt as _;
 use netns_rs::NetNs;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::packet_route::route::RouteProtocol;
 use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::plan::{IfName, Mac, NetnsName};
@@ -202,7 +203,10 @@ impl Netns {
     }
 
     pub async fn add_default_route(&self, gateway: Ipv4Addr, oif: u32) -> Result<()> {
+        // Protocol `boot`, as `ip route add` and Docker (through its netlink library) write
+        // it; rtnetlink's default would be `static`.
         let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .protocol(RouteProtocol::Boot)
             .gateway(gateway)
             .output_interface(oif)
             .build();

@@ -14,11 +14,19 @@ use serde::{Deserialize, Serialize};
 
 pub use super::limits::GlobalLimit;
 
+/// Listen backlog of the article's servers, and the size of the queues that cap it in every
+/// host that runs one (`net.core.somaxconn`, `net.ipv4.tcp_max_syn_backlog`), so no connection
+/// is lost to a full queue.
+pub const SERVER_BACKLOG: u32 = 65_535;
+
+/// The sysctls a host that runs a server gets, unless its own `sysctls` set them.
+pub const SERVER_SYSCTLS: [&str; 2] = ["net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog"];
+
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 pub const IFNAME_MAX: usize = 15;
 
 /// A name the kernel accepts for a network interface: 1..=15 bytes, no `/`, `:`, whitespace,
-/// and not `.` or `..`.
+/// and not `.`, `..`, `all` or `default`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct IfName(String);
@@ -36,6 +44,13 @@ impl IfName {
         }
         if name == "." || name == ".." {
             return Err(format!("`{name}` is not a valid interface name"));
+        }
+        if name == "all" || name == "default" {
+            // The kernel refuses them (EINVAL) when it registers the interface's sysctls.
+            return Err(format!(
+                "`{name}` cannot name an interface: Linux keeps /proc/sys/net/ipv4/conf/{name} \
+                 for settings of its own, where every interface has a directory of its name"
+            ));
         }
         if let Some(c) = name
             .chars()
@@ -146,7 +161,10 @@ impl fmt::Display for NetnsName {
 
 /// A MAC address. Containers get Docker's IP-derived one: 02:42 followed by the IPv4 bytes
 /// (Docker up to 27.x; 28+ randomises it, which would make labs differ run to run).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// The default, all zeros, only fills in for records written before plans carried the bridges'
+/// MACs; such a lab is up already, and nothing reads its bridge MACs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Mac(pub [u8; 6]);
 
 impl Mac {
@@ -300,6 +318,10 @@ pub struct Lan {
     pub subnet: Ipv4Net,
     /// The bridge inside the LAN's namespace; named after the LAN.
     pub bridge: IfName,
+    /// The bridge's MAC, fixed ([`Mac::derived`] from the namespace name): else the bridge would
+    /// take its lowest port's random one, different on every build.
+    #[serde(default)]
+    pub mac: Mac,
 }
 
 /// Index into `Plan::lans`.
@@ -331,6 +353,8 @@ pub struct Host {
     pub addresses: Vec<Ipv4Addr>,
     /// Prefix length of the LAN subnet, used for every address.
     pub prefix_len: u8,
+    /// The lab file's, then, on a host that runs a server, [`SERVER_SYSCTLS`] at
+    /// [`SERVER_BACKLOG`] where the file does not set them.
     pub sysctls: Vec<Sysctl>,
     pub docker: Option<DockerNet>,
 }
@@ -339,6 +363,10 @@ pub struct Host {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DockerNet {
     pub bridge: IfName,
+    /// The bridge's MAC (the containers' gateway), fixed ([`Mac::derived`] from
+    /// `<lab>/<host>`) where Docker picks one at random.
+    #[serde(default)]
+    pub mac: Mac,
     pub subnet: Ipv4Net,
     /// First host address of the subnet, on the bridge.
     pub gateway: Ipv4Addr,
@@ -523,6 +551,9 @@ mod tests {
         assert!(IfName::new("a/b").is_err());
         assert!(IfName::new("a b").is_err());
         assert!(IfName::new("..").is_err());
+        assert!(IfName::new("default").unwrap_err().contains("/proc/sys"));
+        assert!(IfName::new("all").is_err());
+        assert!(IfName::new("defaults").is_ok());
         assert!(IfName::new("").is_err());
     }
 

@@ -18,7 +18,8 @@ use super::diag::{Diagnostic, Source, did_you_mean};
 use super::plan::GlobalLimit;
 use super::plan::{
     ClientGroup, Container, ContainerId, CountRange, DockerNet, Expect, Host, HostId, IfName, Lan,
-    LanId, Mac, Name, Nat, NetnsName, Plan, PortRange, Server, Sysctl, veth_name,
+    LanId, Mac, Name, Nat, NetnsName, Plan, PortRange, SERVER_BACKLOG, SERVER_SYSCTLS, Server,
+    Sysctl, veth_name,
 };
 use super::spec::{
     self, ClientSpec, ContainerSpec, CountSpec, DockerSpec, HostSpec, LabSpec, LanSpec, Named,
@@ -587,6 +588,23 @@ impl<'s> Validator<'s, '_> {
             self.error(Diagnostic::error(raw.span.clone(), message).with_help(help));
             return None;
         }
+        // The name is written into nft rules (`oifname "X"`, where `*` is a wildcard and `"`
+        // cannot be escaped) and into `lab show --commands`: only characters all of them read
+        // as themselves.
+        if let Some(c) = raw
+            .value
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            let message = format!(
+                "invalid docker bridge name: `{}` contains `{}`",
+                raw.value,
+                c.escape_default()
+            );
+            let help = "use letters, digits, `-`, `_` and `.`, like \"docker0\" or \"br-lab\"";
+            self.error(Diagnostic::error(raw.span.clone(), message).with_help(help));
+            return None;
+        }
         IfName::new(&raw.value)
             .map_err(|e| {
                 self.error(Diagnostic::error(
@@ -1134,8 +1152,10 @@ impl<'s> Validator<'s, '_> {
             .iter()
             .map(|l| {
                 let name = l.name.clone()?;
+                let netns = NetnsName::for_node(lab, &name);
                 Some(Lan {
-                    netns: NetnsName::for_node(lab, &name),
+                    mac: Mac::derived(netns.as_str()),
+                    netns,
                     name,
                     subnet: l.subnet?,
                     bridge: l.bridge.clone()?,
@@ -1148,6 +1168,10 @@ impl<'s> Validator<'s, '_> {
             .map(|h| {
                 let name = h.name.clone()?;
                 let lan = h.lan?;
+                let docker = match &h.docker {
+                    Some(d) => Some(docker_net(d, Mac::derived(&format!("{lab}/{name}")))?),
+                    None => None,
+                };
                 Some(Host {
                     netns: NetnsName::for_node(lab, &name),
                     name,
@@ -1157,14 +1181,15 @@ impl<'s> Validator<'s, '_> {
                     addresses: h.addresses.clone(),
                     prefix_len: lans.get(lan.0)?.subnet.prefix_len(),
                     sysctls: h.sysctls.clone(),
-                    docker: match &h.docker {
-                        Some(d) => Some(docker_net(d)?),
-                        None => None,
-                    },
+                    docker,
                 })
             })
             .collect::<Option<Vec<_>>>()?;
-        let containers = containers(lab, &self.containers, &self.groups)?;
+        let mut hosts = hosts;
+        for server in &a.servers {
+            server_queues(&mut hosts.get_mut(server.host.0)?.sysctls);
+        }
+        let containers = containers(lab, &self.containers, &self.groups, &hosts)?;
         Some(Plan {
             name: a.name,
             description: a.description,
@@ -1179,6 +1204,18 @@ impl<'s> Validator<'s, '_> {
     }
 }
 
+/// A server's host gets queues as long as its listen backlog, unless the lab file sets them.
+fn server_queues(sysctls: &mut Vec<Sysctl>) {
+    for key in SERVER_SYSCTLS {
+        if !sysctls.iter().any(|s| s.key == key) {
+            sysctls.push(Sysctl {
+                key: key.to_owned(),
+                value: SERVER_BACKLOG.to_string(),
+            });
+        }
+    }
+}
+
 /// Docker's default bridge network, for a host that has containers but no `docker` table.
 fn implicit_docker(spec: &Named<HostSpec>) -> DockerDraft {
     DockerDraft {
@@ -1189,10 +1226,11 @@ fn implicit_docker(spec: &Named<HostSpec>) -> DockerDraft {
     }
 }
 
-fn docker_net(d: &DockerDraft) -> Option<DockerNet> {
+fn docker_net(d: &DockerDraft, mac: Mac) -> Option<DockerNet> {
     let subnet = d.subnet?;
     Some(DockerNet {
         bridge: d.bridge.clone()?,
+        mac,
         subnet,
         gateway: gateway_of(subnet),
         nat: d.nat.clone()?,
@@ -1200,11 +1238,12 @@ fn docker_net(d: &DockerDraft) -> Option<DockerNet> {
 }
 
 /// Containers with their veth names: derived from the names, salted on the rare collision with
-/// another container of the same host.
+/// another container's or the docker bridge of the same host.
 fn containers(
     lab: &Name,
     drafts: &[ContainerDraft],
     groups: &[GroupDraft<'_>],
+    hosts: &[Host],
 ) -> Option<Vec<Container>> {
     let mut used: HashMap<HostId, HashSet<IfName>> = HashMap::new();
     drafts
@@ -1213,7 +1252,11 @@ fn containers(
             let name = c.name.clone()?;
             let host = c.host?;
             let address = c.address?;
-            let taken = used.entry(host).or_default();
+            // The docker bridge lives in the same namespace as the veths.
+            let taken = used.entry(host).or_insert_with(|| {
+                let bridge = hosts.get(host.0).and_then(|h| h.docker.as_ref());
+                bridge.map(|d| d.bridge.clone()).into_iter().collect()
+            });
             let veth = (0..=u32::MAX)
                 .map(|salt| veth_name(lab, &name, salt))
                 .find(|v| !taken.contains(v))?;
@@ -2171,6 +2214,30 @@ address = "172.17.0.5"
             "invalid docker bridge name: interface name `docker-bridge-zero` is 18 bytes",
             (8, 10),
         );
+        for bad in ["br*", "a\\\"b", "a'b", "a$b", "a;b", "a\\\\b"] {
+            let text = with(&format!("[hosts.a.docker]\nbridge = \"{bad}\"\n"));
+            let d = rejected(&text);
+            assert!(
+                d[0].message.starts_with("invalid docker bridge name: `"),
+                "{bad}: {d:?}"
+            );
+        }
+        let text = with("[hosts.a.docker]\nbridge = \"br-1.x_y\"\n");
+        assert_eq!(
+            ok(&text).plan.hosts[0]
+                .docker
+                .as_ref()
+                .unwrap()
+                .bridge
+                .as_str(),
+            "br-1.x_y"
+        );
+        // A bridge named like a container's derived veth: the veth takes another salt.
+        let base = format!("{BASE}[containers.c]\nhost = \"a\"\n");
+        let veth = ok(&base).plan.containers[0].veth.clone();
+        let text = format!("{base}[hosts.a.docker]\nbridge = \"{veth}\"\n");
+        let plan = ok(&text).plan;
+        assert_ne!(plan.containers[0].veth, veth);
     }
 
     const NAT_BASE: &str = r#"name = "t"
@@ -2475,6 +2542,46 @@ port = 9000
             "{members}{target}connections = 1\nping_interval = \"10\""
         ));
         reported(&text, "invalid duration `10`: missing unit", (17, 17));
+    }
+
+    #[test]
+    fn server_hosts_get_queues_as_long_as_the_backlog() {
+        let sysctls = |plan: &Plan, h: usize| -> Vec<(String, String)> {
+            plan.hosts[h]
+                .sysctls
+                .iter()
+                .map(|s| (s.key.clone(), s.value.clone()))
+                .collect()
+        };
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let backlog = SERVER_BACKLOG.to_string();
+        // Two servers on one host: each queue once; a host without a server: none.
+        let text = with(
+            "[hosts.b]\nlan = \"lan\"\naddresses = [\"10.0.0.2\"]\n\
+             [servers.s]\nhost = \"a\"\nport = 1\n[servers.t]\nhost = \"a\"\nport = 2\n",
+        );
+        let plan = ok(&text).plan;
+        assert_eq!(
+            sysctls(&plan, 0),
+            [
+                pair("net.core.somaxconn", &backlog),
+                pair("net.ipv4.tcp_max_syn_backlog", &backlog)
+            ]
+        );
+        assert_eq!(sysctls(&plan, 1), []);
+        // What the lab file sets stays, first.
+        let text = BASE.replace(
+            "addresses",
+            "sysctls = { \"net.core.somaxconn\" = 100 }\naddresses",
+        ) + "[servers.s]\nhost = \"a\"\nport = 1\n";
+        let plan = ok(&text).plan;
+        assert_eq!(
+            sysctls(&plan, 0),
+            [
+                pair("net.core.somaxconn", "100"),
+                pair("net.ipv4.tcp_max_syn_backlog", &backlog)
+            ]
+        );
     }
 
     #[test]

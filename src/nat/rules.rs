@@ -1345,10 +1345,12 @@ fn parse_chain(msg: &[u8]) -> anyhow::Result<ChainText> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lab::plan::Mac;
 
     fn docker(nat: Nat) -> DockerNet {
         DockerNet {
             bridge: IfName::new("docker0").unwrap(),
+            mac: Mac::derived("t/a"),
             subnet: "172.17.0.0/16".parse().unwrap(),
             gateway: Ipv4Addr::new(172, 17, 0, 1),
             nat,

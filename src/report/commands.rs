@@ -1,10 +1,15 @@
 //! The lab as the commands a reader of the article would type: `ip`, `nft` and `sysctl`, in
 //! the order `lab up` does the same things over netlink. `lab` itself never runs them; this is
-//! for following along by hand, and for comparing.
+//! for following along by hand, and for comparing (tests/teaching.rs runs it and compares what
+//! it builds with what `lab up` builds, namespace by namespace).
+//!
+//! Every name comes after its keyword (`dev X`, `name X`), so a node named like an `ip` keyword
+//! or its abbreviation (`n`, `help`, `up`) is read as a name. Addresses get `brd +`, the
+//! broadcast address `lab up` (like Docker) sets.
 
 use std::fmt::Write as _;
 
-use crate::lab::plan::{Container, Host, Lan, Plan};
+use crate::lab::plan::{Container, Host, Lan, Plan, Sysctl};
 use crate::nat::rules::nft_script;
 
 pub fn script(plan: &Plan) -> String {
@@ -44,65 +49,70 @@ pub fn script(plan: &Plan) -> String {
 }
 
 fn lan_commands(s: &mut String, lan: &Lan) {
-    let ns = &lan.netns;
+    let ns = q(lan.netns.as_str());
+    let br = q(lan.bridge.as_str());
     let _ = writeln!(
         s,
         "\n# LAN {} ({}): a bridge in a namespace of its own",
         lan.name, lan.subnet
     );
     let _ = writeln!(s, "ip netns add {ns}");
-    let _ = writeln!(s, "ip -n {ns} link set lo up");
-    let _ = writeln!(s, "ip -n {ns} link add {} type bridge", lan.bridge);
-    let _ = writeln!(s, "ip -n {ns} link set {} up", lan.bridge);
+    let _ = writeln!(s, "ip -n {ns} link set dev lo up");
+    let _ = writeln!(
+        s,
+        "ip -n {ns} link add name {br} address {} type bridge",
+        lan.mac
+    );
+    let _ = writeln!(s, "ip -n {ns} link set dev {br} up");
 }
 
 fn host_commands(s: &mut String, plan: &Plan, host: &Host) {
-    let ns = &host.netns;
+    let ns = q(host.netns.as_str());
+    let nic = q(host.nic.as_str());
     let lan = plan.lan(host.lan);
+    let lan_ns = q(lan.netns.as_str());
+    let port = q(host.lan_port.as_str());
     let _ = writeln!(s, "\n# host {}: eth0 on LAN {}", host.name, lan.name);
     let _ = writeln!(s, "ip netns add {ns}");
-    let _ = writeln!(s, "ip -n {ns} link set lo up");
+    let _ = writeln!(s, "ip -n {ns} link set dev lo up");
     let _ = writeln!(
         s,
-        "ip -n {} link add {} type veth peer name {} netns {ns}",
-        lan.netns, host.lan_port, host.nic
+        "ip -n {lan_ns} link add name {port} type veth peer name {nic} netns {ns}"
     );
     let _ = writeln!(
         s,
-        "ip -n {} link set {} master {} up",
-        lan.netns, host.lan_port, lan.bridge
+        "ip -n {lan_ns} link set dev {port} master {} up",
+        q(lan.bridge.as_str())
     );
     for ip in &host.addresses {
         let _ = writeln!(
             s,
-            "ip -n {ns} addr add {ip}/{} dev {}",
-            host.prefix_len, host.nic
+            "ip -n {ns} addr add {ip}/{} brd + dev {nic}",
+            host.prefix_len
         );
     }
-    let _ = writeln!(s, "ip -n {ns} link set {} up", host.nic);
-    for sc in &host.sysctls {
-        let _ = writeln!(
-            s,
-            "ip netns exec {ns} sysctl -qw {}=\"{}\"",
-            sc.key, sc.value
-        );
-    }
+    let _ = writeln!(s, "ip -n {ns} link set dev {nic} up");
+    sysctl_commands(s, &ns, &host.sysctls);
     if let Some(d) = &host.docker {
+        let br = q(d.bridge.as_str());
         let _ = writeln!(
             s,
             "# what dockerd does on this host: forwarding, {} and its NAT rules",
             d.bridge
         );
         let _ = writeln!(s, "ip netns exec {ns} sysctl -qw net.ipv4.ip_forward=1");
-        let _ = writeln!(s, "ip -n {ns} link add {} type bridge", d.bridge);
         let _ = writeln!(
             s,
-            "ip -n {ns} addr add {}/{} dev {}",
-            d.gateway,
-            d.subnet.prefix_len(),
-            d.bridge
+            "ip -n {ns} link add name {br} address {} type bridge",
+            d.mac
         );
-        let _ = writeln!(s, "ip -n {ns} link set {} up", d.bridge);
+        let _ = writeln!(
+            s,
+            "ip -n {ns} addr add {}/{} brd + dev {br}",
+            d.gateway,
+            d.subnet.prefix_len()
+        );
+        let _ = writeln!(s, "ip -n {ns} link set dev {br} up");
         let _ = writeln!(s, "ip netns exec {ns} nft -f - <<'NFT'");
         s.push_str(&nft_script(d));
         if !s.ends_with('\n') {
@@ -115,34 +125,67 @@ fn host_commands(s: &mut String, plan: &Plan, host: &Host) {
 fn container_commands(s: &mut String, plan: &Plan, c: &Container) {
     let host = plan.host(c.host);
     let Some(d) = &host.docker else { return };
-    let ns = &c.netns;
+    let ns = q(c.netns.as_str());
+    let host_ns = q(host.netns.as_str());
+    let veth = q(c.veth.as_str());
     let _ = writeln!(s, "\n# container {} on {}", c.name, host.name);
     let _ = writeln!(s, "ip netns add {ns}");
-    let _ = writeln!(s, "ip -n {ns} link set lo up");
+    let _ = writeln!(s, "ip -n {ns} link set dev lo up");
     let _ = writeln!(
         s,
-        "ip -n {} link add {} type veth peer name eth0 netns {ns}",
-        host.netns, c.veth
+        "ip -n {host_ns} link add name {veth} type veth peer name eth0 netns {ns}"
     );
     let _ = writeln!(
         s,
-        "ip -n {} link set {} master {} up",
-        host.netns, c.veth, d.bridge
+        "ip -n {host_ns} link set dev {veth} master {} up",
+        q(d.bridge.as_str())
     );
-    let _ = writeln!(s, "ip -n {ns} link set eth0 address {}", c.mac);
+    let _ = writeln!(s, "ip -n {ns} link set dev eth0 address {}", c.mac);
     let _ = writeln!(
         s,
-        "ip -n {ns} addr add {}/{} dev eth0",
+        "ip -n {ns} addr add {}/{} brd + dev eth0",
         c.address,
         d.subnet.prefix_len()
     );
-    let _ = writeln!(s, "ip -n {ns} link set eth0 up");
-    let _ = writeln!(s, "ip -n {ns} route add default via {}", d.gateway);
-    for sc in &c.sysctls {
+    let _ = writeln!(s, "ip -n {ns} link set dev eth0 up");
+    let _ = writeln!(s, "ip -n {ns} route add default via {} dev eth0", d.gateway);
+    sysctl_commands(s, &ns, &c.sysctls);
+}
+
+fn sysctl_commands(s: &mut String, ns: &str, sysctls: &[Sysctl]) {
+    for sc in sysctls {
         let _ = writeln!(
             s,
-            "ip netns exec {ns} sysctl -qw {}=\"{}\"",
-            sc.key, sc.value
+            "ip netns exec {ns} sysctl -qw {}={}",
+            q(&sc.key),
+            q(&sc.value)
         );
+    }
+}
+
+/// `word` as one shell word: as it is when it needs no quoting (every name a lab validates),
+/// else in single quotes.
+fn q(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.,:/@%+=".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::q;
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(q("docker0"), "docker0");
+        assert_eq!(q("1024 65535"), "'1024 65535'");
+        assert_eq!(q("it's"), "'it'\\''s'");
+        assert_eq!(q(""), "''");
     }
 }

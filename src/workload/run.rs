@@ -28,8 +28,7 @@ use tokio::sync::mpsc;
 
 use super::protocol::{AgentSpec, Event, Failures, Progress};
 use crate::lab::lifecycle::{Lab, Signals};
-use crate::lab::netlink::write_sysctl_in;
-use crate::lab::plan::{ContainerId, HostId, Plan};
+use crate::lab::plan::{ContainerId, HostId, Plan, SERVER_BACKLOG};
 use crate::lab::state::Process;
 use crate::nat::paths::{local_port_range, predict_lab, predicted_source};
 
@@ -38,8 +37,6 @@ const FD_RESERVE: u64 = 64;
 /// Server processes get this much headroom, because SO_REUSEPORT spreads connections by hash,
 /// not evenly.
 const SERVER_HEADROOM: f64 = 1.25;
-/// Backlog and per-namespace queue sizes for servers, so no connection is lost to a full queue.
-const SERVER_BACKLOG: u32 = 65_535;
 const TICK: Duration = Duration::from_millis(100);
 
 /// How a run is paced and when it stops.
@@ -219,15 +216,8 @@ impl Workload {
         };
         let mut batch = Vec::new();
         for (si, server) in plan.servers.iter().enumerate() {
+            // `lab up` gave the host queues as long as this backlog (the Plan's sysctls).
             let host = plan.host(server.host);
-            for (key, value) in [
-                ("net.core.somaxconn", SERVER_BACKLOG.to_string()),
-                ("net.ipv4.tcp_max_syn_backlog", SERVER_BACKLOG.to_string()),
-            ] {
-                if !host.sysctls.iter().any(|s| s.key == key) {
-                    write_sysctl_in(&host.netns, key, &value)?;
-                }
-            }
             let expected = expected_at_server(&plan, si);
             let processes = ((expected as f64 * SERVER_HEADROOM) / per_process as f64)
                 .ceil()
