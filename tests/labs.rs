@@ -107,6 +107,8 @@ fn want(file: &str) -> Want {
             vec![path("192.168.49.6", "192.168.49.5:9000", 300, 300)],
             2,
         ),
+        // No NAT: each container is its own source address, with its own 28,232 ports.
+        "08-no-nat.toml" => (75_000, &[], none(), 7),
         "million-200k.toml" => (200_000, &[], million_paths(8_000), 7),
         "million.toml" => (1_000_000, &[], million_paths(40_000), 7),
         other => panic!("labs/{other}: add what it must show to tests/labs.rs"),

@@ -204,6 +204,7 @@ lan = "lan"
 addresses = ["192.168.49.5"]
 [hosts.b.docker]
 nat = "none"
+subnet = "172.18.0.0/16"
 [containers.c]
 host = "a"
 replicas = 2

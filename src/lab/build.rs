@@ -106,6 +106,9 @@ async fn build_host(host: &Host, lan: &LanNode) -> Result<HostNode> {
             .await?;
     }
     netns.set_up(eth0, host.nic.as_str()).await?;
+    for r in &host.routes {
+        netns.add_route(r.dst, r.via, eth0).await?;
+    }
     fault::pause("up:links").await;
     for s in &host.sysctls {
         tracing::debug!(netns = %host.netns, "sysctl {} = {}", s.key, s.value);

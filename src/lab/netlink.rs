@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
 use futures_util::TryStreamExt as _;
+use ipnet::Ipv4Net;
 use netns_rs::NetNs;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::packet_route::route::RouteProtocol;
@@ -213,6 +214,22 @@ impl Netns {
         self.rt.route().add(msg).execute().await.with_context(|| {
             format!(
                 "add default route via {gateway} in network namespace {}",
+                self.name
+            )
+        })
+    }
+
+    /// Adds `dst via gateway dev oif` to the main table.
+    pub async fn add_route(&self, dst: Ipv4Net, gateway: Ipv4Addr, oif: u32) -> Result<()> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .protocol(RouteProtocol::Boot)
+            .destination_prefix(dst.addr(), dst.prefix_len())
+            .gateway(gateway)
+            .output_interface(oif)
+            .build();
+        self.rt.route().add(msg).execute().await.with_context(|| {
+            format!(
+                "add route {dst} via {gateway} in network namespace {}",
                 self.name
             )
         })

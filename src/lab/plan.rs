@@ -356,7 +356,19 @@ pub struct Host {
     /// The lab file's, then, on a host that runs a server, [`SERVER_SYSCTLS`] at
     /// [`SERVER_BACKLOG`] where the file does not set them.
     pub sysctls: Vec<Sysctl>,
+    /// Routes beyond the LAN's own subnet: to the docker subnet of every other host on the LAN
+    /// whose `nat = "none"` lets its containers out with their own addresses (what a Docker
+    /// user without NAT sets up on the network, so that replies find their way back).
+    #[serde(default)]
+    pub routes: Vec<Route>,
     pub docker: Option<DockerNet>,
+}
+
+/// A route in a host's main table: `dst via gateway dev eth0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub dst: Ipv4Net,
+    pub via: Ipv4Addr,
 }
 
 /// Docker's default bridge network on a host.

@@ -18,8 +18,8 @@ use super::diag::{Diagnostic, Source, did_you_mean};
 use super::plan::GlobalLimit;
 use super::plan::{
     ClientGroup, Container, ContainerId, CountRange, DockerNet, Expect, Host, HostId, IfName, Lan,
-    LanId, Mac, Name, Nat, NetnsName, Plan, PortRange, SERVER_BACKLOG, SERVER_SYSCTLS, Server,
-    Sysctl, veth_name,
+    LanId, Mac, Name, Nat, NetnsName, Plan, PortRange, Route, SERVER_BACKLOG, SERVER_SYSCTLS,
+    Server, Sysctl, veth_name,
 };
 use super::spec::{
     self, ClientSpec, ContainerSpec, CountSpec, DockerSpec, HostSpec, LabSpec, LanSpec, Named,
@@ -556,6 +556,50 @@ impl<'s> Validator<'s, '_> {
                 self.docker_vs_lans(h, net, docker.subnet_span.clone());
             }
             self.hosts[h].docker = Some(docker);
+        }
+        self.untranslated_vs_docker();
+    }
+
+    /// The other hosts of a LAN route a `nat = "none"` host's docker subnet to it: no other
+    /// docker subnet on that LAN may overlap it, or the route would take its containers'
+    /// replies (or theirs) to the wrong host.
+    fn untranslated_vs_docker(&mut self) {
+        let mut found = Vec::new();
+        for (a, ha) in self.hosts.iter().enumerate() {
+            let Some(da) = ha.docker.as_ref().filter(|d| d.nat == Some(Nat::None)) else {
+                continue;
+            };
+            let (Some(na), Some(lan)) = (da.subnet, ha.lan) else {
+                continue;
+            };
+            for (b, hb) in self.hosts.iter().enumerate() {
+                let Some(nb) = hb.docker.as_ref().and_then(|d| d.subnet) else {
+                    continue;
+                };
+                if a == b || hb.lan != Some(lan) || !overlaps(na, nb) {
+                    continue;
+                }
+                let help = format!(
+                    "the other hosts of the LAN route {na} to host `{}`, whose containers \
+                     leave untranslated; give one of them another range with \
+                     `subnet = \"...\"` in its [hosts.X.docker]",
+                    ha.spec.name.value
+                );
+                found.push(
+                    Diagnostic::error(
+                        da.subnet_span.clone(),
+                        format!(
+                            "docker subnet {na} of host `{}` (nat = \"none\") overlaps docker \
+                             subnet {nb} of host `{}` on the same LAN",
+                            ha.spec.name.value, hb.spec.name.value
+                        ),
+                    )
+                    .with_help(help),
+                );
+            }
+        }
+        for d in found {
+            self.error(d);
         }
     }
 
@@ -1181,6 +1225,7 @@ impl<'s> Validator<'s, '_> {
                     addresses: h.addresses.clone(),
                     prefix_len: lans.get(lan.0)?.subnet.prefix_len(),
                     sysctls: h.sysctls.clone(),
+                    routes: Vec::new(),
                     docker,
                 })
             })
@@ -1189,6 +1234,7 @@ impl<'s> Validator<'s, '_> {
         for server in &a.servers {
             server_queues(&mut hosts.get_mut(server.host.0)?.sysctls);
         }
+        routes_to_untranslated(&mut hosts);
         let containers = containers(lab, &self.containers, &self.groups, &hosts)?;
         Some(Plan {
             name: a.name,
@@ -1201,6 +1247,32 @@ impl<'s> Validator<'s, '_> {
             expect: a.expect,
             may_raise: a.may_raise,
         })
+    }
+}
+
+/// Containers behind `nat = "none"` leave with their own addresses: every other host on their
+/// LAN routes their docker subnet via their host's primary address, or no reply could reach
+/// them. (Validation made sure no other docker subnet on the LAN overlaps it.)
+fn routes_to_untranslated(hosts: &mut [Host]) {
+    let routed: Vec<(LanId, Route)> = hosts
+        .iter()
+        .filter_map(|h| {
+            let d = h.docker.as_ref().filter(|d| d.nat == Nat::None)?;
+            Some((
+                h.lan,
+                Route {
+                    dst: d.subnet,
+                    via: *h.addresses.first()?,
+                },
+            ))
+        })
+        .collect();
+    for host in hosts.iter_mut() {
+        for (lan, route) in &routed {
+            if *lan == host.lan && !host.addresses.contains(&route.via) {
+                host.routes.push(*route);
+            }
+        }
     }
 }
 
@@ -2093,6 +2165,35 @@ connections = 1
             &text,
             "default docker subnet 172.17.0.0/16 of host `a` overlaps",
             (4, 1),
+        );
+    }
+
+    /// `nat = "none"`: the LAN's other hosts route the docker subnet to its host, so no other
+    /// docker subnet on the LAN may overlap it.
+    #[test]
+    fn an_untranslated_docker_subnet_is_routed_and_must_be_alone_on_its_lan() {
+        let two = format!(
+            "{BASE}[hosts.a.docker]\nnat = \"none\"\n[hosts.b]\nlan = \"lan\"\n\
+             addresses = [\"10.0.0.2\", \"10.0.0.3\"]\n[hosts.c]\nlan = \"lan\"\n\
+             addresses = [\"10.0.0.4\"]\n"
+        );
+        let plan = ok(&two).plan;
+        let routes = |h: usize| plan.hosts[h].routes.clone();
+        let to_a = Route {
+            dst: "172.17.0.0/16".parse().unwrap(),
+            via: "10.0.0.1".parse().unwrap(),
+        };
+        assert_eq!(routes(0), []);
+        assert_eq!(routes(1), [to_a]);
+        assert_eq!(routes(2), [to_a]);
+        // A masquerading host routes nothing to anyone.
+        let masq = two.replace("nat = \"none\"", "nat = \"masquerade\"");
+        assert!(ok(&masq).plan.hosts.iter().all(|h| h.routes.is_empty()));
+        reported(
+            &format!("{two}[hosts.c.docker]\nsubnet = \"172.17.4.0/24\"\n"),
+            "docker subnet 172.17.0.0/16 of host `a` (nat = \"none\") overlaps docker subnet \
+             172.17.4.0/24 of host `c` on the same LAN",
+            (7, 1),
         );
     }
 

@@ -92,6 +92,13 @@ fn host_commands(s: &mut String, plan: &Plan, host: &Host) {
         );
     }
     let _ = writeln!(s, "ip -n {ns} link set dev {nic} up");
+    for r in &host.routes {
+        let _ = writeln!(
+            s,
+            "# containers behind nat = \"none\" leave untranslated: replies go back via their host"
+        );
+        let _ = writeln!(s, "ip -n {ns} route add {} via {} dev {nic}", r.dst, r.via);
+    }
     sysctl_commands(s, &ns, &host.sysctls);
     if let Some(d) = &host.docker {
         let br = q(d.bridge.as_str());

@@ -237,7 +237,13 @@ pub fn render(r: &RunReport) -> String {
             "\n  NAT on {} ({}), from its conntrack table:",
             v.host, v.nat
         );
-        if v.paths.is_empty() {
+        if v.paths.is_empty() && v.nat == "none" {
+            let _ = writeln!(
+                out,
+                "    nothing was translated: with nat = \"none\" Docker writes no NAT rule, so the \
+                 containers leave with their own addresses (the LAN's other hosts route them back)"
+            );
+        } else if v.paths.is_empty() {
             let _ = writeln!(
                 out,
                 "    nothing was translated: packets to the host's own addresses are delivered \

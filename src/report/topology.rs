@@ -40,6 +40,13 @@ pub fn render(plan: &Plan) -> String {
                 addrs.join(", "),
                 host.netns
             );
+            for r in &host.routes {
+                let _ = writeln!(
+                    out,
+                    "{stem}   route {} via {} (untranslated containers)",
+                    r.dst, r.via
+                );
+            }
             for s in plan.servers.iter().filter(|s| s.host.0 == *host_id) {
                 let _ = writeln!(out, "{stem}   server {} listens on :{}", s.name, s.port);
             }
