@@ -899,3 +899,86 @@ fn a_closed_pipe_ends_a_printing_verb_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A building verb whose reader goes away is different: `lab run FILE 2>&1 | head -3` must
+/// still run, tear down and leave nothing (a panic on the first failed write used to kill it
+/// mid-run and leave the lab behind). Both stdout and stderr are pipes whose read ends are
+/// closed before `lab` starts.
+#[test]
+fn a_closed_pipe_never_leaves_a_running_lab_behind() {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    if !root_or_skip("a_closed_pipe_never_leaves_a_running_lab_behind") {
+        return;
+    }
+    let pipe = || {
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two new descriptors into the array we own.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors were just created and are owned here alone.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        drop(read);
+        write
+    };
+    let file = temp_lab("clpipe", SMALL);
+    for json in [false, true] {
+        let name = unique_name(&format!("clp{}", u8::from(json)));
+        let _guard = LabGuard { name: name.clone() };
+        let mut cmd = lab_command();
+        cmd.arg("run")
+            .arg(&*file)
+            .args(["--name", &name, "--timeout", "30"]);
+        if json {
+            cmd.arg("--json");
+        }
+        let status = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(pipe()))
+            .stderr(Stdio::from(pipe()))
+            .status()
+            .expect("run lab run");
+        assert_eq!(status.code(), Some(0), "json {json}: {status:?}");
+        assert_gone(&name);
+    }
+}
+
+/// Bad values on `lab run`'s command line: a usage error (exit 2) naming the flag, before
+/// anything is built.
+#[test]
+fn bad_run_values_are_usage_errors_and_build_nothing() {
+    let file = lab_file("07-small-ports.toml");
+    let file = file.to_str().expect("utf-8");
+    let name = unique_name("badval");
+    for (args, says) in [
+        (vec!["--settle=-1"], "--settle"),
+        (vec!["--settle", "-1"], "-1"),
+        (vec!["--timeout", "nan"], "--timeout"),
+        (vec!["--timeout", "inf"], "--timeout"),
+        (vec!["--timeout", "0"], "--timeout"),
+        (vec!["--connect-timeout", "3s"], "--connect-timeout"),
+        (vec!["--rate", "0"], "--rate"),
+        (vec!["--rate", "-5"], "-5"),
+        (vec!["--in-flight", "0"], "--in-flight"),
+        (vec!["--in-flight", "4294967296"], "--in-flight"),
+    ] {
+        let mut all = vec!["run", file, "--name", &name];
+        all.extend(&args);
+        let out = lab(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let err = stderr(&out);
+        assert!(err.contains(says), "{args:?} names {says}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out));
+        assert!(namespaces_with_prefix(&format!("{name}-")).is_empty());
+    }
+    // A name too long for `<name>-<node>` namespace names (no interface name contains it:
+    // veths are hashed, as Docker names them): the loader's error, for every verb that loads.
+    let long = "a".repeat(64);
+    for verb in [&["run"][..], &["up"], &["check"], &["show", "--commands"]] {
+        let mut args = verb.to_vec();
+        args.extend([file, "--name", &long]);
+        let out = lab(&args);
+        assert_eq!(out.status.code(), Some(2), "{verb:?}: {}", text(&out));
+        assert!(stderr(&out).contains("--name"), "{verb:?}: {}", text(&out));
+        assert!(namespaces_with_prefix(&format!("{long}-")).is_empty());
+        assert!(!std::path::Path::new(RUN_DIR).join(&long).exists());
+    }
+}

@@ -42,7 +42,7 @@ pub fn quiet() -> bool {
 macro_rules! status {
     ($($arg:tt)*) => {
         if !$crate::cli::log::quiet() {
-            eprintln!($($arg)*);
+            errln!($($arg)*);
         }
     };
 }

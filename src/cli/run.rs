@@ -82,8 +82,8 @@ pub fn run(args: Args) -> Result<()> {
     let raises = preflight::check_capacity(&plan)?.raises();
     let prediction = predict_lab(&plan);
     if !args.json {
-        print!("{}", topology::render(&plan));
-        print!("{}", nat_report::render_prediction(&prediction));
+        out!("{}", topology::render(&plan));
+        out!("{}", nat_report::render_prediction(&prediction));
     }
     let file = absolute(&args.file);
     let rt = runtime()?;
@@ -116,7 +116,7 @@ pub fn run(args: Args) -> Result<()> {
                     // Only when it takes long enough to wonder, and only on change.
                     if total > 20 && exited != shown && !super::log::quiet() {
                         shown = exited;
-                        eprintln!("stopping agents: {exited} of {total} exited (the kernel is closing their sockets)");
+                        errln!("stopping agents: {exited} of {total} exited (the kernel is closing their sockets)");
                     }
                 })
                 .await;
@@ -144,9 +144,9 @@ pub fn run(args: Args) -> Result<()> {
             .with_context(|| format!("write {}", dir.join("established.svg").display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", render(&report));
+        out!("{}", render(&report));
     }
     if let StopReason::Interrupted(sig) = report.outcome.stop {
         return Err(Fail::Interrupted(sig).into());

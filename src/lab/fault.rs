@@ -35,7 +35,7 @@ fn armed(point: &str) -> bool {
 /// as soon as this returns or yields.
 pub async fn pause(point: &str) {
     if armed(point) {
-        eprintln!("lab: paused at {point}");
+        errln!("lab: paused at {point}");
         tokio::time::sleep(PAUSE).await;
     }
 }
@@ -43,7 +43,7 @@ pub async fn pause(point: &str) {
 /// Pauses synchronous work (teardown).
 pub fn pause_blocking(point: &str) {
     if armed(point) {
-        eprintln!("lab: paused at {point}");
+        errln!("lab: paused at {point}");
         std::thread::sleep(PAUSE);
     }
 }

@@ -57,13 +57,13 @@ impl Signals {
                         .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
                         .is_err();
                     if again {
-                        eprintln!(
+                        errln!(
                             "lab: {} received again: still {doing} (`kill -9` would leave the \
                              lab for `lab down`)",
                             signal_name(sig)
                         );
                     } else {
-                        eprintln!(
+                        errln!(
                             "lab: {} received: {doing} first, so nothing is left behind; \
                              exiting after that",
                             signal_name(sig)
@@ -169,10 +169,12 @@ fn raise_limits(record: &mut Record, raises: &[Need]) -> Result<()> {
         record.add_raise(plan.raised)?;
         limits::apply(&plan)?;
         match plan.write {
-            Some(v) => eprintln!(
+            Some(v) => errln!(
                 "lab: raised {} from {current} to {v} for lab {}, as its file allows; it is \
                  restored to {} at teardown",
-                need.limit, record.state.lab, plan.raised.before
+                need.limit,
+                record.state.lab,
+                plan.raised.before
             ),
             None => tracing::info!(
                 limit = %need.limit,
@@ -196,15 +198,20 @@ fn restore_limits(record: &Record) -> Vec<String> {
     let mut problems = Vec::new();
     for r in &record.state.raised {
         match limits::restore(r, &record.state.lab) {
-            Ok(Restore::Write(v)) => eprintln!(
+            Ok(Restore::Write(v)) => errln!(
                 "lab: restored {} to {v} (lab {} had raised it to {})",
-                r.limit, record.state.lab, r.set
+                r.limit,
+                record.state.lab,
+                r.set
             ),
             Ok(Restore::Nothing) => {}
-            Ok(Restore::ChangedOutside { current }) => eprintln!(
+            Ok(Restore::ChangedOutside { current }) => errln!(
                 "lab: warning: {} is {current}, not the {} lab {} set: someone changed it \
                  meanwhile, so it is left as it is (it was {} before)",
-                r.limit, r.set, record.state.lab, r.before
+                r.limit,
+                r.set,
+                record.state.lab,
+                r.before
             ),
             Err(e) => problems.push(format!("restore {}: {e:#}", r.limit)),
         }
