@@ -9,8 +9,9 @@ cd "$(dirname "$0")"
 
 # Build: libnftnl/libmnl headers (nftnl-sys, mnl-sys) and pkg-config to find them.
 # Tests: iproute2, nftables and procps, whose `ip`, `nft` and `sysctl` the tests use to check
-# what lab built (and to run `lab show --commands`).
-packages=(libnftnl-dev libmnl-dev pkg-config iproute2 nftables procps)
+# what lab built (and to run `lab show --commands`); graphviz, whose `dot` draws
+# `lab graph --format svg` and checks the DOT of every lab.
+packages=(libnftnl-dev libmnl-dev pkg-config iproute2 nftables procps graphviz)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -24,14 +25,39 @@ fi
 
 if [ "${1:-}" = test ]; then
   shift
+  # The archive check (tests/packaging.rs) asks apt-cache, which knows nothing before the
+  # first `apt-get update`.
+  if ! ls /var/lib/apt/lists/*Packages* >/dev/null 2>&1; then apt-get update -qq; fi
   cargo fmt --all -- --check
   cargo clippy --all-targets --quiet -- -D warnings
+  # What the suite must leave as it found it: namespaces, lab records, lab processes and the
+  # tests' temporary files (kept apart in a TMPDIR of their own).
+  netns_before=$(ip netns list | awk '{print $1}' | sort)
+  suite_tmp=$(mktemp -d /tmp/lab-suite.XXXXXX)
   # Lab tests build real namespaces as root; each uses its own lab name, so they run in parallel.
-  cargo test --quiet "$@"
-  # The suite must leave nothing: no lab records and no namespaces of test labs.
-  leftovers=$(ls /run/lab-tests 2>/dev/null || true)
-  if [ -n "$leftovers" ]; then echo "lab.sh: tests left lab records: $leftovers" >&2; exit 1; fi
-  exit 0
+  status=0
+  TMPDIR=$suite_tmp cargo test --quiet "$@" || status=$?
+  left=()
+  new_netns=$(comm -13 <(echo "$netns_before") <(ip netns list | awk '{print $1}' | sort) | tr '\n' ' ')
+  [ -z "${new_netns// }" ] || left+=("namespaces: $new_netns")
+  for d in /run/lab-tests /run/lab-tests-*; do
+    [ -d "$d" ] || continue
+    records=$(ls -A "$d" | grep -v '^\.global-limits\.lock$' | tr '\n' ' ' || true)
+    [ -z "${records// }" ] || left+=("lab records in $d: $records")
+  done
+  target=$(pwd -P)/target/
+  procs=()
+  for exe in /proc/[0-9]*/exe; do
+    path=$(readlink "$exe" 2>/dev/null) || continue
+    case "$path" in "$target"*) pid=${exe#/proc/}; procs+=("${pid%/exe} ($path)") ;; esac
+  done
+  [ ${#procs[@]} -eq 0 ] || left+=("processes of the suite still running: ${procs[*]}")
+  tmp_left=$(ls -A "$suite_tmp" | tr '\n' ' ')
+  [ -z "${tmp_left// }" ] || left+=("temporary files in $suite_tmp: $tmp_left")
+  rm -rf "$suite_tmp"
+  for l in "${left[@]}"; do echo "lab.sh: the tests left $l" >&2; done
+  [ ${#left[@]} -eq 0 ] || exit 1
+  exit "$status"
 fi
 
 cargo build --release --quiet

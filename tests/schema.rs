@@ -305,8 +305,8 @@ fn real_run() -> &'static RealRun {
         let name = unique_name("srun");
         let _guard = LabGuard { name: name.clone() };
         let file = temp_lab("srun", TINY);
-        let out_dir = std::env::temp_dir().join(format!("lab-srun-out-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&out_dir);
+        let out = TempDir::new("srun-out");
+        let out_dir = out.join("out");
         let run = Running::start_env(
             &file,
             &name,
@@ -337,7 +337,7 @@ fn real_run() -> &'static RealRun {
             &std::fs::read(out_dir.join("report.json")).expect("report.json"),
         )
         .expect("report.json is JSON");
-        let _ = std::fs::remove_dir_all(&out_dir);
+        drop(out);
         RealRun {
             report: done.report(),
             report_file,

@@ -144,8 +144,9 @@ fn agent_in(run: &Running, ns: &str) -> Proc {
 }
 
 /// Waits until the lab's server host holds `n` established connections on port 9000 (as `ss`
-/// counts them), then a little more, so the client has reported them.
-fn established_at_server(name: &str, n: usize) {
+/// counts them), and `lab run` has counted as many: its progress line on stderr (one a second
+/// when stderr is not a terminal) says `established N` with N >= n.
+fn established_at_server(run: &Running, name: &str, n: usize) {
     let ns = format!("{name}-server-host");
     wait_for(
         &format!("{n} established connections"),
@@ -161,7 +162,13 @@ fn established_at_server(name: &str, n: usize) {
             (out.status.success() && held >= n).then_some(())
         },
     );
-    std::thread::sleep(Duration::from_millis(300));
+    let counted = run.err.wait_for_line(Duration::from_secs(20), |l| {
+        l.split_once(" established ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|c| c.replace(',', "").parse::<usize>().ok())
+            .is_some_and(|c| c >= n)
+    });
+    assert!(counted, "lab run never reported {n} established");
 }
 
 fn assert_no_agents_left(agents: &[Proc]) {
@@ -681,7 +688,7 @@ fn kill_agent_mid_run(tag: &str, node: &str, connections: u32) -> (Finished, Str
     let file = paced_lab(tag, connections);
     let run = Running::start(&file, &name, &["--json", "--rate", "300"], None);
     let victim = agent_in(&run, &format!("{name}-{node}"));
-    established_at_server(&name, 50);
+    established_at_server(&run, &name, 50);
     let agents = agents_of(run.pid());
     assert_eq!(agents.len(), 2, "a server and a client: {agents:?}");
     assert_eq!(stat(victim.pid).map(|s| s.0), Some(run.pid()));
@@ -784,7 +791,7 @@ fn a_signal_mid_run_reports_and_tears_down() {
         let _guard = LabGuard { name: name.clone() };
         let file = paced_lab("wint", 3000);
         let run = Running::start(&file, &name, &["--rate", "300"], None);
-        established_at_server(&name, 50);
+        established_at_server(&run, &name, 50);
         let agents = agents_of(run.pid());
         // Agents have process groups of their own: Ctrl-C reaches `lab run`, which stops them.
         for a in &agents {
@@ -846,7 +853,7 @@ connections = 150
         &["--json", "--settle", "1", "--connect-timeout", "30"],
         None,
     );
-    established_at_server(&name, 100);
+    established_at_server(&run, &name, 100);
     // Quiet for longer than --settle: the watch goes on only for the pending connects.
     std::thread::sleep(Duration::from_millis(1200));
     let agents = agents_of(run.pid());
@@ -963,23 +970,26 @@ established = 400
     let _guard = LabGuard { name: name.clone() };
     let run = Running::start(&file, &name, &["--json", "--quiet", "--rate", "200"], None);
     agent_in(&run, &format!("{name}-c"));
-    std::thread::sleep(Duration::from_millis(1200));
-    // Each established connection on the server host, with the payload bytes it received.
-    let ss = sh(&format!(
-        "ip netns exec {name}-server-host ss -tniH state established '( sport = :9000 )'"
-    ));
-    let received: Vec<u64> = ss
-        .split_whitespace()
-        .filter_map(|f| f.strip_prefix("bytes_received:"))
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    assert!(
-        received.iter().filter(|&&b| b >= 8).count() >= 50,
-        "connections pinged at least twice after 1.2 s: {received:?}\n{ss}"
+    // Each established connection on the server host, with the payload bytes it received:
+    // wait until 50 have been pinged twice (pings every 100 ms, so well within the limit).
+    let (ss, received) = wait_for(
+        "50 connections pinged twice",
+        Duration::from_secs(20),
+        || {
+            let ss = sh(&format!(
+                "ip netns exec {name}-server-host ss -tniH state established '( sport = :9000 )'"
+            ));
+            let received: Vec<u64> = ss
+                .split_whitespace()
+                .filter_map(|f| f.strip_prefix("bytes_received:"))
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            (received.iter().filter(|&&b| b >= 8).count() >= 50).then_some((ss, received))
+        },
     );
     assert!(
         received.iter().all(|b| b % 4 == 0),
-        "whole pings: {received:?}"
+        "whole pings: {received:?}\n{ss}"
     );
     let run = run.wait(RUN_LIMIT);
     assert_eq!(run.code, Some(0), "{}", run.text());

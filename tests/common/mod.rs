@@ -464,6 +464,7 @@ pub fn temp_lab(tag: &str, text: &str) -> TempLab {
 /// drops SYNs, which would look like a NAT drop) and holds every connection until dropped.
 pub struct Acceptor {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     thread: Option<std::thread::JoinHandle<Vec<(TcpStream, SocketAddr)>>>,
 }
 
@@ -474,12 +475,16 @@ impl Acceptor {
             .set_nonblocking(true)
             .expect("nonblocking listener");
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (flag, count) = (stop.clone(), accepted.clone());
         let thread = std::thread::spawn(move || {
             let mut held = Vec::new();
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok(conn) => held.push(conn),
+                    Ok(conn) => {
+                        held.push(conn);
+                        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(2));
                     }
@@ -494,8 +499,21 @@ impl Acceptor {
         });
         Self {
             stop,
+            accepted,
             thread: Some(thread),
         }
+    }
+
+    /// Waits until at least `n` connections have been accepted (true), or `limit` passed.
+    pub fn wait_for(&self, n: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.accepted.load(std::sync::atomic::Ordering::Relaxed) < n {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
     }
 
     /// Stops accepting and returns the peers of every connection accepted.
@@ -524,18 +542,25 @@ impl Drop for Acceptor {
 pub struct Stderr {
     text: Option<std::thread::JoinHandle<String>>,
     paused: std::sync::mpsc::Receiver<String>,
+    /// Every line so far, for [`Stderr::wait_for_line`].
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Stderr {
     pub fn follow(r: impl std::io::Read + Send + 'static) -> Self {
         use std::io::BufRead as _;
         let (tx, paused) = std::sync::mpsc::channel();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = lines.clone();
         let text = std::thread::spawn(move || {
             let mut all = String::new();
             for line in std::io::BufReader::new(r).lines() {
                 let Ok(line) = line else { break };
                 if let Some(point) = line.strip_prefix("lab: paused at ") {
                     let _ = tx.send(point.to_owned());
+                }
+                if let Ok(mut v) = seen.lock() {
+                    v.push(line.clone());
                 }
                 all.push_str(&line);
                 all.push('\n');
@@ -545,6 +570,23 @@ impl Stderr {
         Self {
             text: Some(text),
             paused,
+            lines,
+        }
+    }
+
+    /// Waits until a line for which `f` is true has been written (true), or `limit` passed or
+    /// the child closed its stderr first (false).
+    pub fn wait_for_line(&self, limit: Duration, f: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.lines.lock().is_ok_and(|v| v.iter().any(|l| f(l))) {
+                return true;
+            }
+            let ended = self.text.as_ref().is_none_or(|t| t.is_finished());
+            if ended || Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
