@@ -22,9 +22,16 @@ pub fn run(args: Args) -> Result<()> {
         .context("write the completion script to stdout")
 }
 
-/// The completion script for `shell`.
+/// The completion script for `shell`, for the verbs `--help` shows: clap_complete offers hidden
+/// subcommands too (`lab agent`, which only `lab run` starts), so the root is rebuilt with the
+/// visible ones alone.
 pub fn script(shell: Shell) -> Vec<u8> {
-    let mut cmd = super::Cli::command();
+    let full = super::Cli::command();
+    let mut cmd = clap::Command::new("lab")
+        .version(env!("CARGO_PKG_VERSION"))
+        .propagate_version(true)
+        .args(full.get_arguments().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, "lab", &mut out);
     out
@@ -47,6 +54,10 @@ mod tests {
             for verb in ["check", "run", "exec", "list", "completions"] {
                 assert!(text.contains(verb), "{shell:?} script lacks {verb}");
             }
+            assert!(
+                !text.contains("agent"),
+                "{shell:?} offers the hidden agent verb"
+            );
         }
     }
 }

@@ -56,6 +56,8 @@ fn render_svg(dot: &str) -> Result<String> {
         .arg("-Tsvg")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        // Kept for the error message, not left to interleave with lab's own stderr.
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| {
             unsupported(format!(
