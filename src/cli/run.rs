@@ -98,7 +98,12 @@ pub fn run(args: Args) -> Result<()> {
             fault::pause("run:ramp").await;
             let mut live = Live::new(super::log::quiet());
             let outcome = w
-                .watch(&plan, &opts, &mut signals, |s| live.update(s))
+                .watch(&plan, &opts, &mut signals, |s| {
+                    if let Some(text) = live.update(s) {
+                        use std::io::Write as _;
+                        let _ = std::io::stderr().write_all(text.as_bytes());
+                    }
+                })
                 .await;
             Ok::<_, anyhow::Error>((w, outcome))
         }
@@ -111,15 +116,7 @@ pub fn run(args: Args) -> Result<()> {
                 let nat =
                     super::nat::read_views(&plan, &super::nat::docker_hosts(&plan), &prediction);
                 fault::pause("run:stopping").await;
-                let mut shown = usize::MAX;
-                w.stop(|exited, total| {
-                    // Only when it takes long enough to wonder, and only on change.
-                    if total > 20 && exited != shown && !super::log::quiet() {
-                        shown = exited;
-                        errln!("stopping agents: {exited} of {total} exited (the kernel is closing their sockets)");
-                    }
-                })
-                .await;
+                w.stop().await;
                 nat.map(|nat| (outcome, nat))
             }
             Err(e) => Err(e),

@@ -33,17 +33,17 @@ fn armed(point: &str) -> bool {
 
 /// Pauses an async task (the build): a signal caught meanwhile is seen by the caller's select
 /// as soon as this returns or yields.
-pub async fn pause(point: &str) {
+pub async fn pause(point: &'static str) {
     if armed(point) {
-        errln!("lab: paused at {point}");
+        super::events::emit(super::events::Notice::Paused { point });
         tokio::time::sleep(PAUSE).await;
     }
 }
 
 /// Pauses synchronous work (teardown).
-pub fn pause_blocking(point: &str) {
+pub fn pause_blocking(point: &'static str) {
     if armed(point) {
-        errln!("lab: paused at {point}");
+        super::events::emit(super::events::Notice::Paused { point });
         std::thread::sleep(PAUSE);
     }
 }

@@ -11,11 +11,12 @@ use anyhow::{Context as _, Result, anyhow};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::build::{build, taken_namespaces};
+use super::events::{Notice, emit};
 use super::limits::{self, Ledger, Need, Restore};
 use super::netlink::remove_netns;
 use super::plan::Plan;
 use super::state::{LabState, Phase, Process, Record, remove_dir};
-use crate::error::{Fail, invalid, signal_name};
+use crate::error::{Fail, invalid};
 
 /// SIGINT and SIGTERM, caught from before the first object is created so that an interrupted
 /// command tears down instead of dying half-way. Once registered they stay caught for the life
@@ -56,19 +57,11 @@ impl Signals {
                     let again = noted
                         .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
                         .is_err();
-                    if again {
-                        errln!(
-                            "lab: {} received again: still {doing} (`kill -9` would leave the \
-                             lab for `lab down`)",
-                            signal_name(sig)
-                        );
-                    } else {
-                        errln!(
-                            "lab: {} received: {doing} first, so nothing is left behind; \
-                             exiting after that",
-                            signal_name(sig)
-                        );
-                    }
+                    emit(Notice::SignalWhileFinishing {
+                        signal: sig,
+                        doing,
+                        again,
+                    });
                 }
             }),
         }
@@ -169,13 +162,13 @@ fn raise_limits(record: &mut Record, raises: &[Need]) -> Result<()> {
         record.add_raise(plan.raised)?;
         limits::apply(&plan)?;
         match plan.write {
-            Some(v) => errln!(
-                "lab: raised {} from {current} to {v} for lab {}, as its file allows; it is \
-                 restored to {} at teardown",
-                need.limit,
-                record.state.lab,
-                plan.raised.before
-            ),
+            Some(v) => emit(Notice::Raised {
+                limit: need.limit,
+                lab: record.state.lab.clone(),
+                from: current,
+                to: v,
+                before: plan.raised.before,
+            }),
             None => tracing::info!(
                 limit = %need.limit,
                 current,
@@ -198,21 +191,20 @@ fn restore_limits(record: &Record) -> Vec<String> {
     let mut problems = Vec::new();
     for r in &record.state.raised {
         match limits::restore(r, &record.state.lab) {
-            Ok(Restore::Write(v)) => errln!(
-                "lab: restored {} to {v} (lab {} had raised it to {})",
-                r.limit,
-                record.state.lab,
-                r.set
-            ),
+            Ok(Restore::Write(v)) => emit(Notice::Restored {
+                limit: r.limit,
+                lab: record.state.lab.clone(),
+                to: v,
+                had_set: r.set,
+            }),
             Ok(Restore::Nothing) => {}
-            Ok(Restore::ChangedOutside { current }) => errln!(
-                "lab: warning: {} is {current}, not the {} lab {} set: someone changed it \
-                 meanwhile, so it is left as it is (it was {} before)",
-                r.limit,
-                r.set,
-                record.state.lab,
-                r.before
-            ),
+            Ok(Restore::ChangedOutside { current }) => emit(Notice::ChangedOutside {
+                limit: r.limit,
+                lab: record.state.lab.clone(),
+                current,
+                set: r.set,
+                before: r.before,
+            }),
             Err(e) => problems.push(format!("restore {}: {e:#}", r.limit)),
         }
     }

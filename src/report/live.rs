@@ -2,7 +2,8 @@
 //! redrawn in place on a terminal; plain lines once a second otherwise (CI logs, pipes, and
 //! terminals with `NO_COLOR` set or `TERM=dumb`, where no escape sequence is written).
 
-use std::io::{IsTerminal as _, Write as _};
+use std::fmt::Write as _;
+use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
 use super::count;
@@ -30,9 +31,11 @@ impl Live {
         }
     }
 
-    pub fn update(&mut self, s: &Snapshot) {
+    /// What to write on stderr for this snapshot (escape sequences included on a terminal),
+    /// or `None` when nothing is due.
+    pub fn update(&mut self, s: &Snapshot) -> Option<String> {
         if self.quiet {
-            return;
+            return None;
         }
         let now = Instant::now();
         let dt = now.duration_since(self.last_total.1).as_secs_f64();
@@ -51,7 +54,7 @@ impl Live {
             count(f.reset),
             count(f.unreachable)
         );
-        let mut err = std::io::stderr().lock();
+        let mut err = String::new();
         if self.tty {
             self.last_total = (s.established, now);
             if self.drawn > 0 {
@@ -96,6 +99,7 @@ impl Live {
                 count(s.in_flight)
             );
         }
+        (!err.is_empty()).then_some(err)
     }
 }
 

@@ -5,6 +5,7 @@ pub mod commands;
 pub mod graph;
 pub mod live;
 pub mod nat;
+pub mod notice;
 pub mod plot;
 pub mod run;
 pub mod topology;

@@ -27,6 +27,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
 use super::protocol::{AgentSpec, Event, Failures, Progress};
+use crate::lab::events::{Notice, emit};
 use crate::lab::lifecycle::{Lab, Signals};
 use crate::lab::plan::{ContainerId, HostId, Plan, SERVER_BACKLOG};
 use crate::lab::state::Process;
@@ -657,7 +658,8 @@ impl Workload {
     }
 
     /// Stops every agent (SIGTERM, then SIGKILL after 3 s) and waits for them to exit.
-    pub async fn stop(mut self, mut progress: impl FnMut(usize, usize)) {
+    /// Says how many have exited each time that changes ([`Notice::StoppingAgents`]).
+    pub async fn stop(mut self) {
         for a in &self.agents {
             a.process.signal(libc::SIGTERM);
         }
@@ -667,13 +669,17 @@ impl Workload {
         let grace = Duration::from_secs(3) + Duration::from_millis(held / 20);
         let deadline = tokio::time::Instant::now() + grace;
         let total = self.agents.len();
+        let mut said = None;
         loop {
             let exited = self
                 .agents
                 .iter_mut()
                 .filter_map(|a| a.child.try_wait().ok().flatten())
                 .count();
-            progress(exited, total);
+            if said != Some(exited) {
+                said = Some(exited);
+                emit(Notice::StoppingAgents { exited, total });
+            }
             if exited == total || tokio::time::Instant::now() >= deadline {
                 break;
             }
