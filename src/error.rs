@@ -28,6 +28,8 @@ pub enum Fail {
     Unsupported(String),
     /// A signal stopped the command (everything built was torn down).
     Interrupted(i32),
+    /// `lab run`: the lab ran, but these expectations did not hold.
+    ExpectationsNotMet(String),
 }
 
 impl fmt::Display for Fail {
@@ -35,6 +37,7 @@ impl fmt::Display for Fail {
         match self {
             Fail::Invalid(m) | Fail::Unsupported(m) => f.write_str(m),
             Fail::Interrupted(sig) => write!(f, "interrupted by {}", signal_name(*sig)),
+            Fail::ExpectationsNotMet(m) => write!(f, "expectations not met: {m}"),
         }
     }
 }
@@ -47,6 +50,7 @@ impl Fail {
             Fail::Invalid(_) => exit::INVALID,
             Fail::Unsupported(_) => exit::UNSUPPORTED,
             Fail::Interrupted(sig) => exit::SIGNAL_BASE + sig,
+            Fail::ExpectationsNotMet(_) => exit::EXPECTATIONS_FAILED,
         }
     }
 }

@@ -247,6 +247,12 @@ established = {expect}
     assert_eq!(u(&r["established"]), 6000);
     assert_eq!(r["expectations_met"], false);
     assert_eq!(r["expectations"][0]["met"], false);
+    assert!(
+        run.stderr
+            .contains("lab: error: expectations not met: established = 5999: got 6000"),
+        "{}",
+        run.text()
+    );
     assert_gone(&name);
 }
 

@@ -67,11 +67,15 @@ pub fn init(verbosity: Verbosity) {
         .with(fmt)
         .with(filter)
         .try_init();
-    // The engine's notices: progress is a status line (`-q` hides it); limits raised or
+    // The engine's notices: progress and phases are status lines (`-q` hides them); limits raised or
     // restored, signals and pause points are always said.
     crate::lab::events::install(|n| {
         use crate::lab::events::Notice;
-        if matches!(n, Notice::StoppingAgents { .. }) && quiet() {
+        let status = matches!(
+            n,
+            Notice::StoppingAgents { .. } | Notice::TearingDown { .. }
+        );
+        if status && quiet() {
             return;
         }
         if let Some(line) = crate::report::notice::render(n) {

@@ -1,14 +1,12 @@
 //! `lab nat LAB [HOST]`: a running lab's NAT as the kernel holds it, beside the prediction.
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use crate::error::invalid;
-use crate::lab::netlink::run_in_netns;
-use crate::lab::plan::{HostId, Plan};
+use crate::lab::plan::HostId;
 use crate::lab::preflight;
 use crate::lab::state::Record;
-use crate::nat::paths::{HostPrediction, predict_lab};
-use crate::nat::{conntrack, view};
+use crate::nat::paths::predict_lab;
 use crate::report;
 
 #[derive(Debug, clap::Args)]
@@ -38,9 +36,9 @@ pub fn run(args: Args) -> Result<()> {
             };
             vec![HostId(i)]
         }
-        None => docker_hosts(plan),
+        None => crate::nat::docker_hosts(plan),
     };
-    let views = read_views(plan, &hosts, &predict_lab(plan))?;
+    let views = crate::nat::read_views(plan, &hosts, &predict_lab(plan))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&views)?);
     } else {
@@ -49,31 +47,4 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Hosts with a docker bridge: those that can translate.
-pub fn docker_hosts(plan: &Plan) -> Vec<HostId> {
-    (0..plan.hosts.len())
-        .map(HostId)
-        .filter(|&id| plan.host(id).docker.is_some())
-        .collect()
-}
-
-/// Reads each host's conntrack table and statistics and builds its NAT view.
-pub fn read_views(
-    plan: &Plan,
-    hosts: &[HostId],
-    predictions: &[HostPrediction],
-) -> Result<Vec<view::NatView>> {
-    hosts
-        .iter()
-        .map(|&id| {
-            let host = plan.host(id);
-            let (flows, stats) = run_in_netns(&host.netns, || -> Result<_> {
-                Ok((conntrack::dump()?, conntrack::stats()?))
-            })?
-            .with_context(|| format!("read the conntrack table of host {}", host.name))?;
-            Ok(view::build(plan, id, &flows, stats, predictions))
-        })
-        .collect()
 }

@@ -1,4 +1,5 @@
-//! `lab run FILE`: up, servers, clients, watch, report, check expectations, down.
+//! `lab run FILE`: the engine runs the lab (`workload::session`); this renders what it says
+//! and found, writes `--out`, and turns the outcome into the exit code.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -6,15 +7,12 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 
 use super::{absolute, load_lab, runtime};
-use crate::error::{Fail, exit};
-use crate::lab::fault;
-use crate::lab::lifecycle::{Signals, up};
-use crate::lab::preflight;
-use crate::nat::paths::predict_lab;
+use crate::error::Fail;
 use crate::report::live::Live;
-use crate::report::run::{RunReport, render, series_csv};
+use crate::report::run::{RunReport, established_svg, render, series_csv};
 use crate::report::{nat as nat_report, topology};
-use crate::workload::run::{RunOptions, StopReason, Workload};
+use crate::workload::run::{RunOptions, StopReason};
+use crate::workload::session;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -77,68 +75,38 @@ pub fn run(args: Args) -> Result<()> {
         in_flight: args.in_flight,
         rate: args.rate,
     };
-    preflight::check_machine()?;
-    let plan = loaded.plan;
-    let raises = preflight::check_capacity(&plan)?.raises();
-    let prediction = predict_lab(&plan);
+    let prepared = session::prepare(loaded.plan)?;
     if !args.json {
-        out!("{}", topology::render(&plan));
-        out!("{}", nat_report::render_prediction(&prediction));
+        out!("{}", topology::render(&prepared.plan));
+        out!("{}", nat_report::render_prediction(&prepared.prediction));
     }
     let file = absolute(&args.file);
-    let rt = runtime()?;
-    let (report, deferred) = rt.block_on(async {
-        let mut signals = Signals::catch()?;
-        let mut lab = up(plan.clone(), Some(&file), &raises, &mut signals).await?;
-        lab.set_running()?;
-        // The run: a signal ends it early, and what was measured is still reported.
-        let ran = async {
-            let mut w = Workload::start_servers(&mut lab, &mut signals).await?;
-            w.start_clients(&mut lab, &opts).await?;
-            fault::pause("run:ramp").await;
-            let mut live = Live::new(super::log::quiet());
-            let outcome = w
-                .watch(&plan, &opts, &mut signals, |s| {
-                    if let Some(text) = live.update(s) {
-                        use std::io::Write as _;
-                        let _ = std::io::stderr().write_all(text.as_bytes());
-                    }
-                })
-                .await;
-            Ok::<_, anyhow::Error>((w, outcome))
+    let mut live = Live::new(super::log::quiet());
+    let ran = runtime()?.block_on(prepared.run(Some(&file), &opts, |s| {
+        if let Some(text) = live.update(s) {
+            use std::io::Write as _;
+            let _ = std::io::stderr().write_all(text.as_bytes());
         }
-        .await;
-        let deferred = signals.defer("reporting and tearing down");
-        let result = match ran {
-            Ok((w, outcome)) => {
-                fault::pause("run:report").await;
-                // Read the kernel's NAT tables while the connections still exist.
-                let nat =
-                    super::nat::read_views(&plan, &super::nat::docker_hosts(&plan), &prediction);
-                fault::pause("run:stopping").await;
-                w.stop().await;
-                nat.map(|nat| (outcome, nat))
-            }
-            Err(e) => Err(e),
-        };
-        super::log::status!("tearing down lab {}", plan.name);
-        let raised = lab.raised().to_vec();
-        let down = lab.down();
-        let (outcome, nat) = result?;
-        down?;
-        let mut report = RunReport::new(&plan, outcome, nat, prediction.clone());
-        report.raised = raised;
-        Ok::<_, anyhow::Error>((report, deferred))
-    })?;
+    }))?;
+    let report = RunReport::new(&ran.plan, ran.outcome, ran.nat, ran.prediction, ran.raised);
+    let groups: Vec<String> = ran
+        .plan
+        .clients
+        .iter()
+        .map(|g| g.name.to_string())
+        .collect();
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-        let groups: Vec<String> = plan.clients.iter().map(|g| g.name.to_string()).collect();
-        std::fs::write(dir.join("established.csv"), series_csv(&report, &groups))
-            .with_context(|| format!("write {}", dir.join("established.csv").display()))?;
-        std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("write {}", dir.join("report.json").display()))?;
-        std::fs::write(dir.join("established.svg"), plot_svg(&report, &groups))
-            .with_context(|| format!("write {}", dir.join("established.svg").display()))?;
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).with_context(|| format!("write {}", path.display()))
+        };
+        write("established.csv", series_csv(&report, &groups).as_bytes())?;
+        write("report.json", &serde_json::to_vec_pretty(&report)?)?;
+        write(
+            "established.svg",
+            established_svg(&report, &groups).as_bytes(),
+        )?;
     }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
@@ -150,7 +118,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     // A signal after the run settled did not cut the report or teardown short, but it still
     // says how the run ended.
-    if let Some(sig) = deferred.received() {
+    if let Some(sig) = ran.signal_after_settle {
         return Err(Fail::Interrupted(sig).into());
     }
     if !report.outcome.last.dead_agents.is_empty() {
@@ -160,54 +128,16 @@ pub fn run(args: Args) -> Result<()> {
             report.outcome.last.dead_agents.join("; ")
         ));
     }
-    if report.expectations_met == Some(false) {
-        std::process::exit(exit::EXPECTATIONS_FAILED);
+    let unmet: Vec<String> = report
+        .expectations
+        .iter()
+        .filter(|c| !c.met)
+        .map(|c| format!("{} = {}: got {}", c.what, c.expected, c.actual))
+        .collect();
+    if !unmet.is_empty() {
+        return Err(Fail::ExpectationsNotMet(unmet.join("; ")).into());
     }
     Ok(())
-}
-
-/// The plot of established connections per group and in total, with the capacity of every
-/// exhausted NAT path and the expectation as reference lines.
-fn plot_svg(report: &RunReport, groups: &[String]) -> String {
-    use crate::report::plot::{Line, Mark, svg};
-    let series = &report.outcome.series;
-    let mut lines: Vec<Line> = groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| Line {
-            label: g.clone(),
-            points: series
-                .iter()
-                .map(|s| (s.t_ms, s.groups.get(i).copied().unwrap_or(0)))
-                .collect(),
-        })
-        .collect();
-    if groups.len() > 1 {
-        lines.push(Line {
-            label: "total".into(),
-            points: series.iter().map(|s| (s.t_ms, s.total)).collect(),
-        });
-    }
-    let mut marks: Vec<Mark> = report
-        .nat
-        .iter()
-        .flat_map(|v| v.paths.iter().filter(|p| p.exhausted))
-        .map(|p| Mark {
-            label: "NAT path full".into(),
-            value: u64::from(p.capacity),
-        })
-        .collect();
-    marks.push(Mark {
-        label: "asked".into(),
-        value: report.asked,
-    });
-    let title = format!(
-        "lab {}: {} of {} connections established",
-        report.lab,
-        crate::report::count(report.established),
-        crate::report::count(report.asked)
-    );
-    svg(&title, &lines, &marks)
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ pub enum Notice {
         /// Not the first such signal.
         again: bool,
     },
+    /// `lab run` is done with the lab and removes it.
+    TearingDown { lab: String },
     /// `lab run` is stopping its agents: `exited` of `total` are gone.
     StoppingAgents { exited: usize, total: usize },
     /// A `LAB_PAUSE_AT` test hook holds the engine at `point` (fault tests wait for this).

@@ -233,8 +233,9 @@ impl Lab {
         &self.record.state.raised
     }
 
-    pub fn down(self) -> Result<()> {
-        teardown(self.record)
+    /// Removes everything the lab made; its plan comes back for the report.
+    pub fn down(self) -> (Plan, Result<()>) {
+        (self.plan, teardown(self.record))
     }
 }
 

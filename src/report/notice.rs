@@ -55,5 +55,6 @@ pub fn render(n: &Notice) -> Option<String> {
             "stopping agents: {exited} of {total} exited (the kernel is closing their sockets)"
         ),
         Notice::Paused { point } => format!("lab: paused at {point}"),
+        Notice::TearingDown { lab } => format!("tearing down lab {lab}"),
     })
 }

@@ -53,6 +53,7 @@ impl RunReport {
         outcome: Outcome,
         nat: Vec<NatView>,
         prediction: Vec<HostPrediction>,
+        raised: Vec<crate::lab::limits::Raised>,
     ) -> Self {
         let last = &outcome.last;
         let mut expectations = Vec::new();
@@ -74,7 +75,7 @@ impl RunReport {
             prediction,
             lab_rss_bytes: crate::workload::sys::rss_bytes().unwrap_or(0),
             lab_pss_bytes: crate::workload::sys::pss_bytes().unwrap_or(0),
-            raised: Vec::new(),
+            raised,
             outcome,
         }
     }
@@ -373,6 +374,50 @@ pub fn render(r: &RunReport) -> String {
         );
     }
     out
+}
+
+/// The plot of established connections per group and in total, with the capacity of every
+/// exhausted NAT path and the expectation as reference lines.
+pub fn established_svg(report: &RunReport, groups: &[String]) -> String {
+    use crate::report::plot::{Line, Mark, svg};
+    let series = &report.outcome.series;
+    let mut lines: Vec<Line> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| Line {
+            label: g.clone(),
+            points: series
+                .iter()
+                .map(|s| (s.t_ms, s.groups.get(i).copied().unwrap_or(0)))
+                .collect(),
+        })
+        .collect();
+    if groups.len() > 1 {
+        lines.push(Line {
+            label: "total".into(),
+            points: series.iter().map(|s| (s.t_ms, s.total)).collect(),
+        });
+    }
+    let mut marks: Vec<Mark> = report
+        .nat
+        .iter()
+        .flat_map(|v| v.paths.iter().filter(|p| p.exhausted))
+        .map(|p| Mark {
+            label: "NAT path full".into(),
+            value: u64::from(p.capacity),
+        })
+        .collect();
+    marks.push(Mark {
+        label: "asked".into(),
+        value: report.asked,
+    });
+    let title = format!(
+        "lab {}: {} of {} connections established",
+        report.lab,
+        super::count(report.established),
+        super::count(report.asked)
+    );
+    svg(&title, &lines, &marks)
 }
 
 /// The established-connections time series as CSV: `t_ms,<group>...,total`.

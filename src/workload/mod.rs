@@ -6,4 +6,5 @@ pub mod client;
 pub mod protocol;
 pub mod run;
 pub mod server;
+pub mod session;
 pub mod sys;

@@ -31,7 +31,7 @@ use crate::lab::events::{Notice, emit};
 use crate::lab::lifecycle::{Lab, Signals};
 use crate::lab::plan::{ContainerId, HostId, Plan, SERVER_BACKLOG};
 use crate::lab::state::Process;
-use crate::nat::paths::{local_port_range, predict_lab, predicted_source};
+use crate::nat::paths::{HostPrediction, local_port_range, predicted_source};
 
 /// Sockets an agent needs besides its connections (stdio, epoll, signalfd, listener, slack).
 const FD_RESERVE: u64 = 64;
@@ -240,10 +240,17 @@ impl Workload {
     }
 
     /// Starts every client of the plan.
-    pub async fn start_clients(&mut self, lab: &mut Lab, opts: &RunOptions) -> Result<()> {
+    /// Starts every client of the plan; `prediction` (of the same plan) says which containers
+    /// share a NAT path, whose port walks are spaced apart.
+    pub async fn start_clients(
+        &mut self,
+        lab: &mut Lab,
+        opts: &RunOptions,
+        prediction: &[HostPrediction],
+    ) -> Result<()> {
         let plan = lab.plan.clone();
         let per_process = self.max_open_files.saturating_sub(FD_RESERVE).max(1);
-        let starts = walk_starts(&plan);
+        let starts = walk_starts(&plan, prediction);
         let mut batch = Vec::new();
         for (gi, group) in plan.clients.iter().enumerate() {
             for (i, &cid) in group.containers.iter().enumerate() {
@@ -748,19 +755,18 @@ fn split(connections: u32, ports: (u16, u16), parts: u64) -> Vec<(u32, (u16, u16
 /// For each client container, as (group index, index in group): its rank among the containers
 /// of its host that share its NAT path (the same predicted translated source and destination),
 /// and how many those are.
-fn walk_starts(plan: &Plan) -> HashMap<(usize, usize), (u32, u32)> {
+fn walk_starts(plan: &Plan, predicted: &[HostPrediction]) -> HashMap<(usize, usize), (u32, u32)> {
     // Containers share a path when they leave with the same translated source for the same
     // destination: with an SNAT pool, only those the kernel hashes to the same pool address.
     // Spacing every container of the host that goes to the destination instead would space
     // them closer than needed and make their walks overlap.
-    let predicted = predict_lab(plan);
     type PathKey = (HostId, Option<Ipv4Addr>, SocketAddrV4);
     let mut paths: HashMap<PathKey, Vec<(usize, usize)>> = HashMap::new();
     for (gi, group) in plan.clients.iter().enumerate() {
         for (i, &cid) in group.containers.iter().enumerate() {
             let c = plan.container(cid);
             let dst = group.target_of(i);
-            let translated = predicted_source(&predicted, c.address, dst);
+            let translated = predicted_source(predicted, c.address, dst);
             paths
                 .entry((c.host, translated, dst))
                 .or_default()
@@ -857,7 +863,7 @@ mod tests {
         let source = crate::lab::Source::new(file.display().to_string(), text);
         let loaded = crate::lab::validate::load(&source, &Default::default()).expect("loads");
         let plan = &loaded.plan;
-        let starts = walk_starts(plan);
+        let starts = walk_starts(plan, &crate::nat::paths::predict_lab(plan));
         let containers: usize = plan.clients.iter().map(|g| g.containers.len()).sum();
         assert_eq!(starts.len(), containers);
         // 10 containers per host over 5 server addresses: pairs share a path.
@@ -877,7 +883,7 @@ mod tests {
         let text = std::fs::read_to_string(&file).expect("labs/05-both-fixes.toml");
         let source = crate::lab::Source::new(file.display().to_string(), text);
         let loaded = crate::lab::validate::load(&source, &Default::default()).expect("loads");
-        let starts = walk_starts(&loaded.plan);
+        let starts = walk_starts(&loaded.plan, &crate::nat::paths::predict_lab(&loaded.plan));
         assert_eq!(starts.len(), 6);
         assert!(
             starts.values().all(|&(rank, n)| n <= 2 && rank < n),
