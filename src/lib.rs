@@ -35,4 +35,5 @@ pub mod error;
 pub mod lab;
 pub mod nat;
 pub mod report;
+pub mod sys;
 pub mod workload;

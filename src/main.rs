@@ -26,8 +26,7 @@ fn run_cli() -> anyhow::Result<()> {
     // Unix tools do. Verbs that build, run or remove a lab keep SIGPIPE ignored: dying halfway
     // would leave the lab behind.
     if cli.command.only_prints() {
-        // SAFETY: restoring the default action of SIGPIPE before any thread exists.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        lab::sys::set_signal_disposition(libc::SIGPIPE, libc::SIG_DFL);
     }
     // Agents talk to `lab run` over stdout and must start with no more than they need.
     if !matches!(cli.command, lab::cli::Command::Agent) {

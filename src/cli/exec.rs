@@ -2,7 +2,6 @@
 //! `ip netns exec` does (and with /sys showing that namespace's devices). `lab shell` enters
 //! namespaces the same way.
 
-use std::ffi::CString;
 use std::os::unix::process::CommandExt as _;
 
 use anyhow::{Context as _, Result, anyhow};
@@ -60,50 +59,10 @@ pub(super) fn enter(netns: &NetnsName) -> Result<()> {
     let path = netns_path(netns);
     let file = std::fs::File::open(&path)
         .with_context(|| format!("open network namespace {netns} ({})", path.display()))?;
-    use std::os::fd::AsRawFd as _;
-    // SAFETY: setns on a valid namespace fd; affects only this thread, and this process has
-    // only this thread (exec runs before any runtime starts).
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("enter network namespace {netns}"));
-    }
-    remount_sys();
+    // This process has only this thread (exec runs before any runtime starts), so the whole
+    // process is in the namespace.
+    crate::sys::enter_netns(&file).with_context(|| format!("enter network namespace {netns}"))?;
+    crate::sys::remount_sys_for_netns();
     tracing::info!(%netns, "entered network namespace");
     Ok(())
-}
-
-/// Best effort, as `ip netns exec` does it: a failure only leaves /sys showing the old view.
-fn remount_sys() {
-    let (Ok(root), Ok(sys), Ok(sysfs), Ok(none)) = (
-        CString::new("/"),
-        CString::new("/sys"),
-        CString::new("sysfs"),
-        CString::new("none"),
-    ) else {
-        return;
-    };
-    // SAFETY: plain syscalls with valid NUL-terminated strings; failures are ignored on purpose.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNS) != 0 {
-            return;
-        }
-        if libc::mount(
-            none.as_ptr(),
-            root.as_ptr(),
-            std::ptr::null(),
-            libc::MS_SLAVE | libc::MS_REC,
-            std::ptr::null(),
-        ) != 0
-        {
-            return;
-        }
-        libc::umount2(sys.as_ptr(), libc::MNT_DETACH);
-        libc::mount(
-            sysfs.as_ptr(),
-            sys.as_ptr(),
-            sysfs.as_ptr(),
-            0,
-            std::ptr::null(),
-        );
-    }
 }

@@ -275,8 +275,7 @@ impl DeferSignals {
     pub fn new() -> Self {
         let previous = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP]
             .into_iter()
-            // SAFETY: installing SIG_IGN is async-signal-safe and has no preconditions.
-            .map(|sig| (sig, unsafe { libc::signal(sig, libc::SIG_IGN) }))
+            .map(|sig| (sig, crate::sys::set_signal_disposition(sig, libc::SIG_IGN)))
             .collect();
         Self { previous }
     }
@@ -291,8 +290,7 @@ impl Default for DeferSignals {
 impl Drop for DeferSignals {
     fn drop(&mut self) {
         for &(sig, handler) in &self.previous {
-            // SAFETY: restores the handler that was installed before `new`.
-            unsafe { libc::signal(sig, handler) };
+            crate::sys::set_signal_disposition(sig, handler);
         }
     }
 }

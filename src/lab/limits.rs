@@ -17,8 +17,6 @@
 //!   changed it meanwhile, it is left alone and teardown says so.
 
 use std::fs::{self, File};
-use std::io;
-use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
@@ -164,12 +162,7 @@ impl Ledger {
             .write(true)
             .open(&path)
             .with_context(|| format!("open {}", path.display()))?;
-        // SAFETY: flock only reads the descriptor, which `file` keeps open.
-        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        if r != 0 {
-            return Err(io::Error::last_os_error())
-                .with_context(|| format!("lock {}", path.display()));
-        }
+        crate::sys::lock_exclusive(&file).with_context(|| format!("lock {}", path.display()))?;
         Ok(Self { _file: file })
     }
 }

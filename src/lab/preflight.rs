@@ -8,9 +8,7 @@
 //! netlink requests (the ruleset's generation id, the conntrack statistics). The kernel may load
 //! the nf_tables and nf_conntrack_netlink modules to answer them, as the first `lab up` would.
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -242,8 +240,7 @@ fn parse_cap_eff(status: &str) -> Option<u64> {
 }
 
 fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    crate::sys::euid()
 }
 
 fn errno(e: &io::Error) -> i32 {
@@ -259,14 +256,7 @@ fn writable_dir(dir: &Path) -> Result<(), i32> {
 /// Whether this process may write `path`, by its effective ids and capabilities; a read-only
 /// mount answers EROFS even to root. Nothing is written.
 fn writable(path: &Path) -> Result<(), i32> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
-    // SAFETY: a NUL-terminated path that outlives the call; faccessat only reads it.
-    let rc = unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(errno(&io::Error::last_os_error()))
-    }
+    crate::sys::may_write(path).map_err(|e| errno(&e))
 }
 
 /// Sends one read-only request to an nfnetlink subsystem in the calling thread's namespace and

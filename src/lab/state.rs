@@ -74,11 +74,7 @@ impl Process {
         if !self.is_alive() {
             return false;
         }
-        let Ok(pid) = i32::try_from(self.pid) else {
-            return false;
-        };
-        // SAFETY: kill has no memory-safety preconditions; the pid was checked just above.
-        unsafe { libc::kill(pid, signal) == 0 }
+        crate::sys::kill(self.pid, signal)
     }
 }
 

@@ -389,7 +389,7 @@ impl Workload {
                     let _ = tokio::time::timeout(Duration::from_secs(1), stderr).await;
                 }
                 for _ in 0..100 {
-                    if exited(pid) {
+                    if crate::sys::child_exited(pid) {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -701,24 +701,6 @@ impl Workload {
     }
 }
 
-/// True once child `pid` has exited (its status is waiting to be collected) or is gone; it is
-/// not reaped here.
-fn exited(pid: u32) -> bool {
-    // SAFETY: siginfo_t is plain data, and waitid only writes into it.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: WNOWAIT leaves the child to be reaped by its `Child`; WNOHANG never blocks.
-    let r = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid,
-            &mut info,
-            libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
-        )
-    };
-    // SAFETY: waitid succeeded, so si_pid is set (0 when the child has not exited).
-    r != 0 || unsafe { info.si_pid() } != 0
-}
-
 /// Connections the clients aim at a server (every address of its host, its port).
 fn expected_at_server(plan: &Plan, server: usize) -> u64 {
     let s = &plan.servers[server];
@@ -806,15 +788,7 @@ fn peak_rate(series: &[Sample]) -> u64 {
 
 /// The open-files hard limit agents will raise their soft limit to.
 pub fn open_files_limit() -> Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("read the open-files limit");
-    }
-    Ok(lim.rlim_max)
+    crate::sys::open_files_hard_limit().context("read the open-files limit")
 }
 
 #[cfg(test)]
