@@ -1,6 +1,7 @@
 //! `lab run FILE`: the engine runs the lab (`workload::session`); this renders what it says
 //! and found, writes `--out`, and turns the outcome into the exit code.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -81,7 +82,7 @@ pub fn run(args: Args) -> Result<()> {
         out!("{}", nat_report::render_prediction(&prepared.prediction));
     }
     let file = absolute(&args.file);
-    let mut live = Live::new(super::log::quiet());
+    let mut live = Live::new(super::log::quiet(), std::io::stderr().is_terminal());
     let ran = runtime()?.block_on(prepared.run(Some(&file), &opts, |s| {
         if let Some(text) = live.update(s) {
             use std::io::Write as _;

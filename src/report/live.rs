@@ -3,7 +3,6 @@
 //! terminals with `NO_COLOR` set or `TERM=dumb`, where no escape sequence is written).
 
 use std::fmt::Write as _;
-use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
 use super::count;
@@ -21,9 +20,11 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn new(quiet: bool) -> Self {
+    /// `terminal`: whether the text goes to a terminal (bars are redrawn there, when
+    /// [`ansi_allowed`](super::ansi_allowed)).
+    pub fn new(quiet: bool, terminal: bool) -> Self {
         Self {
-            tty: super::ansi_allowed(std::io::stderr().is_terminal()),
+            tty: super::ansi_allowed(terminal),
             drawn: 0,
             last_line: None,
             last_total: (0, Instant::now()),
