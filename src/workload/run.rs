@@ -203,7 +203,9 @@ impl Workload {
     /// Starts every server of the plan and waits until each listens.
     pub async fn start_servers(lab: &mut Lab, signals: &mut Signals) -> Result<Self> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let max_open_files = open_files_limit()?;
+        // What each agent raises its soft limit to, and so how many sockets it may hold.
+        let max_open_files =
+            crate::sys::open_files_hard_limit().context("read the open-files limit")?;
         let per_process = max_open_files.saturating_sub(FD_RESERVE).max(1);
         let plan = lab.plan.clone();
         let mut w = Self {
@@ -784,11 +786,6 @@ fn peak_rate(series: &[Sample]) -> u64 {
         })
         .max()
         .unwrap_or_else(|| series.last().map_or(0, |s| s.total))
-}
-
-/// The open-files hard limit agents will raise their soft limit to.
-pub fn open_files_limit() -> Result<u64> {
-    crate::sys::open_files_hard_limit().context("read the open-files limit")
 }
 
 #[cfg(test)]
