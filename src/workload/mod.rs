@@ -7,4 +7,5 @@ pub mod protocol;
 pub mod run;
 pub mod server;
 pub mod session;
+mod share;
 pub mod sys;
