@@ -208,7 +208,7 @@ impl Workload {
         let max_open_files =
             crate::sys::open_files_hard_limit().context("read the open-files limit")?;
         let per_process = max_open_files.saturating_sub(FD_RESERVE).max(1);
-        let plan = lab.plan.clone();
+        let plan = &lab.plan;
         let mut w = Self {
             agents: Vec::new(),
             rx,
@@ -222,7 +222,7 @@ impl Workload {
         for (si, server) in plan.servers.iter().enumerate() {
             // `lab up` gave the host queues as long as this backlog (the Plan's sysctls).
             let host = plan.host(server.host);
-            let expected = expected_at_server(&plan, si);
+            let expected = expected_at_server(plan, si);
             let processes = ((expected as f64 * SERVER_HEADROOM) / per_process as f64)
                 .ceil()
                 .max(1.0) as u64;
@@ -242,7 +242,6 @@ impl Workload {
         Ok(w)
     }
 
-    /// Starts every client of the plan.
     /// Starts every client of the plan; `prediction` (of the same plan) says which containers
     /// share a NAT path, whose port walks are spaced apart.
     pub async fn start_clients(
@@ -251,9 +250,9 @@ impl Workload {
         opts: &RunOptions,
         prediction: &[HostPrediction],
     ) -> Result<()> {
-        let plan = lab.plan.clone();
+        let plan = &lab.plan;
         let per_process = self.max_open_files.saturating_sub(FD_RESERVE).max(1);
-        let starts = walk_starts(&plan, prediction);
+        let starts = walk_starts(plan, prediction);
         let mut batch = Vec::new();
         for (gi, group) in plan.clients.iter().enumerate() {
             for (i, &cid) in group.containers.iter().enumerate() {
