@@ -15,7 +15,7 @@ use super::events::{Notice, emit};
 use super::limits::{self, Ledger, Need, Restore};
 use super::netlink::remove_netns;
 use super::plan::Plan;
-use super::state::{LabState, Phase, Process, Record, remove_dir};
+use super::state::{LabState, Phase, Process, Record, raises_held_by_others, remove_dir};
 use crate::error::{Fail, invalid};
 
 /// SIGINT and SIGTERM, caught from before the first object is created so that an interrupted
@@ -155,9 +155,9 @@ pub async fn up(
 /// Raises each global limit the run needs, recording it first (see [`limits`](super::limits)).
 fn raise_limits(record: &mut Record, raises: &[Need]) -> Result<()> {
     for need in raises {
-        let _ledger = Ledger::lock()?;
+        let _ledger = Ledger::lock(&super::state::run_dir())?;
         let current = need.limit.read()?;
-        let others = limits::others_holding(need.limit, &record.state.lab);
+        let others = raises_held_by_others(need.limit, &record.state.lab);
         let plan = limits::plan_raise(need.limit, need.needed, current, &others);
         record.add_raise(plan.raised)?;
         limits::apply(&plan)?;
@@ -184,13 +184,14 @@ fn restore_limits(record: &Record) -> Vec<String> {
     if record.state.raised.is_empty() {
         return Vec::new();
     }
-    let _ledger = match Ledger::lock() {
+    let _ledger = match Ledger::lock(&super::state::run_dir()) {
         Ok(l) => l,
         Err(e) => return vec![format!("{e:#}")],
     };
     let mut problems = Vec::new();
     for r in &record.state.raised {
-        match limits::restore(r, &record.state.lab) {
+        let others = raises_held_by_others(r.limit, &record.state.lab);
+        match limits::restore(r, &others) {
             Ok(Restore::Write(v)) => emit(Notice::Restored {
                 limit: r.limit,
                 lab: record.state.lab.clone(),

@@ -152,9 +152,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn lock() -> Result<Self> {
-        let root = super::state::run_dir();
-        fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
+    /// Takes the lock in the records' directory `root`.
+    pub fn lock(root: &std::path::Path) -> Result<Self> {
+        fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
         let path = root.join(".global-limits.lock");
         let file = File::options()
             .create(true)
@@ -167,20 +167,6 @@ impl Ledger {
     }
 }
 
-/// Holds on `limit` recorded by labs other than `me`. A dead lab's record counts too: its raise
-/// is in effect until its teardown (`lab down`, `lab clean`) restores it.
-pub fn others_holding(limit: GlobalLimit, me: &str) -> Vec<Raised> {
-    use super::state::Record;
-    Record::list()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|lab| lab != me)
-        .filter_map(|lab| Record::open(&lab).ok())
-        .flat_map(|r| r.state.raised)
-        .filter(|r| r.limit == limit)
-        .collect()
-}
-
 /// Writes a planned raise. The caller has recorded `plan.raised` already.
 pub fn apply(plan: &RaisePlan) -> Result<()> {
     match plan.write {
@@ -189,11 +175,11 @@ pub fn apply(plan: &RaisePlan) -> Result<()> {
     }
 }
 
-/// Restores one recorded raise as its lab goes; returns what happened, for the caller to say.
-pub fn restore(mine: &Raised, me: &str) -> Result<Restore> {
+/// Restores one recorded raise as its lab goes, given the raises other labs still hold on the
+/// same limit; returns what happened, for the caller to say.
+pub fn restore(mine: &Raised, others: &[Raised]) -> Result<Restore> {
     let current = mine.limit.read()?;
-    let others = others_holding(mine.limit, me);
-    let decision = plan_restore(mine, current, &others);
+    let decision = plan_restore(mine, current, others);
     if let Restore::Write(v) = decision {
         mine.limit.write(v)?;
     }

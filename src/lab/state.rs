@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::limits::Raised;
+use super::limits::{GlobalLimit, Raised};
 use super::plan::{NetnsName, Plan};
 use crate::error::invalid;
 
@@ -313,6 +313,19 @@ pub fn remove_dir(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("remove {}", dir.display())),
     }
+}
+
+/// Holds on `limit` recorded by labs other than `me`. A dead lab's record counts too: its raise
+/// is in effect until its teardown (`lab down`, `lab clean`) restores it.
+pub fn raises_held_by_others(limit: GlobalLimit, me: &str) -> Vec<Raised> {
+    Record::list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|lab| lab != me)
+        .filter_map(|lab| Record::open(&lab).ok())
+        .flat_map(|r| r.state.raised)
+        .filter(|r| r.limit == limit)
+        .collect()
 }
 
 #[cfg(test)]
