@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::{read_lab, rejection_summary};
-use crate::lab::preflight::Capacity;
+use crate::lab::capacity::Capacity;
 use crate::nat::paths::predict_lab;
 use crate::report::{nat, topology};
 

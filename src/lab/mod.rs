@@ -10,6 +10,7 @@ pub use diag::{Diagnostic, Source};
 pub use plan::Plan;
 pub use validate::{LoadOptions, Loaded, load};
 pub mod build;
+pub mod capacity;
 pub mod events;
 pub mod fault;
 pub mod lifecycle;

@@ -46,7 +46,7 @@ pub fn count(n: u64) -> String {
 }
 
 /// What the workload will ask of the machine, in one paragraph.
-pub fn capacity(c: &crate::lab::preflight::Capacity) -> String {
+pub fn capacity(c: &crate::lab::capacity::Capacity) -> String {
     if c.connections == 0 {
         return String::new();
     }

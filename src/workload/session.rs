@@ -41,7 +41,7 @@ pub struct Ran {
 /// Checks that this machine can run labs and can hold this one, and predicts its NAT.
 pub fn prepare(plan: Plan) -> Result<Prepared> {
     preflight::check_machine()?;
-    let raises = preflight::check_capacity(&plan)?.raises();
+    let raises = crate::lab::capacity::check_capacity(&plan)?.raises();
     let prediction = predict_lab(&plan);
     Ok(Prepared {
         plan,

@@ -1,0 +1,349 @@
+//! Can this machine hold this lab? The estimate of what a plan's workload asks of the machine
+//! (open files, kernel memory, conntrack entries per namespace) against what the machine has,
+//! and what that means: fits, fits once a global limit the file allows is raised, or refused
+//! (exit 3) with the numbers and what to do.
+
+use std::io;
+
+use anyhow::Result;
+
+use super::limits::{GlobalLimit, Need};
+use crate::error::unsupported;
+
+/// Kernel memory per connection with both ends and a NAT entry on this machine: 7.0 GiB for
+/// 1,000,000 connections, measured here (kernel.md section 6).
+pub const KERNEL_BYTES_PER_CONNECTION: u64 = 7_400;
+
+/// What a lab's workload will ask of the machine, against what the machine has.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Capacity {
+    pub connections: u64,
+    /// Two per connection (both ends run here), plus a few per agent.
+    pub open_files: u64,
+    pub open_files_free: Option<u64>,
+    pub kernel_bytes: u64,
+    pub memory_available: Option<u64>,
+    /// The most conntrack entries one namespace will hold, and the limit each namespace has.
+    pub conntrack_per_namespace: u64,
+    pub conntrack_max: Option<u64>,
+    /// Global limits the workload needs higher than the machine has them: `lab run` raises
+    /// those the lab file allows and refuses the lab for the others.
+    pub needs: Vec<Need>,
+}
+
+/// The machine's global limits, as read.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub file_max: Option<u64>,
+    pub files_in_use: Option<u64>,
+    pub memory_available: Option<u64>,
+    pub conntrack_max: Option<u64>,
+    /// Global limits this process may not change, with the errno: in a network namespace
+    /// other than the host's (a container), nf_conntrack_max is read-only even to root.
+    pub unchangeable: Vec<(GlobalLimit, i32)>,
+}
+
+impl Limits {
+    /// Reads them (no root needed).
+    pub fn read() -> Self {
+        Self {
+            file_max: GlobalLimit::FileMax.read().ok(),
+            files_in_use: read_numbers("/proc/sys/fs/file-nr").first().copied(),
+            memory_available: mem_available(),
+            conntrack_max: GlobalLimit::ConntrackMax.read().ok(),
+            unchangeable: GlobalLimit::ALL
+                .into_iter()
+                .filter_map(|l| {
+                    crate::sys::may_write(&l.path())
+                        .err()
+                        .map(|e| (l, e.raw_os_error().unwrap_or(libc::EIO)))
+                })
+                .collect(),
+        }
+    }
+
+    fn blocked(&self, limit: GlobalLimit) -> Option<String> {
+        let &(_, e) = self.unchangeable.iter().find(|(l, _)| *l == limit)?;
+        let why = io::Error::from_raw_os_error(e);
+        Some(match (limit, e) {
+            (GlobalLimit::ConntrackMax, libc::EACCES | libc::EPERM) => format!(
+                "{limit} cannot be changed here ({why}): only the host's initial network \
+                 namespace can change it, and lab runs in another one (a container?)"
+            ),
+            _ if e == libc::EROFS => {
+                format!("{limit} cannot be changed here ({why}: /proc/sys is mounted read-only)")
+            }
+            _ => format!("{limit} cannot be changed by this process ({why})"),
+        })
+    }
+}
+
+impl Capacity {
+    /// Estimates from the plan against this machine's limits.
+    pub fn of(plan: &super::Plan) -> Self {
+        Self::estimate(plan, &Limits::read())
+    }
+
+    /// Pure: the estimate of `plan` against `limits`.
+    pub fn estimate(plan: &super::Plan, limits: &Limits) -> Self {
+        let mut per_host = vec![0u64; plan.hosts.len()];
+        let mut connections = 0u64;
+        for g in &plan.clients {
+            for &cid in &g.containers {
+                let n = u64::from(g.connections.get());
+                connections += n;
+                per_host[plan.container(cid).host.0] += n;
+            }
+        }
+        let open_files = 2 * connections + 64 * plan.containers.len() as u64;
+        let conntrack_per_namespace = per_host.into_iter().max().unwrap_or(0);
+        let allowed = |l: GlobalLimit| plan.may_raise.contains(&l);
+        let mut needs = Vec::new();
+        if let (Some(max), Some(used)) = (limits.file_max, limits.files_in_use)
+            && open_files > max.saturating_sub(used)
+        {
+            // Room for the machine's other processes too.
+            let needed = used + open_files + (open_files / 10).max(65_536);
+            needs.push(Need {
+                limit: GlobalLimit::FileMax,
+                current: max,
+                needed,
+                allowed: allowed(GlobalLimit::FileMax),
+                blocked: limits.blocked(GlobalLimit::FileMax),
+            });
+        }
+        if let Some(max) = limits.conntrack_max
+            && conntrack_per_namespace > max
+        {
+            // Entries of connects that failed or are still closing count too.
+            let needed =
+                (conntrack_per_namespace + conntrack_per_namespace / 8).next_multiple_of(1024);
+            needs.push(Need {
+                limit: GlobalLimit::ConntrackMax,
+                current: max,
+                needed,
+                allowed: allowed(GlobalLimit::ConntrackMax),
+                blocked: limits.blocked(GlobalLimit::ConntrackMax),
+            });
+        }
+        Self {
+            connections,
+            open_files,
+            open_files_free: limits
+                .file_max
+                .zip(limits.files_in_use)
+                .map(|(max, used)| max.saturating_sub(used)),
+            kernel_bytes: connections * KERNEL_BYTES_PER_CONNECTION,
+            memory_available: limits.memory_available,
+            conntrack_per_namespace,
+            conntrack_max: limits.conntrack_max,
+            needs,
+        }
+    }
+
+    /// Problems that would make the run fail for the machine's sake rather than the lab's
+    /// lesson: each names the limit, the numbers and what to do.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for need in &self.needs {
+            let key = need.limit.key();
+            let allow = match (&need.blocked, need.allowed) {
+                (None, true) => continue,
+                (None, false) => format!(
+                    "let lab raise it for the run by adding `[machine]` `raise = [\"{key}\"]` to \
+                     the lab file (restored at teardown)"
+                ),
+                (Some(why), _) => format!(
+                    "{why}; raise it where it can be changed (`sysctl -w {key}={}` on the host)",
+                    need.needed
+                ),
+            };
+            out.push(match need.limit {
+                GlobalLimit::FileMax => format!(
+                    "the workload needs about {} open files (two per connection: both ends run on \
+                     this machine) but {key} = {} leaves {} free; {allow}, or make the lab smaller",
+                    self.open_files,
+                    need.current,
+                    self.open_files_free.unwrap_or(0)
+                ),
+                GlobalLimit::ConntrackMax => format!(
+                    "one host will need {} conntrack entries, more than {key} = {} allows a \
+                     namespace (new connections beyond it would be dropped); {allow}, or spread \
+                     the containers over more hosts (each namespace has its own count against the \
+                     one limit)",
+                    self.conntrack_per_namespace, need.current
+                ),
+            });
+        }
+        if let Some(avail) = self.memory_available
+            && self.kernel_bytes > avail / 10 * 9
+        {
+            out.push(format!(
+                "the connections need about {} MiB of kernel memory (about {} bytes each, both ends \
+                 and the NAT entry) but only {} MiB are available; make the lab smaller",
+                self.kernel_bytes >> 20,
+                KERNEL_BYTES_PER_CONNECTION,
+                avail >> 20
+            ));
+        }
+        out
+    }
+
+    /// The raises `lab run` will make, because the lab file allows them and they can be made.
+    pub fn raises(&self) -> Vec<Need> {
+        self.needs
+            .iter()
+            .filter(|n| n.allowed && n.blocked.is_none())
+            .cloned()
+            .collect()
+    }
+}
+
+/// Refuses (exit 3) a lab the machine cannot hold, before anything is built; returns the
+/// estimate, whose [`Capacity::raises`] the run must make.
+pub fn check_capacity(plan: &super::Plan) -> Result<Capacity> {
+    let cap = Capacity::of(plan);
+    let problems = cap.problems();
+    if problems.is_empty() {
+        Ok(cap)
+    } else {
+        Err(unsupported(format!(
+            "this machine cannot hold lab {}: {}",
+            plan.name,
+            problems.join("; ")
+        )))
+    }
+}
+
+fn read_numbers(path: &str) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
+
+fn mem_available() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MILLION: &str = include_str!("../../labs/million.toml");
+
+    /// This machine kind: 2.47M files of which 10k in use, 23 GiB available, 262,144 conntrack.
+    fn here() -> Limits {
+        Limits {
+            file_max: Some(2_466_000),
+            files_in_use: Some(10_000),
+            memory_available: Some(23 << 30),
+            conntrack_max: Some(262_144),
+            unchangeable: Vec::new(),
+        }
+    }
+
+    /// The million lab with `per` connections per container, `[machine]` as given.
+    fn million(per: u32, machine: &str) -> super::super::Plan {
+        let text = MILLION
+            .replace("connections = 20000", &format!("connections = {per}"))
+            .replace("[machine]\nraise = [\"fs.file-max\"]\n", machine);
+        let source = super::super::Source::new("million.toml", text);
+        match super::super::load(&source, &super::super::LoadOptions::default()) {
+            Ok(l) => l.plan,
+            Err(d) => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn a_million_fits_this_machine() {
+        let c = Capacity::estimate(&million(20_000, ""), &here());
+        assert_eq!(c.connections, 1_000_000);
+        assert_eq!(c.conntrack_per_namespace, 200_000);
+        assert!(c.needs.is_empty(), "{:?}", c.needs);
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+    }
+
+    #[test]
+    fn too_many_files_are_refused_unless_the_lab_allows_raising_file_max() {
+        // 1.5M connections: 3M files plus 64 per container, more than the 2.456M free.
+        let mut limits = here();
+        limits.conntrack_max = Some(1 << 20);
+        let c = Capacity::estimate(&million(30_000, ""), &limits);
+        let p = c.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("fs.file-max = 2466000") && p[0].contains("3003200"),
+            "{p:?}"
+        );
+        assert!(p[0].contains("raise = [\"fs.file-max\"]"), "{p:?}");
+        assert!(c.raises().is_empty());
+
+        let allowed = "[machine]\nraise = [\"fs.file-max\"]\n";
+        let c = Capacity::estimate(&million(30_000, allowed), &limits);
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        let r = c.raises();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].limit, GlobalLimit::FileMax);
+        assert_eq!(r[0].current, 2_466_000);
+        // In use + needed + a tenth for the rest of the machine.
+        assert_eq!(r[0].needed, 10_000 + 3_003_200 + 300_320);
+    }
+
+    #[test]
+    fn a_crowded_host_needs_nf_conntrack_max_raised() {
+        let mut limits = here();
+        limits.conntrack_max = Some(150_000);
+        let c = Capacity::estimate(&million(20_000, ""), &limits);
+        let p = c.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("200000 conntrack entries")
+                && p[0].contains("nf_conntrack_max = 150000")
+                && p[0].contains("spread the containers over more hosts"),
+            "{p:?}"
+        );
+        let allowed = "[machine]\nraise = [\"net.netfilter.nf_conntrack_max\"]\n";
+        let c = Capacity::estimate(&million(20_000, allowed), &limits);
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        assert_eq!(
+            c.raises(),
+            vec![Need {
+                limit: GlobalLimit::ConntrackMax,
+                current: 150_000,
+                needed: 225_280, // 200,000 + 1/8, in whole KiB
+                allowed: true,
+                blocked: None,
+            }]
+        );
+        // In a container's own network namespace the limit is read-only even to root.
+        limits.unchangeable = vec![(GlobalLimit::ConntrackMax, libc::EACCES)];
+        let c = Capacity::estimate(&million(20_000, allowed), &limits);
+        assert!(c.raises().is_empty());
+        let p = c.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("only the host's initial network namespace can change it")
+                && p[0].contains("`sysctl -w net.netfilter.nf_conntrack_max=225280` on the host"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn too_little_memory_is_refused_and_cannot_be_allowed() {
+        let mut limits = here();
+        limits.memory_available = Some(4 << 30);
+        let p = Capacity::estimate(&million(20_000, ""), &limits).problems();
+        assert_eq!(p.len(), 1);
+        assert!(p[0].contains("kernel memory"), "{p:?}");
+    }
+}
