@@ -31,9 +31,10 @@ pub struct Capacity {
     pub needs: Vec<Need>,
 }
 
-/// The machine's global limits, as read.
+/// What the machine has: its global limits (files, conntrack entries), the files in use and
+/// the memory available, as read.
 #[derive(Debug, Clone, Default)]
-pub struct Limits {
+pub struct Resources {
     pub file_max: Option<u64>,
     pub files_in_use: Option<u64>,
     pub memory_available: Option<u64>,
@@ -43,7 +44,7 @@ pub struct Limits {
     pub unchangeable: Vec<(GlobalLimit, i32)>,
 }
 
-impl Limits {
+impl Resources {
     /// Reads them (no root needed).
     pub fn read() -> Self {
         Self {
@@ -81,11 +82,11 @@ impl Limits {
 impl Capacity {
     /// Estimates from the plan against this machine's limits.
     pub fn of(plan: &super::Plan) -> Self {
-        Self::estimate(plan, &Limits::read())
+        Self::estimate(plan, &Resources::read())
     }
 
     /// Pure: the estimate of `plan` against `limits`.
-    pub fn estimate(plan: &super::Plan, limits: &Limits) -> Self {
+    pub fn estimate(plan: &super::Plan, limits: &Resources) -> Self {
         let mut per_host = vec![0u64; plan.hosts.len()];
         let mut connections = 0u64;
         for g in &plan.clients {
@@ -242,8 +243,8 @@ mod tests {
     const MILLION: &str = include_str!("../../labs/million.toml");
 
     /// This machine kind: 2.47M files of which 10k in use, 23 GiB available, 262,144 conntrack.
-    fn here() -> Limits {
-        Limits {
+    fn here() -> Resources {
+        Resources {
             file_max: Some(2_466_000),
             files_in_use: Some(10_000),
             memory_available: Some(23 << 30),
