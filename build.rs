@@ -41,4 +41,8 @@ fn main() {
         return;
     }
     println!("cargo:rustc-link-search=native={}", dir.display());
+    // The archive's own dependency: libnftnl.so would name libmnl itself, the archive cannot.
+    if let Err(e) = pkg_config::probe_library("libmnl") {
+        println!("cargo:warning=libnftnl.a needs libmnl, which pkg-config cannot find: {e}");
+    }
 }

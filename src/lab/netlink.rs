@@ -312,30 +312,3 @@ fn kernel_feature(err: anyhow::Error, kind: &str, config: &str) -> anyhow::Error
         _ => err,
     }
 }
-
-/// SO_RCVTIMEO on a netlink socket, so that a kernel that never answers (a missing subsystem)
-/// cannot hang a read.
-pub fn set_recv_timeout(
-    sock: &rtnetlink::sys::Socket,
-    timeout: std::time::Duration,
-) -> std::io::Result<()> {
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-    };
-    // SAFETY: a valid socket fd and a pointer to a timeval of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const tv).cast(),
-            size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}

@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
-use rtnetlink::sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 use super::netlink::NETNS_DIR;
 use super::state::run_dir;
 use crate::error::unsupported;
+use crate::nat::nfnl;
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
@@ -25,15 +25,6 @@ const CAP_SYS_ADMIN: u32 = 21;
 /// A sysctl `lab` writes in every forwarding host's namespace: if it is writable, so is the rest
 /// of /proc/sys/net (a read-only /proc/sys is one mount).
 pub const PROC_SYS_NET_PROBE: &str = "/proc/sys/net/ipv4/ip_forward";
-
-// nfnetlink subsystems and messages (include/uapi/linux/netfilter/nfnetlink.h, nf_tables.h,
-// nfnetlink_conntrack.h).
-const NFNL_SUBSYS_CTNETLINK: u8 = 1;
-const NFNL_SUBSYS_NFTABLES: u8 = 10;
-/// `NFT_MSG_GETGEN`: the ruleset's generation id. `nft` sends it before every command.
-const NFT_MSG_GETGEN: u8 = 16;
-/// `IPCTNL_MSG_CT_GET_STATS`: the namespace's entry count and the table's limit.
-const IPCTNL_MSG_CT_GET_STATS: u8 = 5;
 
 /// The kernel answers a probe at once; silence this long means it never will.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -105,8 +96,8 @@ impl Machine {
             run_dir_from_env: std::env::var_os("LAB_RUN_DIR").is_some(),
             netns_dir_writable: writable_dir(Path::new(NETNS_DIR)),
             proc_sys_net_writable: writable(Path::new(PROC_SYS_NET_PROBE)),
-            nf_tables: nfnetlink_probe(NFNL_SUBSYS_NFTABLES, NFT_MSG_GETGEN),
-            conntrack: nfnetlink_probe(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET_STATS),
+            nf_tables: nfnetlink_probe(|s| s.nft_generation()),
+            conntrack: nfnetlink_probe(|s| s.ct_stats(&mut |_| Ok(()))),
         }
     }
 
@@ -259,86 +250,12 @@ fn writable(path: &Path) -> Result<(), i32> {
 }
 
 /// Sends one read-only request to an nfnetlink subsystem in the calling thread's namespace and
-/// waits for its answer: any reply from the subsystem (or a plain ACK) means it is there; an
-/// error reply gives the kernel's errno (EINVAL: no such subsystem, even after trying to load
-/// its module; EPERM: no CAP_NET_ADMIN).
-fn nfnetlink_probe(subsys: u8, msg: u8) -> Result<(), i32> {
-    const SEQ: u32 = 1;
-    let io_err = |e: io::Error| errno(&e);
-    let mut sock = Socket::new(NETLINK_NETFILTER).map_err(io_err)?;
-    sock.bind_auto().map_err(io_err)?;
-    sock.connect(&SocketAddr::new(0, 0)).map_err(io_err)?;
-    super::netlink::set_recv_timeout(&sock, PROBE_TIMEOUT).map_err(|e| errno(&e))?;
-    let request = probe_request(subsys, msg, SEQ);
-    sock.send(&request, 0).map_err(io_err)?;
-    let mut buf = vec![0u8; 16 << 10];
-    // A handful of datagrams at most: the reply and the ACK.
-    for _ in 0..8 {
-        let n = loop {
-            match sock.recv(&mut &mut buf[..], 0) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other.map_err(io_err)?,
-            }
-        };
-        if let Some(answer) = classify_reply(&buf[..n.min(buf.len())], SEQ, subsys) {
-            return answer;
-        }
-    }
-    Err(libc::EPROTO)
-}
-
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-
-/// `struct nlmsghdr` + `struct nfgenmsg` (AF_UNSPEC, NFNETLINK_V0, res_id 0), asking for an ACK
-/// so that every answer ends unambiguously.
-fn probe_request(subsys: u8, msg: u8, seq: u32) -> [u8; NLMSG_HDRLEN + 4] {
-    let mut b = [0u8; NLMSG_HDRLEN + 4];
-    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
-    let len = b.len() as u32;
-    b[0..4].copy_from_slice(&len.to_ne_bytes());
-    b[4..6].copy_from_slice(&(u16::from(subsys) << 8 | u16::from(msg)).to_ne_bytes());
-    b[6..8].copy_from_slice(&flags.to_ne_bytes());
-    b[8..12].copy_from_slice(&seq.to_ne_bytes());
-    // pid 0 (the kernel), then nfgenmsg: family 0, version 0, res_id 0.
-    b
-}
-
-/// Reads the netlink messages of one datagram: `Some(Ok)` for a reply from `subsys` or an ACK,
-/// `Some(Err(errno))` for an error reply, `None` when nothing in it answers request `seq`.
-fn classify_reply(buf: &[u8], seq: u32, subsys: u8) -> Option<Result<(), i32>> {
-    let mut rest = buf;
-    while rest.len() >= NLMSG_HDRLEN {
-        let word =
-            |at: usize| u32::from_ne_bytes([rest[at], rest[at + 1], rest[at + 2], rest[at + 3]]);
-        let len = word(0) as usize;
-        let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-        if len < NLMSG_HDRLEN || len > rest.len() {
-            return Some(Err(libc::EPROTO));
-        }
-        if word(8) == seq {
-            match kind {
-                NLMSG_ERROR => {
-                    let code = rest
-                        .get(NLMSG_HDRLEN..NLMSG_HDRLEN + 4)
-                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-                    return Some(match code {
-                        Some(0) => Ok(()),
-                        Some(c) if c < 0 => Err(-c),
-                        _ => Err(libc::EPROTO),
-                    });
-                }
-                NLMSG_DONE => return Some(Ok(())),
-                k if (k >> 8) as u8 == subsys => return Some(Ok(())),
-                _ => {}
-            }
-        }
-        // Messages are aligned to 4 bytes.
-        let next = (len + 3) & !3;
-        rest = rest.get(next..).unwrap_or_default();
-    }
-    None
+/// waits for its answer: the reply and the ACK mean it is there; an error reply gives the
+/// kernel's errno (EINVAL: no such subsystem, even after trying to load its module; EPERM: no
+/// CAP_NET_ADMIN).
+fn nfnetlink_probe(probe: impl FnOnce(&mut nfnl::Socket) -> nfnl::Result<()>) -> Result<(), i32> {
+    let mut sock = nfnl::Socket::open(PROBE_TIMEOUT).map_err(|e| e.errno())?;
+    probe(&mut sock).map_err(|e| e.errno())
 }
 
 #[cfg(test)]
@@ -502,64 +419,6 @@ mod tests {
         assert_eq!(parse_cap_eff(status), Some(0x1ff_ffff_ffff));
         assert_eq!(parse_cap_eff("Name:\tlab\n"), None);
         assert_eq!(parse_cap_eff("CapEff:\tzz\n"), None);
-    }
-
-    fn message(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
-        let len = NLMSG_HDRLEN + payload.len();
-        let mut b = Vec::new();
-        b.extend_from_slice(&(len as u32).to_ne_bytes());
-        b.extend_from_slice(&kind.to_ne_bytes());
-        b.extend_from_slice(&0u16.to_ne_bytes());
-        b.extend_from_slice(&seq.to_ne_bytes());
-        b.extend_from_slice(&0u32.to_ne_bytes());
-        b.extend_from_slice(payload);
-        b.resize((b.len() + 3) & !3, 0);
-        b
-    }
-
-    #[test]
-    fn the_probe_request_is_a_bare_nfnetlink_header() {
-        let r = probe_request(NFNL_SUBSYS_NFTABLES, NFT_MSG_GETGEN, 7);
-        assert_eq!(u32::from_ne_bytes([r[0], r[1], r[2], r[3]]), 20);
-        assert_eq!(u16::from_ne_bytes([r[4], r[5]]), 0x0a10);
-        assert_eq!(u16::from_ne_bytes([r[6], r[7]]), 0x0005);
-        assert_eq!(u32::from_ne_bytes([r[8], r[9], r[10], r[11]]), 7);
-        assert_eq!(&r[12..], &[0; 8]);
-    }
-
-    #[test]
-    fn replies_are_classified() {
-        let newgen = message(0x0a0f, 1, &[0, 0, 0, 0, 0, 0, 0, 0]);
-        let ack = message(NLMSG_ERROR, 1, &[0; 20]);
-        let einval = message(NLMSG_ERROR, 1, &(-libc::EINVAL).to_ne_bytes());
-        let other_seq = message(NLMSG_ERROR, 9, &(-libc::EPERM).to_ne_bytes());
-        let sub = NFNL_SUBSYS_NFTABLES;
-        assert_eq!(classify_reply(&newgen, 1, sub), Some(Ok(())));
-        assert_eq!(classify_reply(&ack, 1, sub), Some(Ok(())));
-        assert_eq!(classify_reply(&einval, 1, sub), Some(Err(libc::EINVAL)));
-        assert_eq!(classify_reply(&other_seq, 1, sub), None);
-        // The reply of another subsystem answers nothing; an error after it still counts.
-        let ct = message(0x0105, 1, &[0; 4]);
-        assert_eq!(classify_reply(&ct, 1, sub), None);
-        assert_eq!(
-            classify_reply(&[other_seq.clone(), ct, einval].concat(), 1, sub),
-            Some(Err(libc::EINVAL))
-        );
-        // Truncated or nonsensical lengths are a protocol error, never a panic.
-        assert_eq!(
-            classify_reply(&newgen[..18], 1, sub),
-            Some(Err(libc::EPROTO))
-        );
-        let mut zero_len = newgen.clone();
-        zero_len[0..4].copy_from_slice(&0u32.to_ne_bytes());
-        assert_eq!(classify_reply(&zero_len, 1, sub), Some(Err(libc::EPROTO)));
-        assert_eq!(classify_reply(&newgen[..10], 1, sub), None);
-        assert_eq!(classify_reply(&[], 1, sub), None);
-        let short_error = message(NLMSG_ERROR, 1, &[]);
-        assert_eq!(
-            classify_reply(&short_error, 1, sub),
-            Some(Err(libc::EPROTO))
-        );
     }
 
     #[test]
