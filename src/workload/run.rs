@@ -91,6 +91,9 @@ struct Agent {
     stdin: ChildStdin,
     last: Progress,
     ready: bool,
+    /// It has sent its counts at least once: until then its zeros mean "not heard from yet",
+    /// not "nothing happens".
+    reported: bool,
     done: bool,
     /// Set when the agent exited before being told to stop, with why.
     died: Option<String>,
@@ -407,6 +410,7 @@ impl Workload {
             stdin,
             last: Progress::default(),
             ready: false,
+            reported: false,
             done: false,
             died: None,
             stderr_tail: Vec::new(),
@@ -420,9 +424,13 @@ impl Workload {
                 let a = &mut self.agents[i];
                 match ev {
                     Event::Ready { .. } => a.ready = true,
-                    Event::Progress(p) => a.last = p,
+                    Event::Progress(p) => {
+                        a.last = p;
+                        a.reported = true;
+                    }
                     Event::Done(p) => {
                         a.last = p;
+                        a.reported = true;
                         a.done = true;
                     }
                     Event::Fatal { message } => a.died = Some(message),
@@ -513,8 +521,15 @@ impl Workload {
                     // Connects still in flight will end by themselves (established, or timed
                     // out at the connect timeout): quiet counts only mean settled once those
                     // have had their time.
+                    // A client not heard from yet (slow to start on a loaded machine) may hold
+                    // connections the counts do not show: quiet counts say nothing before
+                    // every client has reported once.
                     let quiet = now.duration_since(last_change);
-                    let settled = quiet >= opts.settle
+                    let all_heard = self.agents.iter().all(|a| {
+                        !matches!(a.role, Role::Client { .. }) || a.reported || a.died.is_some()
+                    });
+                    let settled = all_heard
+                        && quiet >= opts.settle
                         && (snap.in_flight == 0 || quiet >= opts.settle + opts.connect_timeout);
                     if settled {
                         break StopReason::Settled;
