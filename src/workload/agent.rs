@@ -3,50 +3,21 @@
 //!
 //! [`main`] reads the spec, arranges to die with its parent, blocks SIGTERM/SIGINT into a
 //! signalfd, enters the namespace, raises the open-files limit and runs the loop.
-//! [`run_server`] and [`run_client`] are the loops themselves: single-threaded raw epoll, in
-//! the calling thread's current namespace, so tests can run them on threads of their own.
+//! [`run_server`] and [`run_client`] run the built-in [`server`] and [`client`] handlers in the
+//! [`event_loop`] (single-threaded raw epoll, in the calling thread's current namespace), so
+//! tests can run them on threads of their own.
 
 use std::io::{self, BufRead as _, Write};
-use std::os::fd::{AsFd as _, BorrowedFd};
+use std::os::fd::AsFd as _;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::protocol::{AgentSpec, Event, Progress};
+use super::event_loop::{self, emit};
+pub use super::event_loop::{Stop, Stopped, Summary};
+use super::protocol::{AgentSpec, Event};
 use super::{client, server, sys};
-
-/// What ends an agent's loop.
-#[derive(Debug, Clone, Copy)]
-pub struct Stop<'a> {
-    /// Readable = stop now, after writing a final Progress: the signalfd of SIGTERM/SIGINT in
-    /// `lab agent`; in tests the read end of a pipe whose write end is dropped or written to.
-    pub signal: BorrowedFd<'a>,
-    /// End of file = the parent died: stop at once, writing nothing more. Data read from it is
-    /// discarded. None when there is nothing to watch (tests; stdin a regular file).
-    pub stdin: Option<BorrowedFd<'a>>,
-}
-
-/// Why a loop ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stopped {
-    /// `Stop::signal` became readable; the final Progress was written.
-    Signal,
-    /// `Stop::stdin` reached end of file.
-    ParentGone,
-}
-
-/// What a loop returns when it stops.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    pub stopped: Stopped,
-    /// The counters at the end (also written as the final Progress on [`Stopped::Signal`]).
-    pub last: Progress,
-    /// Server: bytes read from connections. Client: 0.
-    pub bytes_read: u64,
-    /// Client: ping bytes written. Server: 0.
-    pub bytes_written: u64,
-}
 
 /// Runs `lab agent`: reads one [`AgentSpec`] line from stdin, enters its namespace and runs it,
 /// writing [`Event`] lines on stdout. Returns Ok on SIGTERM/SIGINT (after a final Progress) and
@@ -159,7 +130,7 @@ pub fn run_server(
     out: &mut impl Write,
     stop: Stop<'_>,
 ) -> Result<Summary> {
-    server::run(config, out, stop)
+    event_loop::run(server::Server::new(config)?, out, stop)
 }
 
 /// Opens, holds and pings `config.connections` connections in the current namespace until
@@ -169,157 +140,7 @@ pub fn run_client(
     out: &mut impl Write,
     stop: Stop<'_>,
 ) -> Result<Summary> {
-    client::run(config, out, stop)
-}
-
-/// The Ready event of this process.
-pub(crate) fn ready() -> io::Result<Event> {
-    Ok(Event::Ready {
-        pid: std::process::id(),
-        max_open_files: sys::open_files_limit()?,
-    })
-}
-
-/// Writes one event as one line, in one write, and flushes.
-pub(crate) fn emit(out: &mut impl Write, event: &Event) -> io::Result<()> {
-    let mut line = serde_json::to_vec(event).map_err(io::Error::other)?;
-    line.push(b'\n');
-    out.write_all(&line)?;
-    out.flush()
-}
-
-/// Epoll tokens of the stop descriptors; connection tokens are descriptor numbers (< 2^31).
-pub(crate) const TOKEN_SIGNAL: u64 = u64::MAX;
-pub(crate) const TOKEN_STDIN: u64 = u64::MAX - 1;
-
-/// Watches the stop descriptors in `epoll` (level-triggered). A stdin that epoll cannot watch (a
-/// regular file: EPERM) is left unwatched.
-pub(crate) fn watch_stop(epoll: &sys::Epoll, stop: &Stop<'_>) -> io::Result<()> {
-    epoll.add(stop.signal, sys::IN, TOKEN_SIGNAL)?;
-    if let Some(stdin) = stop.stdin {
-        match epoll.add(stdin, sys::IN, TOKEN_STDIN) {
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
-            other => other?,
-        }
-    }
-    Ok(())
-}
-
-/// Makes every connection reset when it is closed, as the loop returns: a stopping lab frees
-/// millions of sockets in seconds instead of exchanging FINs through the NAT for each and
-/// leaving the clients' ends in TIME_WAIT. Data the peer has received is still read by it
-/// (a reset only discards what is unsent, and pings are tiny and sent at once).
-pub(crate) fn abort_on_close<'a>(fds: impl Iterator<Item = BorrowedFd<'a>>) {
-    for fd in fds {
-        // Best effort: a socket the option cannot be set on just closes normally.
-        let _ = sys::set_abortive_close(fd);
-    }
-}
-
-/// Handles a ready stop token: Some when the loop must end.
-pub(crate) fn stop_event(token: u64, stop: &Stop<'_>, scratch: &mut [u8]) -> Option<Stopped> {
-    match token {
-        TOKEN_SIGNAL => Some(Stopped::Signal),
-        TOKEN_STDIN => {
-            let stdin = stop.stdin?;
-            match sys::read(stdin, scratch) {
-                Ok(0) => Some(Stopped::ParentGone),
-                Ok(_) => None,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
-                Err(_) => Some(Stopped::ParentGone),
-            }
-        }
-        _ => None,
-    }
-}
-
-/// Throttles Progress: at most one every [`Reporter::EVERY`], and only when something changed.
-pub(crate) struct Reporter<'w, W: Write> {
-    out: &'w mut W,
-    last: Option<Instant>,
-    changed: bool,
-}
-
-impl<'w, W: Write> Reporter<'w, W> {
-    pub const EVERY: Duration = Duration::from_millis(100);
-
-    pub fn new(out: &'w mut W) -> Self {
-        Reporter {
-            out,
-            last: None,
-            changed: false,
-        }
-    }
-
-    /// Something the next Progress shows has changed.
-    pub fn changed(&mut self) {
-        self.changed = true;
-    }
-
-    /// How long until a Progress is due; None when nothing changed.
-    pub fn due_in(&self, now: Instant) -> Option<Duration> {
-        if !self.changed {
-            return None;
-        }
-        Some(match self.last {
-            Some(last) => (last + Self::EVERY).saturating_duration_since(now),
-            None => Duration::ZERO,
-        })
-    }
-
-    /// Writes a Progress made by `make` if one is due.
-    pub fn tick(&mut self, now: Instant, make: impl FnOnce() -> Progress) -> io::Result<()> {
-        if self.due_in(now) == Some(Duration::ZERO) {
-            let p = make();
-            self.write(now, &Event::Progress(p))?;
-        }
-        Ok(())
-    }
-
-    /// Writes `event` now (a Done or the final Progress also counts as the latest Progress).
-    pub fn write(&mut self, now: Instant, event: &Event) -> io::Result<()> {
-        emit(self.out, event)?;
-        if matches!(event, Event::Progress(_) | Event::Done(_)) {
-            self.last = Some(now);
-            self.changed = false;
-        }
-        Ok(())
-    }
-}
-
-/// How often the memory a Progress reports is read again.
-const MEMORY_EVERY: Duration = Duration::from_secs(1);
-
-/// Resident and proportional memory (RSS, PSS) for a Progress, read at most once per
-/// [`MEMORY_EVERY`] per loop; 0 where /proc cannot be read. Reading PSS walks the process's page
-/// tables (smaps_rollup): at every 100 ms report of 150 agents it took about 2% of both cores
-/// during a million-connection ramp (a `perf` profile), for figures that change slowly.
-pub(crate) fn memory() -> (u64, u64) {
-    thread_local! {
-        static LAST: std::cell::Cell<Option<(Instant, u64, u64)>> = const { std::cell::Cell::new(None) };
-    }
-    let now = Instant::now();
-    LAST.with(|last| match last.get() {
-        Some((at, rss, pss)) if now.duration_since(at) < MEMORY_EVERY => (rss, pss),
-        _ => {
-            let (rss, pss) = (sys::rss_bytes().unwrap_or(0), sys::pss_bytes().unwrap_or(0));
-            last.set(Some((now, rss, pss)));
-            (rss, pss)
-        }
-    })
-}
-
-/// Milliseconds for epoll_wait from a duration, rounded up (so the loop does not wake early and
-/// spin), capped at one second.
-pub(crate) fn timeout_ms(d: Option<Duration>) -> i32 {
-    match d {
-        None => 1000,
-        Some(d) => {
-            let ms = d.as_nanos().div_ceil(1_000_000);
-            i32::try_from(ms.min(1000)).unwrap_or(1000)
-        }
-    }
+    event_loop::run(client::Client::new(config)?, out, stop)
 }
 
 #[cfg(test)]
@@ -334,9 +155,10 @@ mod tests {
     use std::process::Command;
     use std::sync::mpsc;
     use std::thread;
+    use std::time::Instant;
 
     use super::*;
-    use crate::workload::protocol::Failures;
+    use crate::workload::protocol::{Failures, Progress};
 
     fn root_or_skip(test: &str) -> bool {
         // SAFETY: geteuid cannot fail.

@@ -1,5 +1,5 @@
-//! The client loop: opens `connections` long-lived TCP connections from `source` to `target`,
-//! holds them and pings each periodically, on one thread with raw epoll.
+//! The client handler of the [`event_loop`](super::event_loop): opens `connections` long-lived
+//! TCP connections from `source` to `target`, holds them and pings each periodically.
 //!
 //! Per connection the loop keeps 8 bytes: a table indexed by descriptor number of
 //! `(Option<OwnedFd>, u32)`, the `u32` being the connect's start (ms since the loop began) or
@@ -30,16 +30,16 @@
 //!   goes down by one.
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::Range;
-use std::os::fd::{AsFd as _, OwnedFd, RawFd};
+use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use super::agent::{self, Reporter, Stop, Stopped, Summary, TOKEN_STDIN};
-use super::protocol::{Event, FailureCause, Failures, Progress};
+use super::event_loop::Handler;
+use super::protocol::{FailureCause, Failures, Progress};
 use super::sys;
 
 /// What a client does (the fields of `AgentSpec::Client` but the namespace).
@@ -273,9 +273,9 @@ struct Conn {
 // The per-connection state the module doc promises.
 const _: () = assert!(std::mem::size_of::<Conn>() == 8);
 
-struct Client<'c> {
+/// The client as a [`Handler`].
+pub struct Client<'c> {
     cfg: &'c Config,
-    epoll: sys::Epoll,
     /// Indexed by descriptor number.
     conns: Vec<Conn>,
     ports: PortWalker,
@@ -293,27 +293,43 @@ struct Client<'c> {
     changed: bool,
 }
 
-impl Client<'_> {
+impl<'c> Client<'c> {
+    /// Checks `cfg` and that its source is an address of the current namespace; connecting
+    /// starts in the loop.
+    pub fn new(cfg: &'c Config) -> Result<Self> {
+        if cfg.in_flight == 0 {
+            bail!("in_flight must be at least 1");
+        }
+        if cfg.rate == Some(0) {
+            bail!("rate must be at least 1 connect per second");
+        }
+        sys::check_local_address(cfg.source)
+            .with_context(|| format!("source {}: not an address of this namespace", cfg.source))?;
+        Ok(Client {
+            cfg,
+            conns: Vec::with_capacity(usize::try_from(cfg.connections).unwrap_or(0) + 64),
+            ports: PortWalker::new(cfg.local_ports, cfg.first_port),
+            timeouts: Timeouts::new(cfg.connect_timeout),
+            pacer: Pacer::new(cfg.rate),
+            sweep: PingSweep::new(cfg.ping_interval, 0),
+            begin: Instant::now(),
+            established: 0,
+            in_flight: 0,
+            attempted: 0,
+            failed: Failures::default(),
+            detail: None,
+            bytes_written: 0,
+            scratch: vec![0; 4096],
+            changed: false,
+        })
+    }
+
     fn now_ms(&self, now: Instant) -> u64 {
         u64::try_from(now.duration_since(self.begin).as_millis()).unwrap_or(u64::MAX)
     }
 
     fn now_ns(&self, now: Instant) -> u64 {
         u64::try_from(now.duration_since(self.begin).as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    fn progress(&self) -> Progress {
-        let (rss_bytes, pss_bytes) = agent::memory();
-        Progress {
-            established: self.established,
-            in_flight: self.in_flight,
-            attempted: self.attempted,
-            failed: self.failed.clone(),
-            by_local_address: Vec::new(),
-            detail: self.detail.clone(),
-            rss_bytes,
-            pss_bytes,
-        }
     }
 
     fn fail(&mut self, cause: FailureCause, what: &str, err: Option<&io::Error>) {
@@ -333,7 +349,7 @@ impl Client<'_> {
     }
 
     /// Starts connects while allowed; true when it stopped only because of [`START_BATCH`].
-    fn start_connects(&mut self, now: Instant) -> Result<bool> {
+    fn start_connects(&mut self, epoll: &sys::Epoll, now: Instant) -> Result<bool> {
         let now_ns = self.now_ns(now);
         let since = u32::try_from(self.now_ms(now))
             .unwrap_or(ESTABLISHED - 1)
@@ -343,12 +359,12 @@ impl Client<'_> {
                 return Ok(false);
             }
             self.pacer.take(now_ns);
-            self.start_one(since)?;
+            self.start_one(epoll, since)?;
         }
         Ok(self.wants_to_start())
     }
 
-    fn start_one(&mut self, since_ms: u32) -> Result<()> {
+    fn start_one(&mut self, epoll: &sys::Epoll, since_ms: u32) -> Result<()> {
         self.changed = true;
         let sock = match sys::tcp_socket() {
             Ok(s) => s,
@@ -396,7 +412,7 @@ impl Client<'_> {
             bail!("negative descriptor {fd}");
         };
         let token = u64::try_from(fd).unwrap_or(0);
-        if let Err(e) = self.epoll.add(
+        if let Err(e) = epoll.add(
             sock.as_fd(),
             sys::IN | sys::OUT | sys::RDHUP | sys::ET,
             token,
@@ -548,99 +564,55 @@ impl Client<'_> {
     }
 }
 
-/// Runs the client loop in the current namespace until `stop`. Writes Ready, then Progress (at
-/// most every 100 ms, when something changed), Done once every connection is established or
-/// failed, and a final Progress when stopped by `stop.signal`.
-pub fn run(cfg: &Config, out: &mut impl Write, stop: Stop<'_>) -> Result<Summary> {
-    if cfg.in_flight == 0 {
-        bail!("in_flight must be at least 1");
+impl Handler for Client<'_> {
+    fn open(&mut self, _epoll: &sys::Epoll) -> Result<()> {
+        Ok(())
     }
-    if cfg.rate == Some(0) {
-        bail!("rate must be at least 1 connect per second");
-    }
-    sys::check_local_address(cfg.source)
-        .with_context(|| format!("source {}: not an address of this namespace", cfg.source))?;
-    let epoll = sys::Epoll::new().context("epoll_create1")?;
-    agent::watch_stop(&epoll, &stop).context("watch the stop descriptors")?;
-    let begin = Instant::now();
-    let mut c = Client {
-        cfg,
-        epoll,
-        conns: Vec::with_capacity(usize::try_from(cfg.connections).unwrap_or(0) + 64),
-        ports: PortWalker::new(cfg.local_ports, cfg.first_port),
-        timeouts: Timeouts::new(cfg.connect_timeout),
-        pacer: Pacer::new(cfg.rate),
-        sweep: PingSweep::new(cfg.ping_interval, 0),
-        begin,
-        established: 0,
-        in_flight: 0,
-        attempted: 0,
-        failed: Failures::default(),
-        detail: None,
-        bytes_written: 0,
-        scratch: vec![0; 4096],
-        changed: false,
-    };
-    let mut reporter = Reporter::new(out);
-    reporter
-        .write(begin, &agent::ready()?)
-        .context("write Ready")?;
-    let mut events = sys::Events::with_capacity(1024);
-    let mut done = false;
-    loop {
-        let now = Instant::now();
-        let now_ms = c.now_ms(now);
-        c.expire(now_ms);
-        let batch_full = c.start_connects(now)?;
-        c.ping(now_ms);
-        if c.changed {
-            reporter.changed();
-            c.changed = false;
-        }
-        if !done && c.attempted == u64::from(cfg.connections) && c.in_flight == 0 {
-            done = true;
-            reporter
-                .write(now, &Event::Done(c.progress()))
-                .context("write Done")?;
-        }
-        reporter
-            .tick(now, || c.progress())
-            .context("write Progress")?;
 
-        let wake = [reporter.due_in(now), c.wake_in(now, batch_full)]
-            .into_iter()
-            .flatten()
-            .min();
-        c.epoll
-            .wait(&mut events, agent::timeout_ms(wake))
-            .context("epoll_wait")?;
-        for (token, flags) in events.iter() {
-            if token >= TOKEN_STDIN {
-                let mut buf = [0u8; 512];
-                if let Some(stopped) = agent::stop_event(token, &stop, &mut buf) {
-                    let last = c.progress();
-                    agent::abort_on_close(
-                        c.conns
-                            .iter()
-                            .filter_map(|c| c.fd.as_ref())
-                            .map(|fd| fd.as_fd()),
-                    );
-                    if stopped == Stopped::Signal {
-                        reporter
-                            .write(Instant::now(), &Event::Progress(last.clone()))
-                            .context("write the final Progress")?;
-                    }
-                    return Ok(Summary {
-                        stopped,
-                        last,
-                        bytes_read: 0,
-                        bytes_written: c.bytes_written,
-                    });
-                }
-            } else if let Ok(slot) = usize::try_from(token) {
-                c.on_event(slot, flags);
-            }
+    fn on_turn(&mut self, epoll: &sys::Epoll, now: Instant) -> Result<Option<Duration>> {
+        let now_ms = self.now_ms(now);
+        self.expire(now_ms);
+        let batch_full = self.start_connects(epoll, now)?;
+        self.ping(now_ms);
+        Ok(self.wake_in(now, batch_full))
+    }
+
+    fn on_ready(&mut self, token: u64, flags: u32) {
+        if let Ok(slot) = usize::try_from(token) {
+            self.on_event(slot, flags);
         }
+    }
+
+    fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            established: self.established,
+            in_flight: self.in_flight,
+            attempted: self.attempted,
+            failed: self.failed.clone(),
+            by_local_address: Vec::new(),
+            detail: self.detail.clone(),
+            rss_bytes: 0,
+            pss_bytes: 0,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.attempted == u64::from(self.cfg.connections) && self.in_flight == 0
+    }
+
+    fn connections(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.conns
+            .iter()
+            .filter_map(|c| c.fd.as_ref())
+            .map(|fd| fd.as_fd())
+    }
+
+    fn bytes(&self) -> (u64, u64) {
+        (0, self.bytes_written)
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod client;
+pub mod event_loop;
 pub mod protocol;
 pub mod run;
 pub mod server;

@@ -1,5 +1,5 @@
-//! The server loop: accepts and holds connections on `0.0.0.0:port`, reading and discarding
-//! everything that arrives, on one thread with raw epoll.
+//! The server handler of the [`event_loop`](super::event_loop): accepts and holds connections on
+//! `0.0.0.0:port`, reading and discarding everything that arrives.
 //!
 //! - The listener has SO_REUSEPORT (several server processes share the port; the kernel spreads
 //!   new connections over them) and SO_REUSEADDR. It is edge-triggered: each wake-up accepts
@@ -15,15 +15,15 @@
 //!   backlog and accepting is retried every 100 ms or when a connection closes; the first such
 //!   error is the Progress's `detail`.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd as _, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
-use super::agent::{self, Reporter, Stop, Stopped, Summary, TOKEN_STDIN};
-use super::protocol::{Event, Failures, Progress};
+use super::event_loop::{Handler, RESERVED_TOKENS};
+use super::protocol::{Failures, Progress};
 use super::sys;
 
 /// What a server does (the fields of `AgentSpec::Server` but the namespace).
@@ -39,7 +39,8 @@ pub struct Config {
 /// At most this many accepts per loop turn.
 pub(crate) const ACCEPT_BATCH: usize = 1024;
 
-const TOKEN_LISTENER: u64 = u64::MAX - 2;
+/// Below the loop's tokens, above every descriptor number.
+const TOKEN_LISTENER: u64 = RESERVED_TOKENS - 1;
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// One slot of the descriptor table.
@@ -52,8 +53,9 @@ struct Conn {
 // The per-connection state the module doc promises.
 const _: () = assert!(std::mem::size_of::<Conn>() == 8);
 
-struct Server {
-    epoll: sys::Epoll,
+/// The server as a [`Handler`].
+pub struct Server {
+    listener: OwnedFd,
     /// Indexed by descriptor number.
     conns: Vec<Conn>,
     /// Local addresses seen, with their open connections.
@@ -70,29 +72,38 @@ struct Server {
 }
 
 impl Server {
-    fn progress(&self) -> Progress {
-        let mut by_local_address: Vec<(Ipv4Addr, u64)> =
-            self.addrs.iter().copied().filter(|&(_, n)| n > 0).collect();
-        by_local_address.sort();
-        let (rss_bytes, pss_bytes) = agent::memory();
-        Progress {
-            established: self.open,
-            in_flight: 0,
-            attempted: 0,
-            failed: Failures::default(),
-            by_local_address,
-            detail: self.detail.clone(),
-            rss_bytes,
-            pss_bytes,
-        }
+    /// Listens on 0.0.0.0:`cfg.port` (SO_REUSEADDR, SO_REUSEPORT); accepting starts in the loop.
+    pub fn new(cfg: &Config) -> Result<Self> {
+        let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, cfg.port);
+        let listener = sys::tcp_socket().context("socket")?;
+        sys::set_reuse_addr_and_port(listener.as_fd()).context("SO_REUSEADDR/SO_REUSEPORT")?;
+        sys::bind(listener.as_fd(), addr).with_context(|| format!("bind {addr}"))?;
+        sys::listen(listener.as_fd(), cfg.backlog).with_context(|| format!("listen on {addr}"))?;
+        Ok(Server {
+            listener,
+            conns: Vec::with_capacity(
+                usize::try_from(cfg.expected)
+                    .unwrap_or(0)
+                    .saturating_add(64),
+            ),
+            addrs: Vec::new(),
+            open: 0,
+            bytes_read: 0,
+            // Connections may have queued between listen and the first wait.
+            accept_more: true,
+            accept_retry: None,
+            detail: None,
+            scratch: vec![0; 4096],
+            changed: false,
+        })
     }
 
-    fn accept_batch(&mut self, listener: BorrowedFd<'_>, now: Instant) -> Result<()> {
+    fn accept_batch(&mut self, epoll: &sys::Epoll, now: Instant) -> Result<()> {
         self.accept_more = false;
         self.accept_retry = None;
         for _ in 0..ACCEPT_BATCH {
-            match sys::accept(listener) {
-                Ok(sock) => self.adopt(sock),
+            match sys::accept(self.listener.as_fd()) {
+                Ok(sock) => self.adopt(epoll, sock),
                 Err(e) => match e.raw_os_error().unwrap_or(0) {
                     libc::EAGAIN => return Ok(()),
                     // A connection that failed while queued, or a signal: go on.
@@ -123,7 +134,7 @@ impl Server {
         Ok(())
     }
 
-    fn adopt(&mut self, sock: OwnedFd) {
+    fn adopt(&mut self, epoll: &sys::Epoll, sock: OwnedFd) {
         // A connection reset before we look at it is simply dropped.
         let Ok(local) = sys::local_addr(sock.as_fd()) else {
             return;
@@ -132,10 +143,7 @@ impl Server {
         let (Ok(slot), Ok(token)) = (usize::try_from(fd), u64::try_from(fd)) else {
             return;
         };
-        if let Err(e) = self
-            .epoll
-            .add(sock.as_fd(), sys::IN | sys::RDHUP | sys::ET, token)
-        {
+        if let Err(e) = epoll.add(sock.as_fd(), sys::IN | sys::RDHUP | sys::ET, token) {
             if self.detail.is_none() {
                 self.detail = Some(format!("epoll_ctl: {e}"));
                 self.changed = true;
@@ -216,93 +224,58 @@ impl Server {
     }
 }
 
-/// Runs the server loop in the current namespace until `stop`. Writes Ready once listening,
-/// then Progress (at most every 100 ms, when something changed), and a final Progress when
-/// stopped by `stop.signal`.
-pub fn run(cfg: &Config, out: &mut impl Write, stop: Stop<'_>) -> Result<Summary> {
-    let epoll = sys::Epoll::new().context("epoll_create1")?;
-    agent::watch_stop(&epoll, &stop).context("watch the stop descriptors")?;
+impl Handler for Server {
+    fn open(&mut self, epoll: &sys::Epoll) -> Result<()> {
+        epoll
+            .add(self.listener.as_fd(), sys::IN | sys::ET, TOKEN_LISTENER)
+            .context("epoll_ctl")?;
+        Ok(())
+    }
 
-    let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, cfg.port);
-    let listener = sys::tcp_socket().context("socket")?;
-    sys::set_reuse_addr_and_port(listener.as_fd()).context("SO_REUSEADDR/SO_REUSEPORT")?;
-    sys::bind(listener.as_fd(), addr).with_context(|| format!("bind {addr}"))?;
-    sys::listen(listener.as_fd(), cfg.backlog).with_context(|| format!("listen on {addr}"))?;
-    epoll
-        .add(listener.as_fd(), sys::IN | sys::ET, TOKEN_LISTENER)
-        .context("epoll_ctl")?;
+    fn on_turn(&mut self, epoll: &sys::Epoll, now: Instant) -> Result<Option<Duration>> {
+        if self.accept_more || self.accept_retry.is_some_and(|at| at <= now) {
+            self.accept_batch(epoll, now)?;
+        }
+        Ok(self.wake_in(now))
+    }
 
-    let mut s = Server {
-        epoll,
-        conns: Vec::with_capacity(
-            usize::try_from(cfg.expected)
-                .unwrap_or(0)
-                .saturating_add(64),
-        ),
-        addrs: Vec::new(),
-        open: 0,
-        bytes_read: 0,
-        // Connections may have queued between listen and the first wait.
-        accept_more: true,
-        accept_retry: None,
-        detail: None,
-        scratch: vec![0; 4096],
-        changed: false,
-    };
-    let mut reporter = Reporter::new(out);
-    reporter
-        .write(Instant::now(), &agent::ready()?)
-        .context("write Ready")?;
-    let mut events = sys::Events::with_capacity(1024);
-    loop {
-        let now = Instant::now();
-        if s.accept_more || s.accept_retry.is_some_and(|at| at <= now) {
-            s.accept_batch(listener.as_fd(), now)?;
+    fn on_ready(&mut self, token: u64, flags: u32) {
+        if token == TOKEN_LISTENER {
+            // Accepted at the top of the next turn.
+            self.accept_more = true;
+        } else if let Ok(slot) = usize::try_from(token) {
+            self.drain(slot, flags);
         }
-        if s.changed {
-            reporter.changed();
-            s.changed = false;
-        }
-        reporter
-            .tick(now, || s.progress())
-            .context("write Progress")?;
+    }
 
-        let wake = [reporter.due_in(now), s.wake_in(now)]
-            .into_iter()
-            .flatten()
-            .min();
-        s.epoll
-            .wait(&mut events, agent::timeout_ms(wake))
-            .context("epoll_wait")?;
-        for (token, flags) in events.iter() {
-            if token == TOKEN_LISTENER {
-                // Accepted at the top of the next turn.
-                s.accept_more = true;
-            } else if token >= TOKEN_STDIN {
-                let mut buf = [0u8; 512];
-                if let Some(stopped) = agent::stop_event(token, &stop, &mut buf) {
-                    let last = s.progress();
-                    agent::abort_on_close(
-                        s.conns
-                            .iter()
-                            .filter_map(|c| c.fd.as_ref())
-                            .map(|fd| fd.as_fd()),
-                    );
-                    if stopped == Stopped::Signal {
-                        reporter
-                            .write(Instant::now(), &Event::Progress(last.clone()))
-                            .context("write the final Progress")?;
-                    }
-                    return Ok(Summary {
-                        stopped,
-                        last,
-                        bytes_read: s.bytes_read,
-                        bytes_written: 0,
-                    });
-                }
-            } else if let Ok(slot) = usize::try_from(token) {
-                s.drain(slot, flags);
-            }
+    fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    fn progress(&self) -> Progress {
+        let mut by_local_address: Vec<(Ipv4Addr, u64)> =
+            self.addrs.iter().copied().filter(|&(_, n)| n > 0).collect();
+        by_local_address.sort();
+        Progress {
+            established: self.open,
+            in_flight: 0,
+            attempted: 0,
+            failed: Failures::default(),
+            by_local_address,
+            detail: self.detail.clone(),
+            rss_bytes: 0,
+            pss_bytes: 0,
         }
+    }
+
+    fn connections(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.conns
+            .iter()
+            .filter_map(|c| c.fd.as_ref())
+            .map(|fd| fd.as_fd())
+    }
+
+    fn bytes(&self) -> (u64, u64) {
+        (self.bytes_read, 0)
     }
 }
