@@ -30,7 +30,7 @@ use super::protocol::{AgentSpec, Event, Failures, Progress};
 use crate::lab::lifecycle::{Lab, Signals};
 use crate::lab::plan::{ContainerId, HostId, Plan, SERVER_BACKLOG};
 use crate::lab::state::Process;
-use crate::nat::paths::{local_port_range, predict_lab, predicted_source};
+use crate::nat::paths::{predict_lab, predicted_source};
 
 /// Sockets an agent needs besides its connections (stdio, epoll, signalfd, listener, slack).
 const FD_RESERVE: u64 = 64;
@@ -249,7 +249,8 @@ impl Workload {
                 let c = plan.container(cid);
                 let target = group.target_of(i);
                 let connections = group.connections.get();
-                let (lo, hi) = local_port_range(c);
+                let ports = c.local_ports();
+                let (lo, hi) = (ports.lo(), ports.hi());
                 let processes = u64::from(connections).div_ceil(per_process).max(1);
                 let (rank, sharing) = starts.get(&(gi, i)).copied().unwrap_or((0, 1));
                 for (p, (conns, slice)) in split(connections, (lo, hi), processes)
