@@ -202,6 +202,18 @@ fn each_mistake_has_its_message_and_place() {
             "7:13: sysctl `fs.file-max`",
         ),
         (
+            &format!("{BASE}sysctls = {{ \"net.ipv4.ip_local_port_range\" = \"60000 1000\" }}\n"),
+            "7:46: invalid value \"60000 1000\" for sysctl `net.ipv4.ip_local_port_range`: the first port, 60000, is larger than the last, 1000",
+        ),
+        (
+            &format!("{BASE}sysctls = {{ \"net.ipv4.ip_local_port_range\" = \"1000 2000\" }}\n"),
+            "7:46: invalid value \"1000 2000\" for sysctl `net.ipv4.ip_local_port_range`: the first port, 1000, is below `net.ipv4.ip_unprivileged_port_start` (1024)",
+        ),
+        (
+            &format!("{BASE}sysctls = {{ \"net.ipv4.tcp_syn_retries\" = 0 }}\n"),
+            "7:42: invalid value \"0\" for sysctl `net.ipv4.tcp_syn_retries`: it must be an integer from 1 to 127",
+        ),
+        (
             &format!("{BASE}[machine]\nraise = [\"net.netfilter.nf_conntrack_mx\"]\n"),
             "8:10: `net.netfilter.nf_conntrack_mx` is not a global limit lab can raise",
         ),

@@ -111,8 +111,8 @@ async fn build_host(host: &Host, lan: &LanNode) -> Result<HostNode> {
     }
     fault::pause("up:links").await;
     for s in &host.sysctls {
-        tracing::debug!(netns = %host.netns, "sysctl {} = {}", s.key, s.value);
-        netns.write_sysctl(&s.key, &s.value)?;
+        tracing::debug!(netns = %host.netns, "sysctl {} = {}", s.key(), s.value());
+        netns.write_sysctl(s.key(), s.value())?;
     }
     let docker_bridge = match &host.docker {
         None => None,
@@ -178,7 +178,7 @@ async fn build_container(plan: &Plan, c: &Container, host: &HostNode) -> Result<
     netns.set_up(eth0, "eth0").await?;
     netns.add_default_route(docker.gateway, eth0).await?;
     for s in &c.sysctls {
-        netns.write_sysctl(&s.key, &s.value)?;
+        netns.write_sysctl(s.key(), s.value())?;
     }
     Ok(())
 }

@@ -239,17 +239,222 @@ impl<'de> Deserialize<'de> for Mac {
 
 /// A per-namespace kernel setting, e.g. `net.ipv4.ip_local_port_range = "1024 65535"`.
 /// Only `net.*` keys are accepted: everything else is global and would change the machine.
+///
+/// The value is kept as written (the build writes it, `lab show --commands` prints it) beside
+/// what it means ([`Setting`]) where the lab knows the key: such a value was checked against
+/// the kernel's own bounds when it was made, so downstream code reads the typed value and never
+/// parses the text again.
+///
+/// Records store `{ "key", "value" }` only; the setting is derived again on load, and a value
+/// that no longer validates (a record of a lab whose build failed on it) is kept as plain text
+/// so that the lab can still be torn down.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "SysctlRecord", into = "SysctlRecord")]
 pub struct Sysctl {
-    pub key: String,
-    pub value: String,
+    key: String,
+    value: String,
+    setting: Setting,
+}
+
+/// What a sysctl's value means, for the keys the lab knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// `net.ipv4.ip_local_port_range`: the ports connect() picks local ports from.
+    LocalPortRange(PortRange),
+    /// A single integer within the kernel's bounds for the key ([`KNOWN_INTEGER_SYSCTLS`]).
+    Integer(i64),
+    /// A key the lab does not know: written as given, the kernel judges it.
+    Text,
+}
+
+/// `net.ipv4.ip_local_port_range`.
+pub const LOCAL_PORT_RANGE_SYSCTL: &str = "net.ipv4.ip_local_port_range";
+
+/// `net.ipv4.ip_unprivileged_port_start`: the kernel refuses a local port range that starts
+/// below it, and a value above the range's first port.
+pub const UNPRIVILEGED_PORT_START_SYSCTL: &str = "net.ipv4.ip_unprivileged_port_start";
+
+/// A new network namespace's `ip_local_port_range`.
+pub const KERNEL_LOCAL_PORT_RANGE: PortRange = PortRange {
+    lo: NonZeroU16::new(32_768).unwrap(),
+    hi: NonZeroU16::new(60_999).unwrap(),
+};
+
+/// A new network namespace's `ip_unprivileged_port_start`.
+pub const KERNEL_UNPRIVILEGED_PORT_START: u16 = 1024;
+
+/// Integer sysctls the lab knows: key, the kernel's inclusive bounds (`proc_dointvec_minmax`'s
+/// `extra1`/`extra2`, or an `int`'s for plain `proc_dointvec`) and a valid example (the
+/// kernel's default) for messages.
+pub const KNOWN_INTEGER_SYSCTLS: &[(&str, i64, i64, i64)] = &[
+    // tcp_syn_retries_min = 1, tcp_syn_retries_max = MAX_TCP_SYNCNT (127).
+    ("net.ipv4.tcp_syn_retries", 1, 127, 6),
+    // extra1 = SYSCTL_ZERO; an int.
+    ("net.core.somaxconn", 0, i32::MAX as i64, 4096),
+    // proc_dointvec: any int.
+    (
+        "net.ipv4.tcp_max_syn_backlog",
+        i32::MIN as i64,
+        i32::MAX as i64,
+        4096,
+    ),
+    // devinet_sysctl_forward over proc_dointvec: any int, non-zero means on.
+    ("net.ipv4.ip_forward", i32::MIN as i64, i32::MAX as i64, 1),
+    // ip_privileged_port_min = 0, ip_privileged_port_max = 65535.
+    (UNPRIVILEGED_PORT_START_SYSCTL, 0, 65_535, 1024),
+    // SYSCTL_ZERO..=SYSCTL_TWO.
+    ("net.ipv4.tcp_tw_reuse", 0, 2, 2),
+];
+
+/// Why a sysctl's value is refused: what is wrong, and what a valid value looks like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlError {
+    pub message: String,
+    pub help: String,
 }
 
 impl Sysctl {
+    /// A setting of `key` to `value` (as written), checked against the kernel's rules where the
+    /// lab knows the key. The key itself (a `net.*` name, per namespace) is the caller's to check.
+    pub fn new(key: &str, value: &str) -> Result<Self, SysctlError> {
+        let setting = Setting::parse(key, value)?;
+        Ok(Self {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            setting,
+        })
+    }
+
+    /// A known integer sysctl set to `n`, like the server's queues; `n` must be in its bounds.
+    pub fn integer(key: &str, n: i64) -> Result<Self, SysctlError> {
+        Self::new(key, &n.to_string())
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The value as written in the lab file.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    pub fn setting(&self) -> Setting {
+        self.setting
+    }
+
     /// The file under /proc/sys that holds this key (dots become slashes).
     pub fn proc_path(&self) -> String {
         format!("/proc/sys/{}", self.key.replace('.', "/"))
     }
+}
+
+impl Setting {
+    fn parse(key: &str, value: &str) -> Result<Self, SysctlError> {
+        if key == LOCAL_PORT_RANGE_SYSCTL {
+            return parse_port_range(key, value).map(Setting::LocalPortRange);
+        }
+        if let Some(&(_, min, max, example)) =
+            KNOWN_INTEGER_SYSCTLS.iter().find(|(k, ..)| *k == key)
+        {
+            let bounds = if min == i64::from(i32::MIN) && max == i64::from(i32::MAX) {
+                "an integer".to_owned()
+            } else {
+                format!("an integer from {min} to {max}")
+            };
+            let n = parse_int(value).filter(|n| (min..=max).contains(n));
+            return n.map(Setting::Integer).ok_or_else(|| SysctlError {
+                message: format!("invalid value {value:?} for sysctl `{key}`: it must be {bounds}"),
+                help: format!("write {bounds}, like \"{example}\""),
+            });
+        }
+        Ok(Setting::Text)
+    }
+}
+
+/// An integer as the kernel's `proc_dointvec` reads it: optional `-`, decimal digits,
+/// whitespace around.
+fn parse_int(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse().ok()
+}
+
+/// `ip_local_port_range`: two ports (1..=65535) separated by whitespace, the first no larger
+/// than the last (`ipv4_local_port_range` in net/ipv4/sysctl_net_ipv4.c). The kernel also
+/// refuses a first port below `ip_unprivileged_port_start`; that depends on the namespace's
+/// other settings and is checked where they are all known.
+fn parse_port_range(key: &str, value: &str) -> Result<PortRange, SysctlError> {
+    let help = "write the first and the last local port, 1 to 65535, the first no larger \
+                than the last, like \"1024 65535\""
+        .to_owned();
+    let err = |why: String| SysctlError {
+        message: format!("invalid value {value:?} for sysctl `{key}`: {why}"),
+        help: help.clone(),
+    };
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    let [lo, hi] = parts[..] else {
+        return Err(err(format!(
+            "it must be two ports, the first and the last; this is {} {}",
+            parts.len(),
+            if parts.len() == 1 { "word" } else { "words" }
+        )));
+    };
+    let port = |p: &str| match parse_int(p) {
+        Some(n) if (1..=65_535).contains(&n) => Ok(n as u16),
+        Some(n) => Err(err(format!("port {n} is out of 1 to 65535"))),
+        None => Err(err(format!("`{p}` is not a port number"))),
+    };
+    let (lo, hi) = (port(lo)?, port(hi)?);
+    if lo > hi {
+        return Err(err(format!(
+            "the first port, {lo}, is larger than the last, {hi} (the kernel refuses it with \
+             EINVAL)"
+        )));
+    }
+    PortRange::new(lo, hi).map_err(err)
+}
+
+/// The record form of a [`Sysctl`].
+#[derive(Serialize, Deserialize)]
+struct SysctlRecord {
+    key: String,
+    value: String,
+}
+
+impl From<SysctlRecord> for Sysctl {
+    fn from(r: SysctlRecord) -> Self {
+        let setting = Setting::parse(&r.key, &r.value).unwrap_or(Setting::Text);
+        Self {
+            key: r.key,
+            value: r.value,
+            setting,
+        }
+    }
+}
+
+impl From<Sysctl> for SysctlRecord {
+    fn from(s: Sysctl) -> Self {
+        Self {
+            key: s.key,
+            value: s.value,
+        }
+    }
+}
+
+/// The local port range a namespace with these sysctls uses: the set one, or the kernel's
+/// default.
+pub fn local_port_range(sysctls: &[Sysctl]) -> PortRange {
+    sysctls
+        .iter()
+        .find_map(|s| match s.setting {
+            Setting::LocalPortRange(r) => Some(r),
+            _ => None,
+        })
+        .unwrap_or(KERNEL_LOCAL_PORT_RANGE)
 }
 
 /// An inclusive range of TCP/UDP ports, `lo <= hi`, neither zero.
@@ -400,6 +605,14 @@ pub struct Container {
     /// and container names, so it is stable across runs and unique on the host).
     pub veth: IfName,
     pub sysctls: Vec<Sysctl>,
+}
+
+impl Container {
+    /// The container's `net.ipv4.ip_local_port_range`, or the kernel's default: the ports its
+    /// connections to one destination can use before NAT.
+    pub fn local_ports(&self) -> PortRange {
+        local_port_range(&self.sysctls)
+    }
 }
 
 /// The article's server: listens on `port` on every address of its host.

@@ -17,9 +17,10 @@ use ipnet::Ipv4Net;
 use super::diag::{Diagnostic, Source, did_you_mean};
 use super::plan::GlobalLimit;
 use super::plan::{
-    ClientGroup, Container, ContainerId, CountRange, DockerNet, Expect, Host, HostId, IfName, Lan,
-    LanId, Mac, Name, Nat, NetnsName, Plan, PortRange, Route, SERVER_BACKLOG, SERVER_SYSCTLS,
-    Server, Sysctl, veth_name,
+    ClientGroup, Container, ContainerId, CountRange, DockerNet, Expect, Host, HostId, IfName,
+    KERNEL_LOCAL_PORT_RANGE, KERNEL_UNPRIVILEGED_PORT_START, LOCAL_PORT_RANGE_SYSCTL, Lan, LanId,
+    Mac, Name, Nat, NetnsName, Plan, PortRange, Route, SERVER_BACKLOG, SERVER_SYSCTLS, Server,
+    Setting, Sysctl, UNPRIVILEGED_PORT_START_SYSCTL, veth_name,
 };
 use super::spec::{
     self, ClientSpec, ContainerSpec, CountSpec, DockerSpec, HostSpec, LabSpec, LanSpec, Named,
@@ -1279,11 +1280,11 @@ fn routes_to_untranslated(hosts: &mut [Host]) {
 /// A server's host gets queues as long as its listen backlog, unless the lab file sets them.
 fn server_queues(sysctls: &mut Vec<Sysctl>) {
     for key in SERVER_SYSCTLS {
-        if !sysctls.iter().any(|s| s.key == key) {
-            sysctls.push(Sysctl {
-                key: key.to_owned(),
-                value: SERVER_BACKLOG.to_string(),
-            });
+        if !sysctls.iter().any(|s| s.key() == key) {
+            sysctls.push(
+                Sysctl::integer(key, i64::from(SERVER_BACKLOG))
+                    .expect("the server's backlog is within the queues' bounds"),
+            );
         }
     }
 }
@@ -1515,10 +1516,70 @@ fn sysctls(specs: &[SysctlSpec], d: &mut Vec<Diagnostic>) -> Vec<Sysctl> {
                 format!("sysctl `{}` is set twice", s.key.value),
             ));
         } else if let Some(ok) = sysctl(s, d) {
-            out.push(ok);
+            out.push((ok, s));
         }
     }
-    out
+    port_order(&out, d);
+    out.into_iter().map(|(s, _)| s).collect()
+}
+
+/// The kernel refuses an `ip_local_port_range` that starts below `ip_unprivileged_port_start`,
+/// and an `ip_unprivileged_port_start` above the range's first port, each checked against the
+/// other's value at the time of the write; the build writes in the file's order, so follow it.
+fn port_order(sysctls: &[(Sysctl, &SysctlSpec)], d: &mut Vec<Diagnostic>) {
+    let mut range = KERNEL_LOCAL_PORT_RANGE;
+    let mut start = KERNEL_UNPRIVILEGED_PORT_START;
+    for (s, spec) in sysctls {
+        match (s.key(), s.setting()) {
+            (_, Setting::LocalPortRange(r)) => {
+                if r.lo() < start {
+                    d.push(
+                        Diagnostic::error(
+                            spec.value.span.clone(),
+                            format!(
+                                "invalid value {:?} for sysctl `{LOCAL_PORT_RANGE_SYSCTL}`: the \
+                                 first port, {}, is below `{UNPRIVILEGED_PORT_START_SYSCTL}` \
+                                 ({start}), and the kernel refuses it with EINVAL",
+                                s.value(),
+                                r.lo()
+                            ),
+                        )
+                        .with_help(format!(
+                            "start the range at {start} or above, like \"{start} 65535\", or set \
+                             `{UNPRIVILEGED_PORT_START_SYSCTL}` to {} or below before it",
+                            r.lo()
+                        )),
+                    );
+                } else {
+                    range = r;
+                }
+            }
+            (UNPRIVILEGED_PORT_START_SYSCTL, Setting::Integer(n)) => {
+                if n > i64::from(range.lo()) {
+                    d.push(
+                        Diagnostic::error(
+                            spec.value.span.clone(),
+                            format!(
+                                "invalid value {:?} for sysctl `{UNPRIVILEGED_PORT_START_SYSCTL}`: \
+                                 it is above the first port of `{LOCAL_PORT_RANGE_SYSCTL}` ({}), \
+                                 and the kernel refuses it with EINVAL",
+                                s.value(),
+                                range.lo()
+                            ),
+                        )
+                        .with_help(format!(
+                            "write {} or below, or set `{LOCAL_PORT_RANGE_SYSCTL}` to start at \
+                             {n} or above before it",
+                            range.lo()
+                        )),
+                    );
+                } else {
+                    start = u16::try_from(n).unwrap_or(u16::MAX);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn sysctl(s: &SysctlSpec, d: &mut Vec<Diagnostic>) -> Option<Sysctl> {
@@ -1568,10 +1629,13 @@ fn sysctl(s: &SysctlSpec, d: &mut Vec<Diagnostic>) -> Option<Sysctl> {
         ));
         return None;
     }
-    Some(Sysctl {
-        key: key.to_owned(),
-        value: s.value.value.clone(),
-    })
+    match Sysctl::new(key, &s.value.value) {
+        Ok(ok) => Some(ok),
+        Err(e) => {
+            d.push(Diagnostic::error(s.value.span.clone(), e.message).with_help(e.help));
+            None
+        }
+    }
 }
 
 fn count(n: &Spanned<i64>, d: &mut Vec<Diagnostic>) -> Option<u64> {
@@ -1799,8 +1863,8 @@ addresses = ["10.0.0.1"]
         assert_eq!(client.lan, LanId(0));
         assert_eq!(client.prefix_len, 24);
         assert_eq!(client.addresses, [ip("192.168.49.6")]);
-        assert_eq!(client.sysctls[0].key, "net.ipv4.tcp_syn_retries");
-        assert_eq!(client.sysctls[0].value, "2");
+        assert_eq!(client.sysctls[0].key(), "net.ipv4.tcp_syn_retries");
+        assert_eq!(client.sysctls[0].value(), "2");
         let docker = client.docker.as_ref().unwrap();
         assert_eq!(docker.bridge.as_str(), "docker0");
         assert_eq!(docker.subnet.to_string(), "172.17.0.0/16");
@@ -1817,7 +1881,7 @@ addresses = ["10.0.0.1"]
             assert_eq!(c.mac.to_string(), format!("02:42:ac:11:00:0{}", 2 + i));
             assert_eq!(c.netns.as_str(), format!("cross-host-c{}", i + 1));
             assert_eq!(c.veth, veth_name(&plan.name, &c.name, 0));
-            assert_eq!(c.sysctls[0].value, "1024 65535");
+            assert_eq!(c.sysctls[0].value(), "1024 65535");
         }
 
         let ns: Vec<_> = plan.namespaces().iter().map(|n| n.to_string()).collect();
@@ -2544,7 +2608,7 @@ addresses = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5"]
         let got: Vec<_> = plan.hosts[0]
             .sysctls
             .iter()
-            .map(|s| (s.key.as_str(), s.value.as_str()))
+            .map(|s| (s.key(), s.value()))
             .collect();
         assert_eq!(
             got,
@@ -2651,7 +2715,7 @@ port = 9000
             plan.hosts[h]
                 .sysctls
                 .iter()
-                .map(|s| (s.key.clone(), s.value.clone()))
+                .map(|s| (s.key().to_owned(), s.value().to_owned()))
                 .collect()
         };
         let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());

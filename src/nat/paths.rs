@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use serde::Serialize;
 
 use super::predict::{self, FlowPrediction, Limit, NatModel, PathPrediction, Prediction};
-use crate::lab::plan::{Container, Host, HostId, Nat, Plan, Sysctl};
+use crate::lab::plan::{Container, Host, HostId, Nat, Plan, PortRange};
 
 /// What a host's kernel is predicted to do with its containers' client connections.
 #[derive(Debug, Clone, Serialize)]
@@ -87,8 +87,18 @@ fn is_translated(host: &Host, nat: &Nat, dst: SocketAddrV4) -> bool {
     !to_self && *nat != Nat::None
 }
 
+/// Connections one NAT path of `host` can hold: its NAT rule's ([`NatModel::path_capacity`]),
+/// or the default when the host translates nothing. The one place capacity is derived from a
+/// plan; predictions and `lab nat`'s view both read it.
+pub fn path_capacity(host: &Host) -> u32 {
+    host.docker
+        .as_ref()
+        .and_then(|d| nat_model(host, &d.nat))
+        .map_or_else(|| predict::path_capacity(None), |m| m.path_capacity())
+}
+
 fn nat_model(host: &Host, nat: &Nat) -> Option<NatModel> {
-    let with_ports = |m: NatModel, ports: &Option<crate::lab::plan::PortRange>| match ports {
+    let with_ports = |m: NatModel, ports: &Option<PortRange>| match ports {
         Some(p) => m.with_ports(p.lo(), p.hi()),
         None => m,
     };
@@ -109,9 +119,7 @@ fn nat_model(host: &Host, nat: &Nat) -> Option<NatModel> {
 }
 
 pub fn describe(host: &Host, nat: &Nat) -> String {
-    let ports = |p: &Option<crate::lab::plan::PortRange>| {
-        p.map(|p| format!(" ports {p}")).unwrap_or_default()
-    };
+    let ports = |p: &Option<PortRange>| p.map(|p| format!(" ports {p}")).unwrap_or_default();
     match nat {
         Nat::Masquerade { ports: p } => format!("masquerade to {}{}", host.addresses[0], ports(p)),
         Nat::Snat {
@@ -167,27 +175,7 @@ fn add_untranslated(prediction: &mut Prediction, flows: &[predict::Flow]) {
 
 /// Ports a container can use towards one destination: the size of its local port range.
 pub fn local_ports(c: &Container) -> u32 {
-    let (lo, hi) = local_port_range(c);
-    u32::from(hi) - u32::from(lo) + 1
-}
-
-/// The container's `net.ipv4.ip_local_port_range`, or the kernel's default 32768-60999.
-pub fn local_port_range(c: &Container) -> (u16, u16) {
-    port_range_setting(&c.sysctls).unwrap_or(KERNEL_LOCAL_PORT_RANGE)
-}
-
-/// A new network namespace's ip_local_port_range.
-pub const KERNEL_LOCAL_PORT_RANGE: (u16, u16) = (32_768, 60_999);
-
-fn port_range_setting(sysctls: &[Sysctl]) -> Option<(u16, u16)> {
-    let s = sysctls
-        .iter()
-        .find(|s| s.key == "net.ipv4.ip_local_port_range")?;
-    let mut parts = s.value.split_whitespace().map(str::parse::<u16>);
-    let (Some(Ok(lo)), Some(Ok(hi))) = (parts.next(), parts.next()) else {
-        return None;
-    };
-    (lo <= hi).then_some((lo, hi))
+    c.local_ports().size()
 }
 
 /// Total predicted established connections of the lab.
@@ -210,6 +198,7 @@ pub fn predicted_source(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lab::plan::KERNEL_LOCAL_PORT_RANGE;
     use crate::lab::{LoadOptions, Source, load};
 
     fn plan(text: &str) -> Plan {
@@ -303,19 +292,26 @@ sysctls = { "net.ipv4.ip_local_port_range" = "1024 65535" }
     }
 
     #[test]
-    fn local_port_setting() {
-        let s = |v: &str| {
-            vec![Sysctl {
-                key: "net.ipv4.ip_local_port_range".into(),
-                value: v.into(),
-            }]
+    fn local_ports_come_from_the_plan() {
+        let p = plan(&format!(
+            "{BASE}[containers.d]\nhost = \"client\"\nsysctls = {{ \"net.ipv4.ip_local_port_range\" = \"32768\\t32867\" }}\n"
+        ));
+        let ports = |name: &str| {
+            let c = p
+                .containers
+                .iter()
+                .find(|c| c.name.as_str() == name)
+                .unwrap();
+            (c.local_ports(), local_ports(c))
         };
-        assert_eq!(port_range_setting(&s("1024 65535")), Some((1024, 65_535)));
-        assert_eq!(
-            port_range_setting(&s("32768\t60999")),
-            Some((32_768, 60_999))
-        );
-        assert_eq!(port_range_setting(&s("9 1")), None);
-        assert_eq!(port_range_setting(&[]), None);
+        assert_eq!(ports("c1"), (PortRange::new(1024, 65_535).unwrap(), 64_512));
+        assert_eq!(ports("d"), (PortRange::new(32_768, 32_867).unwrap(), 100));
+        let p = plan(&BASE.replace(
+            "sysctls = { \"net.ipv4.ip_local_port_range\" = \"1024 65535\" }",
+            "",
+        ));
+        let c = &p.containers[0];
+        assert_eq!(c.local_ports(), KERNEL_LOCAL_PORT_RANGE);
+        assert_eq!(local_ports(c), 28_232);
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::conntrack::{Flow, Stats};
 use super::paths::HostPrediction;
-use crate::lab::plan::{HostId, Nat, Plan};
+use crate::lab::plan::{HostId, Plan};
 
 const IPPROTO_TCP: u8 = 6;
 /// Translations listed as examples.
@@ -93,7 +93,7 @@ pub fn build(
 ) -> NatView {
     let h = plan.host(host);
     let prediction = predictions.iter().find(|p| p.host == host);
-    let capacity = path_capacity(h.docker.as_ref().map(|d| &d.nat));
+    let capacity = super::paths::path_capacity(h);
     let tcp: Vec<&Flow> = flows.iter().filter(|f| f.proto == IPPROTO_TCP).collect();
     let translated: Vec<&Flow> = tcp.iter().copied().filter(|f| f.is_translated()).collect();
 
@@ -145,14 +145,6 @@ pub fn build(
         shared_port: shared_port(&translated),
         stats,
     }
-}
-
-fn path_capacity(nat: Option<&Nat>) -> u32 {
-    let ports = match nat {
-        Some(Nat::Masquerade { ports }) | Some(Nat::Snat { ports, .. }) => *ports,
-        _ => None,
-    };
-    super::predict::path_capacity(ports.map(|p| (p.lo(), p.hi())))
 }
 
 fn container_choices(

@@ -164,8 +164,8 @@ fn sysctl_commands(s: &mut String, ns: &str, sysctls: &[Sysctl]) {
         let _ = writeln!(
             s,
             "ip netns exec {ns} sysctl -qw {}={}",
-            q(&sc.key),
-            q(&sc.value)
+            q(sc.key()),
+            q(sc.value())
         );
     }
 }

@@ -32,7 +32,7 @@ use crate::lab::events::{Notice, emit};
 use crate::lab::lifecycle::{Lab, Signals};
 use crate::lab::plan::{ContainerId, Plan, SERVER_BACKLOG};
 use crate::lab::state::Process;
-use crate::nat::paths::{HostPrediction, local_port_range};
+use crate::nat::paths::HostPrediction;
 
 /// Sockets an agent needs besides its connections (stdio, epoll, signalfd, listener, slack).
 const FD_RESERVE: u64 = 64;
@@ -262,7 +262,8 @@ impl Workload {
                 let c = plan.container(cid);
                 let target = group.target_of(i);
                 let connections = group.connections.get();
-                let (lo, hi) = local_port_range(c);
+                let ports = c.local_ports();
+                let (lo, hi) = (ports.lo(), ports.hi());
                 let processes = u64::from(connections).div_ceil(per_process).max(1);
                 let (rank, sharing) = starts.get(&(gi, i)).copied().unwrap_or((0, 1));
                 for (p, (conns, slice)) in split(connections, (lo, hi), processes)
