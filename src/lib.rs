@@ -34,6 +34,7 @@ pub mod cli;
 pub mod error;
 pub mod lab;
 pub mod nat;
+pub mod nfnl;
 pub mod report;
 pub mod sys;
 pub mod workload;

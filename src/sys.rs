@@ -1,5 +1,5 @@
 //! The process-level system calls of `lab` itself (not of its agents: `workload::sys`, nor
-//! of its kernel protocols: `lab::netlink`, `nat::rules`, `nat::conntrack`): signals, pids,
+//! of its kernel protocols: `lab::netlink`, `nfnl`, `nat::firewall`, `nat::conntrack`): signals, pids,
 //! locks, limits, access checks, entering a namespace. Every `unsafe` of the engine and the
 //! CLI lives here, each behind a safe wrapper that says what it promises.
 

@@ -34,7 +34,8 @@ fn docker_rules_are_in_the_host_and_only_there() {
     }
     let name = unique_name("nr");
     let lab = LabGuard::up(&lab_file("02-cross-host.toml"), &name);
-    let rules = in_netns(&lab.ns("client-host"), lab::nat::rules::read_back).expect("read rules");
+    let rules =
+        in_netns(&lab.ns("client-host"), lab::nat::firewall::read_back).expect("read rules");
     let masq: Vec<_> = rules
         .iter()
         .filter(|r| r.table == "nat" && r.chain == "POSTROUTING")
@@ -79,7 +80,7 @@ fn docker_rules_are_in_the_host_and_only_there() {
     assert!(listed.contains("policy drop;"), "{listed}");
     // Hosts without Docker, containers and the LAN have no rules at all.
     for node in ["server-host", "c1", "lan"] {
-        let rules = in_netns(&lab.ns(node), lab::nat::rules::read_back).expect("read rules");
+        let rules = in_netns(&lab.ns(node), lab::nat::firewall::read_back).expect("read rules");
         assert!(rules.is_empty(), "{node}: {rules:#?}");
     }
 }

@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use super::fault;
+use super::firewall::Firewall;
 use super::netlink::{Netns, Veth};
 use super::plan::{Container, Host, IfName, Lan, Plan};
 
@@ -29,8 +30,9 @@ struct HostNode {
     docker_bridge: Option<u32>,
 }
 
-/// Builds every object of `plan`. The namespaces must be recorded before this is called.
-pub async fn build(plan: &Plan) -> Result<()> {
+/// Builds every object of `plan`, Docker hosts' rules through `firewall`. The namespaces must
+/// be recorded before this is called.
+pub async fn build(plan: &Plan, firewall: &dyn Firewall) -> Result<()> {
     let mut lans = Vec::with_capacity(plan.lans.len());
     for lan in &plan.lans {
         tracing::info!(netns = %lan.netns, subnet = %lan.subnet, "build lan {}", lan.name);
@@ -52,7 +54,7 @@ pub async fn build(plan: &Plan) -> Result<()> {
             host.name
         );
         hosts.push(
-            build_host(host, lan)
+            build_host(host, lan, firewall)
                 .await
                 .with_context(|| format!("build host {}", host.name))?,
         );
@@ -86,7 +88,7 @@ async fn build_lan(lan: &Lan) -> Result<LanNode> {
     Ok(LanNode { netns, bridge })
 }
 
-async fn build_host(host: &Host, lan: &LanNode) -> Result<HostNode> {
+async fn build_host(host: &Host, lan: &LanNode, firewall: &dyn Firewall) -> Result<HostNode> {
     let netns = Netns::create(&host.netns)?;
     netns.loopback_up().await?;
     // The NIC: eth0 in the host, its peer a port of the LAN bridge named after the host.
@@ -137,7 +139,7 @@ async fn build_host(host: &Host, lan: &LanNode) -> Result<HostNode> {
             );
             fault::pause("up:rules").await;
             netns
-                .run(|| crate::nat::rules::apply(docker))?
+                .run(|| firewall.apply(docker))?
                 .with_context(|| format!("write Docker's nftables rules in {}", host.netns))?;
             fault::pause("up:rules-done").await;
             Some(bridge)

@@ -12,6 +12,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::build::{build, taken_namespaces};
 use super::events::{Notice, emit};
+use super::firewall::Firewall;
 use super::limits::{self, Ledger, Need, Restore};
 use super::netlink::remove_netns;
 use super::plan::Plan;
@@ -93,7 +94,7 @@ pub struct Lab {
     record: Record,
 }
 
-/// Builds `plan`, first raising the global limits in `raises` (each recorded before it is
+/// Builds `plan`, Docker hosts' rules through `firewall`, first raising the global limits in `raises` (each recorded before it is
 /// made, and printed). On any failure, or on a signal, removes everything built, restores the
 /// limits and returns the error (a [`Fail::Interrupted`] for a signal).
 pub async fn up(
@@ -101,6 +102,7 @@ pub async fn up(
     file: Option<&Path>,
     raises: &[Need],
     signals: &mut Signals,
+    firewall: &dyn Firewall,
 ) -> Result<Lab> {
     let owners = namespace_owners();
     let mut record = Record::create(LabState::new(&plan, file))?;
@@ -123,7 +125,7 @@ pub async fn up(
         r = async {
             raise_limits(&mut record, raises)?;
             super::fault::pause("up:limits").await;
-            build(&plan).await
+            build(&plan, firewall).await
         } => r,
         sig = signals.recv() => Err(Fail::Interrupted(sig).into()),
     };

@@ -13,6 +13,7 @@ pub mod build;
 pub mod capacity;
 pub mod events;
 pub mod fault;
+pub mod firewall;
 pub mod lifecycle;
 pub mod limits;
 pub mod netlink;

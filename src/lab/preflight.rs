@@ -17,7 +17,7 @@ use anyhow::Result;
 use super::netlink::NETNS_DIR;
 use super::state::run_dir;
 use crate::error::unsupported;
-use crate::nat::nfnl;
+use crate::nfnl;
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;

@@ -25,8 +25,8 @@ use netlink_packet_netfilter::conntrack::{
 use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner};
 use serde::Serialize;
 
-use super::nfnl::{self, IPCTNL_MSG_CT_GET_STATS, IPCTNL_MSG_CT_GET_STATS_CPU};
 use crate::error::unsupported;
+use crate::nfnl::{self, IPCTNL_MSG_CT_GET_STATS, IPCTNL_MSG_CT_GET_STATS_CPU};
 
 /// How long one `recv` may wait. The kernel answers a request at once (a dump produces its next
 /// batch as soon as the previous one is read), so silence this long means something is broken.

@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 
 use crate::lab::plan::{Container, Host, Lan, Plan, Sysctl};
-use crate::nat::rules::nft_script;
+use crate::nat::firewall::nft_script;
 
 pub fn script(plan: &Plan) -> String {
     let mut s = String::new();

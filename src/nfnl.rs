@@ -1,7 +1,7 @@
 //! The one netfilter netlink (nfnetlink) transport: a blocking `NETLINK_NETFILTER` socket opened
 //! in the calling thread's namespace, one request loop, and one typed method per kernel operation
-//! the lab uses. nftables ([`super::rules`]), conntrack ([`super::conntrack`]) and the preflight
-//! probes ([`crate::lab::preflight`]) all speak to the kernel through it; what the messages mean
+//! the lab uses. nftables ([`crate::nat::firewall`]), conntrack ([`crate::nat::conntrack`]) and the
+//! preflight probes ([`crate::lab::preflight`]) all speak to the kernel through it; what the messages mean
 //! (libnftnl's rules, netlink-packet-netfilter's conntrack entries) stays with them.
 //!
 //! The loop: every request (or every message of a batch) has a sequence number, and the answer

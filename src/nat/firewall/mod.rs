@@ -1,0 +1,684 @@
+//! The firewall seat: which layout writes a Docker host's rules, and how they reach the kernel.
+//!
+//! A [`Layout`] is one way Docker arranges its rules (today's iptables-nft tables; Docker 29's
+//! native nftables table is the next one): the tables and chains it writes, with the NAT form's
+//! POSTROUTING rules ([`nat_rules`]) in the chain the layout keeps for them. Everything after
+//! that is the same for every layout: one description ([`ruleset`]) rendered as `nft` text for
+//! `lab show --commands` and encoded ([`encode`]) into one batch ([`batch`]) for `lab up`.
+//!
+//! # Why netlink, and why one batch
+//!
+//! `lab` must not depend on the `nft` binary, so the rules are built with libnftnl (`nftnl`)
+//! and sent over the one netfilter transport ([`crate::nfnl`]). The rules are encoded exactly
+//! as `nft` 1.0.6 encodes the equivalent text (same payload loads, registers and NAT flags), so
+//! `nft list ruleset` prints them back as the text of [`nft_script`] and `nft --debug=netlink`
+//! shows the same expressions.
+//!
+//! Everything goes to the kernel as one nf_tables transaction, which either applies whole or
+//! not at all. Each table is added, deleted and added again in that transaction (the `nft -f`
+//! trick), so running [`apply`] again replaces the rules instead of appending duplicates. This
+//! means [`apply`] owns the tables of its layout in the namespace: anything else in them is
+//! removed. That is fine in a namespace `lab` created; never call it in the initial namespace.
+
+mod batch;
+mod encode;
+mod iptables_nft;
+mod nat_rules;
+mod readback;
+mod ruleset;
+
+use anyhow::{Context as _, bail};
+
+pub use readback::{RuleText, read_back};
+use ruleset::TableSpec;
+
+use crate::lab::plan::{DockerNet, Nat};
+
+/// One way Docker arranges a host's firewall.
+trait Layout: Sync {
+    /// The first lines of the script, saying which Docker writes this and how to load it.
+    fn header(&self, docker: &DockerNet) -> Vec<String>;
+    /// The tables this layout writes for `docker`, NAT rules included.
+    fn ruleset(&self, docker: &DockerNet) -> Vec<TableSpec>;
+}
+
+/// The layout of a host's rules. Docker 29's default backend, iptables through iptables-nft,
+/// is the only one so far; a host's choice of backend will select here.
+fn layout_of(_docker: &DockerNet) -> &'static dyn Layout {
+    &iptables_nft::IptablesNft
+}
+
+/// The ruleset [`apply`] writes, as `nft -f` input, for `lab show --commands` and the docs.
+///
+/// Both come from the same description, so the script is what the kernel ends up with: loading
+/// it with `nft -f` in a fresh namespace gives the same `nft list ruleset` as [`apply`]. Like
+/// [`apply`], it replaces its tables, so it can be loaded again. What each NAT form writes is
+/// in [`nat_rules`].
+pub fn nft_script(docker: &DockerNet) -> String {
+    let layout = layout_of(docker);
+    ruleset::script(&layout.header(docker), &layout.ruleset(docker))
+}
+
+/// Writes the ruleset into the nftables of the namespace the calling thread is in, as one atomic
+/// transaction that replaces the layout's tables (see the module docs).
+///
+/// The caller runs this inside a setns'd closure: the netfilter socket belongs to the namespace
+/// of the thread that opens it, and it is opened here. It is synchronous on purpose
+/// (a namespace switch must not span an `.await`).
+///
+/// Errors name the object the kernel refused, e.g. "add rule
+/// \`ip saddr 172.17.0.0/16 oifname != "docker0" counter masquerade\` to chain nat POSTROUTING".
+/// A kernel without nf_tables, its NAT chain type or the masq/nat/ct expressions gives an error
+/// whose chain holds [`crate::error::Fail::Unsupported`].
+pub fn apply(docker: &DockerNet) -> anyhow::Result<()> {
+    if let Nat::Snat { pool, .. } = &docker.nat
+        && pool.is_empty()
+    {
+        bail!(
+            "cannot write the SNAT rule for {}: its address pool is empty",
+            docker.bridge
+        );
+    }
+    let planned = batch::plan_batch(&layout_of(docker).ruleset(docker));
+    batch::send(&planned).with_context(|| {
+        format!(
+            "write Docker's NAT and forward rules for {} ({})",
+            docker.bridge,
+            docker.subnet.trunc()
+        )
+    })
+}
+
+/// Docker's firewall in the layout each host calls for: the driver `lab up` is handed, so the
+/// lab engine builds hosts without naming this module (which reads the plan).
+pub struct Docker;
+
+impl crate::lab::firewall::Firewall for Docker {
+    fn apply(&self, docker: &DockerNet) -> anyhow::Result<()> {
+        apply(docker)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::batch::{Planned, plan_batch};
+    use super::iptables_nft::POSTROUTING;
+    use super::readback::chains::parse_chain;
+    use super::readback::parse_rule;
+    use super::ruleset::UNSUPPORTED_NAT;
+    use super::*;
+    use crate::lab::plan::{IfName, Mac, PortRange};
+    use crate::nfnl::{NFNL_SUBSYS_NFTABLES, NLMSG_HDRLEN};
+
+    fn ruleset(d: &DockerNet) -> Vec<TableSpec> {
+        layout_of(d).ruleset(d)
+    }
+
+    fn nft_msg_type(nft_msg: u8) -> u16 {
+        (u16::from(NFNL_SUBSYS_NFTABLES) << 8) | u16::from(nft_msg)
+    }
+
+    /// The netlink messages of one batch page, and their types.
+    fn messages(page: &[u8]) -> Vec<(u16, &[u8])> {
+        let mut out = Vec::new();
+        let mut rest = page;
+        while rest.len() >= NLMSG_HDRLEN {
+            let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
+            let ty = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
+            assert!(
+                len >= NLMSG_HDRLEN && len <= rest.len(),
+                "message of {len} bytes"
+            );
+            out.push((ty, &rest[..len]));
+            rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+        }
+        out
+    }
+
+    fn docker(nat: Nat) -> DockerNet {
+        DockerNet {
+            bridge: IfName::new("docker0").unwrap(),
+            mac: Mac::derived("t/a"),
+            subnet: "172.17.0.0/16".parse().unwrap(),
+            gateway: Ipv4Addr::new(172, 17, 0, 1),
+            nat,
+        }
+    }
+
+    fn pool(a: u8, b: u8) -> Vec<Ipv4Addr> {
+        (a..=b).map(|i| Ipv4Addr::new(192, 168, 49, i)).collect()
+    }
+
+    /// Every message of the batch, decoded without a socket: (type, rule if it is one).
+    fn batch_messages(planned: &Planned) -> Vec<(u16, Option<RuleText>)> {
+        let mut out = Vec::new();
+        for page in planned.batch.iter() {
+            for (ty, msg) in messages(page) {
+                let rule = (ty == nft_msg_type(libc::NFT_MSG_NEWRULE as u8))
+                    .then(|| parse_rule(msg).unwrap());
+                out.push((ty, rule));
+            }
+        }
+        out
+    }
+
+    fn rules_of(nat: Nat) -> Vec<RuleText> {
+        let planned = plan_batch(&ruleset(&docker(nat)));
+        batch_messages(&planned)
+            .into_iter()
+            .filter_map(|(_, r)| r)
+            .collect()
+    }
+
+    fn postrouting_of(nat: Nat) -> Vec<String> {
+        rules_of(nat)
+            .into_iter()
+            .filter(|r| r.table == "nat" && r.chain == "POSTROUTING")
+            .map(|r| r.text)
+            .collect()
+    }
+
+    fn lines(s: &str) -> String {
+        s.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    // The golden texts are what `nft --debug=netlink -f` printed on Debian 12 (nft 1.0.6,
+    // libnftnl 1.2.4) for the text of `nft_script`.
+    const MATCH: &str = "
+        [ payload load 2b @ network header + 12 => reg 1 ]
+        [ cmp eq reg 1 0x000011ac ]
+        [ meta load oifname => reg 1 ]
+        [ cmp neq reg 1 0x6b636f64 0x00307265 0x00000000 0x00000000 ]";
+    const TCP: &str = "
+        [ payload load 1b @ network header + 9 => reg 1 ]
+        [ cmp eq reg 1 0x00000006 ]";
+    const UDP: &str = "
+        [ payload load 1b @ network header + 9 => reg 1 ]
+        [ cmp eq reg 1 0x00000011 ]";
+    const COUNTER: &str = "[ counter pkts 0 bytes 0 ]";
+
+    fn golden(parts: &[&str]) -> String {
+        lines(&parts.join("\n"))
+    }
+
+    #[test]
+    fn golden_masquerade_and_filter() {
+        let rules = rules_of(Nat::Masquerade { ports: None });
+        let got: Vec<(String, String, String)> = rules
+            .iter()
+            .map(|r| (r.table.clone(), r.chain.clone(), r.text.clone()))
+            .collect();
+        let jump = |to: &str| golden(&[COUNTER, &format!("[ immediate reg 0 jump -> {to} ]")]);
+        let row = |t: &str, c: &str, text: String| (t.to_owned(), c.to_owned(), text);
+        let want = vec![
+            row("nat", "POSTROUTING", golden(&[MATCH, COUNTER, "[ masq ]"])),
+            row("filter", "FORWARD", jump("DOCKER-USER")),
+            row("filter", "FORWARD", jump("DOCKER-FORWARD")),
+            row("filter", "DOCKER-FORWARD", jump("DOCKER-CT")),
+            row("filter", "DOCKER-FORWARD", jump("DOCKER-INTERNAL")),
+            row("filter", "DOCKER-FORWARD", jump("DOCKER-BRIDGE")),
+            row(
+                "filter",
+                "DOCKER-FORWARD",
+                golden(&[
+                    "[ meta load iifname => reg 1 ]",
+                    "[ cmp eq reg 1 0x6b636f64 0x00307265 0x00000000 0x00000000 ]",
+                    COUNTER,
+                    "[ immediate reg 0 accept ]",
+                ]),
+            ),
+            row(
+                "filter",
+                "DOCKER-CT",
+                golden(&[
+                    "[ meta load oifname => reg 1 ]",
+                    "[ cmp eq reg 1 0x6b636f64 0x00307265 0x00000000 0x00000000 ]",
+                    "[ ct load state => reg 1 ]",
+                    "[ bitwise reg 1 = ( reg 1 & 0x00000006 ) ^ 0x00000000 ]",
+                    "[ cmp neq reg 1 0x00000000 ]",
+                    COUNTER,
+                    "[ immediate reg 0 accept ]",
+                ]),
+            ),
+            row(
+                "filter",
+                "DOCKER-BRIDGE",
+                golden(&[
+                    "[ meta load oifname => reg 1 ]",
+                    "[ cmp eq reg 1 0x6b636f64 0x00307265 0x00000000 0x00000000 ]",
+                    COUNTER,
+                    "[ immediate reg 0 jump -> DOCKER ]",
+                ]),
+            ),
+            row(
+                "filter",
+                "DOCKER",
+                golden(&[
+                    "[ meta load iifname => reg 1 ]",
+                    "[ cmp neq reg 1 0x6b636f64 0x00307265 0x00000000 0x00000000 ]",
+                    "[ meta load oifname => reg 1 ]",
+                    "[ cmp eq reg 1 0x6b636f64 0x00307265 0x00000000 0x00000000 ]",
+                    COUNTER,
+                    "[ immediate reg 0 drop ]",
+                ]),
+            ),
+        ];
+        assert_eq!(got, want);
+        assert!(rules.iter().all(|r| r.family == "ip" && r.handle.is_none()));
+    }
+
+    #[test]
+    fn golden_masquerade_with_ports() {
+        let ports = Some(PortRange::new(40000, 40099).unwrap());
+        let range = "
+            [ immediate reg 1 0x0000409c ]
+            [ immediate reg 2 0x0000a39c ]
+            [ masq proto_min reg 1 proto_max reg 2 flags 0x2 ]";
+        assert_eq!(
+            postrouting_of(Nat::Masquerade { ports }),
+            vec![
+                golden(&[MATCH, TCP, COUNTER, range]),
+                golden(&[MATCH, UDP, COUNTER, range]),
+                golden(&[MATCH, COUNTER, "[ masq ]"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn golden_masquerade_with_one_port() {
+        let ports = Some(PortRange::new(5000, 5000).unwrap());
+        let one = "
+            [ immediate reg 1 0x00008813 ]
+            [ masq proto_min reg 1 flags 0x2 ]";
+        assert_eq!(
+            postrouting_of(Nat::Masquerade { ports })[0],
+            golden(&[MATCH, TCP, COUNTER, one])
+        );
+    }
+
+    #[test]
+    fn golden_snat_single() {
+        let nat = Nat::Snat {
+            pool: pool(7, 7),
+            ports: None,
+            persistent: false,
+        };
+        assert_eq!(
+            postrouting_of(nat),
+            vec![golden(&[
+                MATCH,
+                COUNTER,
+                "[ immediate reg 1 0x0731a8c0 ]",
+                "[ nat snat ip addr_min reg 1 ]",
+            ])]
+        );
+    }
+
+    #[test]
+    fn golden_snat_pool_with_ports_persistent() {
+        let nat = Nat::Snat {
+            pool: pool(7, 9),
+            ports: Some(PortRange::new(40000, 40099).unwrap()),
+            persistent: true,
+        };
+        let with_ports = "
+            [ immediate reg 1 0x0731a8c0 ]
+            [ immediate reg 2 0x0931a8c0 ]
+            [ immediate reg 3 0x0000409c ]
+            [ immediate reg 4 0x0000a39c ]
+            [ nat snat ip addr_min reg 1 addr_max reg 2 proto_min reg 3 proto_max reg 4 flags 0xa ]";
+        assert_eq!(
+            postrouting_of(nat),
+            vec![
+                golden(&[MATCH, TCP, COUNTER, with_ports]),
+                golden(&[MATCH, UDP, COUNTER, with_ports]),
+                golden(&[
+                    MATCH,
+                    COUNTER,
+                    "[ immediate reg 1 0x0731a8c0 ]",
+                    "[ immediate reg 2 0x0931a8c0 ]",
+                    "[ nat snat ip addr_min reg 1 addr_max reg 2 flags 0x8 ]",
+                ]),
+            ]
+        );
+    }
+
+    #[test]
+    fn golden_snat_single_with_ports() {
+        let nat = Nat::Snat {
+            pool: pool(7, 7),
+            ports: Some(PortRange::new(40000, 40099).unwrap()),
+            persistent: false,
+        };
+        assert_eq!(
+            postrouting_of(nat)[0],
+            golden(&[
+                MATCH,
+                TCP,
+                COUNTER,
+                "[ immediate reg 1 0x0731a8c0 ]",
+                "[ immediate reg 2 0x0000409c ]",
+                "[ immediate reg 3 0x0000a39c ]",
+                "[ nat snat ip addr_min reg 1 proto_min reg 2 proto_max reg 3 flags 0x2 ]",
+            ])
+        );
+    }
+
+    #[test]
+    fn golden_none_has_no_nat_rule_but_the_chain() {
+        assert!(postrouting_of(Nat::None).is_empty());
+        let tables = ruleset(&docker(Nat::None));
+        assert_eq!(tables[0].chains[0].name, POSTROUTING);
+        assert!(tables[0].chains[0].base.is_some());
+        // The filter rules do not depend on the NAT.
+        assert_eq!(rules_of(Nat::None).len(), 9);
+    }
+
+    #[test]
+    fn saddr_prefixes_are_encoded_like_nft() {
+        let enc = |net: &str| {
+            let mut d = docker(Nat::Masquerade { ports: None });
+            d.subnet = net.parse().unwrap();
+            let text = &postrouting_of_docker(&d)[0];
+            text.lines().take(3).collect::<Vec<_>>().join("\n")
+        };
+        assert_eq!(
+            enc("10.0.0.0/8"),
+            "[ payload load 1b @ network header + 12 => reg 1 ]\n\
+             [ cmp eq reg 1 0x0000000a ]\n\
+             [ meta load oifname => reg 1 ]"
+        );
+        assert_eq!(
+            enc("172.17.0.0/20"),
+            "[ payload load 4b @ network header + 12 => reg 1 ]\n\
+             [ bitwise reg 1 = ( reg 1 & 0x00f0ffff ) ^ 0x00000000 ]\n\
+             [ cmp eq reg 1 0x000011ac ]"
+        );
+        assert_eq!(
+            enc("192.168.1.7/32"),
+            "[ payload load 4b @ network header + 12 => reg 1 ]\n\
+             [ cmp eq reg 1 0x0701a8c0 ]\n\
+             [ meta load oifname => reg 1 ]"
+        );
+        // A host address in the subnet is reduced to the network, as `ip saddr` means it.
+        assert!(enc("172.17.0.1/16").contains("cmp eq reg 1 0x000011ac"));
+    }
+
+    fn postrouting_of_docker(d: &DockerNet) -> Vec<String> {
+        let planned = plan_batch(&ruleset(d));
+        batch_messages(&planned)
+            .into_iter()
+            .filter_map(|(_, r)| r)
+            .filter(|r| r.chain == "POSTROUTING")
+            .map(|r| r.text)
+            .collect()
+    }
+
+    #[test]
+    fn batch_replaces_each_table_then_adds_chains_then_rules() {
+        let planned = plan_batch(&ruleset(&docker(Nat::Masquerade { ports: None })));
+        let t = |m: i32| nft_msg_type(m as u8);
+        let types: Vec<u16> = batch_messages(&planned)
+            .into_iter()
+            .map(|(ty, _)| ty)
+            .filter(|ty| *ty >> 8 == u16::from(NFNL_SUBSYS_NFTABLES))
+            .collect();
+        let mut want = vec![
+            t(libc::NFT_MSG_NEWTABLE),
+            t(libc::NFT_MSG_DELTABLE),
+            t(libc::NFT_MSG_NEWTABLE),
+            t(libc::NFT_MSG_NEWCHAIN),
+            t(libc::NFT_MSG_NEWRULE),
+            t(libc::NFT_MSG_NEWTABLE),
+            t(libc::NFT_MSG_DELTABLE),
+            t(libc::NFT_MSG_NEWTABLE),
+        ];
+        want.extend([t(libc::NFT_MSG_NEWCHAIN); 7]);
+        want.extend([t(libc::NFT_MSG_NEWRULE); 9]);
+        assert_eq!(types, want);
+        // Every sequence number that expects an ACK has a description.
+        assert_eq!(planned.batch.sequence_numbers().len(), planned.steps.len());
+    }
+
+    #[test]
+    fn chains_are_base_or_regular_as_docker_has_them() {
+        let planned = plan_batch(&ruleset(&docker(Nat::Masquerade { ports: None })));
+        let mut chains = Vec::new();
+        for page in planned.batch.iter() {
+            for (ty, msg) in messages(page) {
+                if ty == nft_msg_type(libc::NFT_MSG_NEWCHAIN as u8) {
+                    chains.push(parse_chain(msg).unwrap());
+                }
+            }
+        }
+        let names: Vec<&str> = chains.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "POSTROUTING",
+                "FORWARD",
+                "DOCKER-USER",
+                "DOCKER-FORWARD",
+                "DOCKER-CT",
+                "DOCKER-BRIDGE",
+                "DOCKER",
+                "DOCKER-INTERNAL"
+            ]
+        );
+        let post = &chains[0].text;
+        assert!(post.contains("type nat") && post.contains("hook postrouting"));
+        assert!(
+            post.contains("prio 100") && post.contains("policy accept"),
+            "{post}"
+        );
+        let fwd = &chains[1].text;
+        assert!(
+            fwd.contains("type filter") && fwd.contains("hook forward"),
+            "{fwd}"
+        );
+        assert!(
+            fwd.contains("prio 0") && fwd.contains("policy drop"),
+            "{fwd}"
+        );
+        assert!(!chains[2].text.contains("hook"), "{}", chains[2].text);
+    }
+
+    #[test]
+    fn refusals_name_the_object_and_missing_nat_is_unsupported() {
+        let planned = plan_batch(&ruleset(&docker(Nat::Masquerade { ports: None })));
+        let seq_of = |needle: &str| {
+            let i = planned
+                .steps
+                .iter()
+                .position(|s| s.what.contains(needle))
+                .unwrap();
+            planned.batch.sequence_numbers().start + i as u32
+        };
+        let masq = seq_of("masquerade` to chain nat POSTROUTING");
+        let err = planned.refused(masq, libc::ENOENT);
+        let text = format!("{err:#}");
+        assert!(
+            text.starts_with(
+                "add rule `ip saddr 172.17.0.0/16 oifname != \"docker0\" counter masquerade` \
+                 to chain nat POSTROUTING"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(UNSUPPORTED_NAT), "{text}");
+        assert_eq!(
+            crate::error::exit_code(&err),
+            crate::error::exit::UNSUPPORTED
+        );
+
+        let chain = seq_of("add chain nat POSTROUTING");
+        let err = planned.refused(chain, libc::EOPNOTSUPP);
+        assert_eq!(
+            crate::error::exit_code(&err),
+            crate::error::exit::UNSUPPORTED
+        );
+
+        let ct = seq_of("ct state");
+        assert!(format!("{:#}", planned.refused(ct, libc::ENOENT)).contains("CONFIG_NFT_CT"));
+
+        // Not a missing feature: a runtime error that keeps the errno.
+        let err = planned.refused(masq, libc::EPERM);
+        assert_eq!(crate::error::exit_code(&err), crate::error::exit::RUNTIME);
+        assert_eq!(crate::error::errno_of(&err), Some(libc::EPERM));
+        let jump = seq_of("jump DOCKER-USER");
+        let err = planned.refused(jump, libc::ENOENT);
+        assert_eq!(crate::error::exit_code(&err), crate::error::exit::RUNTIME);
+    }
+
+    #[test]
+    fn script_masquerade() {
+        let want = r#"# Docker 29.x rules for the bridge docker0 (172.17.0.0/16), as `nft list ruleset` shows what Docker
+# writes through iptables-nft. Load it inside the host's namespace with `nft -f`.
+# Each table is created, deleted and written again in one transaction, so loading
+# this again replaces the rules instead of adding a second copy.
+table ip nat
+delete table ip nat
+table ip nat {
+	chain POSTROUTING {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 172.17.0.0/16 oifname != "docker0" counter masquerade
+	}
+}
+table ip filter
+delete table ip filter
+table ip filter {
+	chain FORWARD {
+		# policy drop: what dockerd sets when it switched net.ipv4.ip_forward on itself
+		type filter hook forward priority filter; policy drop;
+		counter jump DOCKER-USER
+		counter jump DOCKER-FORWARD
+	}
+
+	chain DOCKER-USER {
+		# the user's own rules; Docker never writes here
+	}
+
+	chain DOCKER-FORWARD {
+		counter jump DOCKER-CT
+		counter jump DOCKER-INTERNAL
+		counter jump DOCKER-BRIDGE
+		iifname "docker0" counter accept
+	}
+
+	chain DOCKER-CT {
+		oifname "docker0" ct state established,related counter accept
+	}
+
+	chain DOCKER-BRIDGE {
+		oifname "docker0" counter jump DOCKER
+	}
+
+	chain DOCKER {
+		iifname != "docker0" oifname "docker0" counter drop
+	}
+
+	chain DOCKER-INTERNAL {
+		# rules of --internal networks; this bridge is not one
+	}
+}
+"#;
+        assert_eq!(nft_script(&docker(Nat::Masquerade { ports: None })), want);
+    }
+
+    fn script_postrouting(nat: Nat) -> Vec<String> {
+        let s = nft_script(&docker(nat));
+        s.lines()
+            .skip_while(|l| !l.contains("chain POSTROUTING"))
+            .skip(1)
+            .take_while(|l| l.trim() != "}")
+            .map(|l| l.trim().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn script_nat_variants() {
+        let head = r#"ip saddr 172.17.0.0/16 oifname != "docker0""#;
+        let ports = Some(PortRange::new(40000, 40099).unwrap());
+        let post = script_postrouting(Nat::Masquerade { ports });
+        assert_eq!(
+            post[2..],
+            [
+                format!("{head} ip protocol tcp counter masquerade to :40000-40099"),
+                format!("{head} ip protocol udp counter masquerade to :40000-40099"),
+                format!("{head} counter masquerade"),
+            ]
+        );
+        assert!(post[0].starts_with("# nft takes a port range only after"));
+
+        let single = Nat::Snat {
+            pool: pool(7, 7),
+            ports: None,
+            persistent: false,
+        };
+        assert_eq!(
+            script_postrouting(single)[1..],
+            [format!("{head} counter snat to 192.168.49.7")]
+        );
+
+        let nat = Nat::Snat {
+            pool: pool(7, 9),
+            ports,
+            persistent: true,
+        };
+        assert_eq!(
+            script_postrouting(nat)[2..],
+            [
+                format!(
+                    "{head} ip protocol tcp counter snat to \
+                     192.168.49.7-192.168.49.9:40000-40099 persistent"
+                ),
+                format!(
+                    "{head} ip protocol udp counter snat to \
+                     192.168.49.7-192.168.49.9:40000-40099 persistent"
+                ),
+                format!("{head} counter snat to 192.168.49.7-192.168.49.9 persistent"),
+            ]
+        );
+
+        assert_eq!(
+            script_postrouting(Nat::None),
+            [
+                "# enable_ip_masquerade=false: containers leave with their own addresses",
+                "type nat hook postrouting priority srcnat; policy accept;",
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_pool_is_refused_before_touching_the_kernel() {
+        let d = docker(Nat::Snat {
+            pool: vec![],
+            ports: None,
+            persistent: false,
+        });
+        let err = apply(&d).unwrap_err();
+        assert!(format!("{err:#}").contains("pool is empty"));
+        assert!(nft_script(&d).contains("# no SNAT rule: the address pool is empty"));
+    }
+
+    #[test]
+    fn rule_text_helpers() {
+        let r = RuleText {
+            family: "ip".into(),
+            table: "nat".into(),
+            chain: "POSTROUTING".into(),
+            handle: Some(4),
+            text: "[ meta load oifname => reg 1 ]\n[ counter pkts 12 bytes 720 ]\n[ masq ]".into(),
+        };
+        assert_eq!(
+            r.to_string(),
+            "ip nat POSTROUTING (handle 4)\n  [ meta load oifname => reg 1 ]\n  \
+             [ counter pkts 12 bytes 720 ]\n  [ masq ]"
+        );
+    }
+}
