@@ -5,8 +5,9 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::lab::netlink::netns_exists;
-use crate::lab::plan::{Nat, NetnsName};
+use crate::lab::plan::NetnsName;
 use crate::lab::state::{LabState, Phase, Record};
+use crate::nat::form::NatKind;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -77,7 +78,7 @@ fn lab_json(s: &LabState) -> serde_json::Value {
         let docker = h.docker.as_ref().map(|d| {
             json!({
                 "bridge": d.bridge, "subnet": d.subnet, "gateway": d.gateway,
-                "nat": nat_word(&d.nat), "nat_rule": d.nat,
+                "nat": NatKind::of(&d.nat), "nat_rule": d.nat,
             })
         });
         json!({
@@ -132,15 +133,6 @@ fn lab_json(s: &LabState) -> serde_json::Value {
         "nodes": nodes,
         "clients": clients,
     })
-}
-
-/// `masquerade`, `snat` or `none`.
-fn nat_word(nat: &Nat) -> &'static str {
-    match nat {
-        Nat::Masquerade { .. } => "masquerade",
-        Nat::Snat { .. } => "snat",
-        Nat::None => "none",
-    }
 }
 
 /// The status as one word for scripts: the phase, or `left-behind` when nobody owns the lab.

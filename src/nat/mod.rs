@@ -2,6 +2,7 @@
 
 pub mod conntrack;
 pub mod firewall;
+pub mod form;
 pub mod paths;
 pub mod predict;
 pub mod view;

@@ -7,16 +7,17 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde::Serialize;
 
-use super::predict::{self, FlowPrediction, Limit, NatModel, PathPrediction, Prediction};
-use crate::lab::plan::{Container, Host, HostId, Nat, Plan, PortRange};
+use super::form::HostNat;
+use super::predict::{self, FlowPrediction, Limit, PathPrediction, Prediction};
+use crate::lab::plan::{Container, Host, HostId, Plan};
 
 /// What a host's kernel is predicted to do with its containers' client connections.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostPrediction {
     pub host: HostId,
     pub name: String,
-    /// The NAT rule, in words ("masquerade to 192.168.49.6", "snat to A-B persistent", ...).
-    pub nat: String,
+    /// The NAT rule (serialized in words: "masquerade to 192.168.49.6", "snat to A-B persistent").
+    pub nat: HostNat,
     /// Flows through the NAT and flows that are not translated (to the host itself, or with
     /// `nat = "none"`), whose paths are per container and bounded by its own port range.
     pub prediction: Prediction,
@@ -32,7 +33,8 @@ pub fn predict_lab(plan: &Plan) -> Vec<HostPrediction> {
 }
 
 fn predict_host(plan: &Plan, id: HostId, host: &Host) -> Option<HostPrediction> {
-    let docker = host.docker.as_ref()?;
+    host.docker.as_ref()?;
+    let nat = HostNat::of(host);
     let mut translated = Vec::new();
     let mut local = Vec::new();
     for group in &plan.clients {
@@ -45,7 +47,7 @@ fn predict_host(plan: &Plan, id: HostId, host: &Host) -> Option<HostPrediction> 
             let flow =
                 predict::Flow::new(c.name.to_string(), c.address, dst, group.connections.get())
                     .with_local_ports(local_ports(c));
-            if is_translated(host, &docker.nat, dst) {
+            if nat.translates(host, dst) {
                 translated.push(flow);
             } else {
                 local.push(flow);
@@ -55,7 +57,7 @@ fn predict_host(plan: &Plan, id: HostId, host: &Host) -> Option<HostPrediction> 
     if translated.is_empty() && local.is_empty() {
         return None;
     }
-    let model = nat_model(host, &docker.nat);
+    let model = nat.model();
     let mut prediction = match &model {
         Some(model) => model.predict(&translated),
         None => Prediction {
@@ -69,77 +71,18 @@ fn predict_host(plan: &Plan, id: HostId, host: &Host) -> Option<HostPrediction> 
     Some(HostPrediction {
         host: id,
         name: host.name.to_string(),
-        nat: describe(host, &docker.nat),
+        nat,
         prediction,
     })
-}
-
-/// Packets to the host's own addresses are delivered locally and never reach POSTROUTING;
-/// packets to another container stay on the bridge (`oifname != docker0` fails); and with no
-/// NAT nothing is translated.
-fn is_translated(host: &Host, nat: &Nat, dst: SocketAddrV4) -> bool {
-    let ip = *dst.ip();
-    let to_self = host.addresses.contains(&ip)
-        || host
-            .docker
-            .as_ref()
-            .is_some_and(|d| d.gateway == ip || d.subnet.contains(&ip));
-    !to_self && *nat != Nat::None
 }
 
 /// Connections one NAT path of `host` can hold: its NAT rule's ([`NatModel::path_capacity`]),
 /// or the default when the host translates nothing. The one place capacity is derived from a
 /// plan; predictions and `lab nat`'s view both read it.
 pub fn path_capacity(host: &Host) -> u32 {
-    host.docker
-        .as_ref()
-        .and_then(|d| nat_model(host, &d.nat))
+    HostNat::of(host)
+        .model()
         .map_or_else(|| predict::path_capacity(None), |m| m.path_capacity())
-}
-
-fn nat_model(host: &Host, nat: &Nat) -> Option<NatModel> {
-    let with_ports = |m: NatModel, ports: &Option<PortRange>| match ports {
-        Some(p) => m.with_ports(p.lo(), p.hi()),
-        None => m,
-    };
-    match nat {
-        Nat::Masquerade { ports } => {
-            Some(with_ports(NatModel::masquerade(host.addresses[0]), ports))
-        }
-        Nat::Snat {
-            pool,
-            ports,
-            persistent,
-        } => {
-            let (min, max) = (*pool.first()?, *pool.last()?);
-            Some(with_ports(NatModel::snat(min, max, *persistent), ports))
-        }
-        Nat::None => None,
-    }
-}
-
-pub fn describe(host: &Host, nat: &Nat) -> String {
-    let ports = |p: &Option<PortRange>| p.map(|p| format!(" ports {p}")).unwrap_or_default();
-    match nat {
-        Nat::Masquerade { ports: p } => format!("masquerade to {}{}", host.addresses[0], ports(p)),
-        Nat::Snat {
-            pool,
-            ports: p,
-            persistent,
-        } => {
-            let range = match (pool.first(), pool.last()) {
-                (Some(a), Some(b)) if a != b => format!("{a}-{b}"),
-                (Some(a), _) => a.to_string(),
-                _ => String::new(),
-            };
-            format!(
-                "snat to {range}{}{}",
-                ports(p),
-                if *persistent { " persistent" } else { "" }
-            )
-        }
-        Nat::None => "none".into(),
-    }
 }
 
 /// Untranslated flows: each (container, destination) is a path of its own whose only limit is
@@ -198,7 +141,7 @@ pub fn predicted_source(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::plan::KERNEL_LOCAL_PORT_RANGE;
+    use crate::lab::plan::{KERNEL_LOCAL_PORT_RANGE, PortRange};
     use crate::lab::{LoadOptions, Source, load};
 
     fn plan(text: &str) -> Plan {
@@ -244,7 +187,7 @@ sysctls = { "net.ipv4.ip_local_port_range" = "1024 65535" }
         );
         assert!(path.overflow);
         assert_eq!(predicted_total(&hosts), 64_512);
-        assert_eq!(hosts[0].nat, "masquerade to 192.168.49.6");
+        assert_eq!(hosts[0].nat.to_string(), "masquerade to 192.168.49.6");
     }
 
     #[test]
@@ -278,7 +221,10 @@ sysctls = { "net.ipv4.ip_local_port_range" = "1024 65535" }
             "[hosts.client.docker]\nnat = { snat = [\"192.168.49.6\", \"192.168.49.7\", \"192.168.49.8\"] }\n[hosts.server]",
         ) + "[clients.load]\ncontainers = [\"c\"]\nconnect = [\"192.168.49.5:9000\"]\nconnections = 25000\n"));
         let hosts = predict_lab(&p);
-        assert_eq!(hosts[0].nat, "snat to 192.168.49.6-192.168.49.8");
+        assert_eq!(
+            hosts[0].nat.to_string(),
+            "snat to 192.168.49.6-192.168.49.8"
+        );
         for f in &hosts[0].prediction.flows {
             let expect = predict::pool_address(
                 Ipv4Addr::new(192, 168, 49, 6),

@@ -10,6 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use serde::Serialize;
 
 use super::conntrack::{Flow, Stats};
+use super::form::HostNat;
 use super::paths::HostPrediction;
 use crate::lab::plan::{HostId, Plan};
 
@@ -20,7 +21,7 @@ const SAMPLES: usize = 5;
 #[derive(Debug, Clone, Serialize)]
 pub struct NatView {
     pub host: String,
-    pub nat: String,
+    pub nat: HostNat,
     /// Entries in this namespace's conntrack table, and the global limit each namespace has.
     pub entries: u64,
     pub max: u32,
@@ -125,14 +126,7 @@ pub fn build(
 
     NatView {
         host: h.name.to_string(),
-        nat: prediction.map_or_else(
-            || {
-                h.docker
-                    .as_ref()
-                    .map_or("none".into(), |d| super::paths::describe(h, &d.nat))
-            },
-            |p| p.nat.clone(),
-        ),
+        nat: HostNat::of(h),
         entries: u64::from(stats.entries),
         max: stats.max,
         paths,

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::lab::plan::Plan;
-use crate::nat::paths::describe;
+use crate::nat::form::HostNat;
 
 /// Nodes and edges, independent of the output syntax.
 struct Graph {
@@ -48,7 +48,7 @@ fn build(plan: &Plan) -> Graph {
                     d.bridge,
                     d.gateway,
                     d.subnet.prefix_len(),
-                    describe(h, &d.nat)
+                    HostNat::of(h)
                 ),
                 "bridge",
             ));

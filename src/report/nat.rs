@@ -41,7 +41,7 @@ pub fn render_prediction(hosts: &[HostPrediction]) -> String {
                 }
             );
         }
-        let pool = h.nat.starts_with("snat to") && h.nat.contains('-');
+        let pool = h.nat.is_pool();
         for f in &h.prediction.flows {
             if pool {
                 let _ = writeln!(

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::count;
 use crate::lab::plan::{CountRange, Plan};
+use crate::nat::form::NatKind;
 use crate::nat::paths::HostPrediction;
 use crate::nat::view::NatView;
 use crate::workload::protocol::Failures;
@@ -238,7 +239,7 @@ pub fn render(r: &RunReport) -> String {
             "\n  NAT on {} ({}), from its conntrack table:",
             v.host, v.nat
         );
-        if v.paths.is_empty() && v.nat == "none" {
+        if v.paths.is_empty() && v.nat.kind() == NatKind::None {
             let _ = writeln!(
                 out,
                 "    nothing was translated: with nat = \"none\" Docker writes no NAT rule, so the \
@@ -263,7 +264,7 @@ pub fn render(r: &RunReport) -> String {
             );
         }
         // With an address pool, which address the kernel chose for whom is the lesson.
-        if v.nat.starts_with("snat") {
+        if v.nat.kind() == NatKind::Snat {
             for c in &v.containers {
                 let seen: Vec<String> = c
                     .observed

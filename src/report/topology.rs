@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::lab::plan::{DockerNet, Host, Nat, Plan};
-use crate::nat::paths::describe;
+use crate::lab::plan::{DockerNet, Host, Plan};
+use crate::nat::form::{HostNat, NatKind};
 
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
@@ -103,9 +103,9 @@ pub fn render(plan: &Plan) -> String {
 
 /// The NAT rule in words, with the match Docker writes for it.
 fn nat_summary(host: &Host, d: &DockerNet) -> String {
-    let rule = describe(host, &d.nat);
-    match d.nat {
-        Nat::None => format!("{rule} (containers leave with their own addresses)"),
+    let rule = HostNat::of(host);
+    match rule.kind() {
+        NatKind::None => format!("{rule} (containers leave with their own addresses)"),
         _ => format!("{rule} (ip saddr {} oifname != \"{}\")", d.subnet, d.bridge),
     }
 }

@@ -1,0 +1,204 @@
+//! A host's NAT as everything after the plan speaks of it: the plan's [`Nat`] with the address
+//! masquerade leaves with, in words ("masquerade to 192.168.49.6", "snat to A-B ports P-Q
+//! persistent"), in one word for scripts (`masquerade`, `snat`, `none`), and as the model the
+//! prediction runs. Predictions, views, reports, `lab list` and the drawings all read it here,
+//! so a new NAT form is one new arm in this file, not strings compared downstream.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use serde::{Serialize, Serializer};
+
+use super::predict::NatModel;
+use crate::lab::plan::{Host, Nat, PortRange};
+
+/// The NAT form as one word: what `lab list --json` says and the schema enumerates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NatKind {
+    Masquerade,
+    Snat,
+    None,
+}
+
+impl NatKind {
+    pub fn of(nat: &Nat) -> Self {
+        match nat {
+            Nat::Masquerade { .. } => NatKind::Masquerade,
+            Nat::Snat { .. } => NatKind::Snat,
+            Nat::None => NatKind::None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NatKind::Masquerade => "masquerade",
+            NatKind::Snat => "snat",
+            NatKind::None => "none",
+        }
+    }
+}
+
+/// A host's NAT: its form and the address a masquerade leaves with. Serialized as its words
+/// (what the JSON outputs have always said).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostNat {
+    nat: Nat,
+    /// The host's primary LAN address: where `masquerade` translates to.
+    primary: Ipv4Addr,
+}
+
+impl HostNat {
+    /// The NAT of `host`: its docker network's, or none when it runs no Docker.
+    pub fn of(host: &Host) -> Self {
+        Self {
+            nat: host.docker.as_ref().map_or(Nat::None, |d| d.nat.clone()),
+            primary: host.addresses[0],
+        }
+    }
+
+    pub fn kind(&self) -> NatKind {
+        NatKind::of(&self.nat)
+    }
+
+    /// An SNAT pool of more than one address, where which address the kernel picks for whom
+    /// is part of what a report shows.
+    pub fn is_pool(&self) -> bool {
+        matches!(&self.nat, Nat::Snat { pool, .. } if pool.len() > 1)
+    }
+
+    /// Whether a container's connection to `dst` goes through this NAT. Packets to the host's
+    /// own addresses are delivered locally and never reach POSTROUTING; packets to another
+    /// container stay on the bridge (`oifname != docker0` fails); and with no NAT nothing is
+    /// translated.
+    pub fn translates(&self, host: &Host, dst: SocketAddrV4) -> bool {
+        let ip = *dst.ip();
+        let to_self = host.addresses.contains(&ip)
+            || host
+                .docker
+                .as_ref()
+                .is_some_and(|d| d.gateway == ip || d.subnet.contains(&ip));
+        !to_self && self.kind() != NatKind::None
+    }
+
+    /// The kernel's behaviour for this form, as the prediction models it; `None` when nothing
+    /// is translated.
+    pub fn model(&self) -> Option<NatModel> {
+        let with_ports = |m: NatModel, ports: &Option<PortRange>| match ports {
+            Some(p) => m.with_ports(p.lo(), p.hi()),
+            None => m,
+        };
+        match &self.nat {
+            Nat::Masquerade { ports } => {
+                Some(with_ports(NatModel::masquerade(self.primary), ports))
+            }
+            Nat::Snat {
+                pool,
+                ports,
+                persistent,
+            } => {
+                let (min, max) = (*pool.first()?, *pool.last()?);
+                Some(with_ports(NatModel::snat(min, max, *persistent), ports))
+            }
+            Nat::None => None,
+        }
+    }
+}
+
+impl fmt::Display for HostNat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ports = |p: &Option<PortRange>| p.map(|p| format!(" ports {p}")).unwrap_or_default();
+        match &self.nat {
+            Nat::Masquerade { ports: p } => write!(f, "masquerade to {}{}", self.primary, ports(p)),
+            Nat::Snat {
+                pool,
+                ports: p,
+                persistent,
+            } => {
+                f.write_str("snat to ")?;
+                match (pool.first(), pool.last()) {
+                    (Some(a), Some(b)) if a != b => write!(f, "{a}-{b}")?,
+                    (Some(a), _) => write!(f, "{a}")?,
+                    _ => {}
+                }
+                write!(
+                    f,
+                    "{}{}",
+                    ports(p),
+                    if *persistent { " persistent" } else { "" }
+                )
+            }
+            Nat::None => f.write_str("none"),
+        }
+    }
+}
+
+impl Serialize for HostNat {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::{LoadOptions, Source, load};
+
+    /// Host `h` of a one-host lab whose `[hosts.h.docker]` says `docker`.
+    fn host(docker: &str) -> Host {
+        let text = format!(
+            "name = \"t\"\n[lans.lan]\nsubnet = \"192.168.49.0/24\"\n[hosts.h]\nlan = \"lan\"\n\
+             addresses = [\"192.168.49.6\", \"192.168.49.7\", \"192.168.49.8\"]\n{docker}"
+        );
+        let plan = load(&Source::new("t.toml", &text), &LoadOptions::default())
+            .map_err(|d| format!("{d:?}"))
+            .unwrap()
+            .plan;
+        plan.hosts[0].clone()
+    }
+
+    #[test]
+    fn words_kind_and_pool() {
+        let cases = [
+            ("", "none", NatKind::None, false),
+            (
+                "[hosts.h.docker]\nnat = \"none\"",
+                "none",
+                NatKind::None,
+                false,
+            ),
+            (
+                "[hosts.h.docker]",
+                "masquerade to 192.168.49.6",
+                NatKind::Masquerade,
+                false,
+            ),
+            (
+                "[hosts.h.docker]\nnat = { masquerade = true, ports = \"40000-40099\" }",
+                "masquerade to 192.168.49.6 ports 40000-40099",
+                NatKind::Masquerade,
+                false,
+            ),
+            (
+                "[hosts.h.docker]\nnat = { snat = [\"192.168.49.7\"] }",
+                "snat to 192.168.49.7",
+                NatKind::Snat,
+                false,
+            ),
+            (
+                "[hosts.h.docker]\nnat = { snat = [\"192.168.49.6\", \"192.168.49.7\", \"192.168.49.8\"], persistent = true }",
+                "snat to 192.168.49.6-192.168.49.8 persistent",
+                NatKind::Snat,
+                true,
+            ),
+        ];
+        for (docker, words, kind, is_pool) in cases {
+            let n = HostNat::of(&host(docker));
+            assert_eq!(n.to_string(), words, "{docker}");
+            assert_eq!(serde_json::to_value(&n).unwrap(), words);
+            assert_eq!(n.kind(), kind, "{docker}");
+            assert_eq!(n.is_pool(), is_pool, "{docker}");
+            assert_eq!(n.model().is_some(), kind != NatKind::None, "{docker}");
+        }
+    }
+}
