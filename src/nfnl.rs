@@ -11,7 +11,7 @@
 //! (leftovers of an earlier request) are skipped. Every `recv` is bounded by the timeout the
 //! socket was opened with, so a kernel that never answers cannot hang a lab.
 //!
-//! The socket belongs to the namespace it was opened in: callers open it inside `Netns::run` (or
+//! The socket belongs to the namespace it was opened in: callers open it inside `Namespace::run` (or
 //! `run_in_netns`) of the namespace they mean, and use it from there.
 
 use std::fmt;

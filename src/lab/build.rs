@@ -12,7 +12,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use super::fault;
 use super::firewall::Firewall;
-use super::netlink::{Netns, Veth};
+use super::netlink::{Namespace, Veth};
 use super::plan::{Container, Host, IfName, Lan, Plan};
 
 /// Containers built at once. Netlink requests are cheap; this bounds open sockets and fds.
@@ -20,13 +20,13 @@ const CONTAINER_CONCURRENCY: usize = 16;
 
 /// A LAN switch that is up: its namespace and bridge index.
 struct LanNode {
-    netns: Netns,
+    netns: Namespace,
     bridge: u32,
 }
 
 /// A host that is up: its namespace and, when it runs Docker, the docker bridge index.
 struct HostNode {
-    netns: Netns,
+    netns: Namespace,
     docker_bridge: Option<u32>,
 }
 
@@ -82,14 +82,14 @@ pub async fn build(plan: &Plan, firewall: &dyn Firewall) -> Result<()> {
 }
 
 async fn build_lan(lan: &Lan) -> Result<LanNode> {
-    let netns = Netns::create(&lan.netns)?;
+    let netns = Namespace::create(&lan.netns)?;
     netns.loopback_up().await?;
     let bridge = netns.add_bridge(&lan.bridge, lan.mac).await?;
     Ok(LanNode { netns, bridge })
 }
 
 async fn build_host(host: &Host, lan: &LanNode, firewall: &dyn Firewall) -> Result<HostNode> {
-    let netns = Netns::create(&host.netns)?;
+    let netns = Namespace::create(&host.netns)?;
     netns.loopback_up().await?;
     // The NIC: eth0 in the host, its peer a port of the LAN bridge named after the host.
     let nic = Veth {
@@ -164,7 +164,7 @@ async fn build_container(plan: &Plan, c: &Container, host: &HostNode) -> Result<
         c.name,
         h.name
     );
-    let netns = Netns::create(&c.netns)?;
+    let netns = Namespace::create(&c.netns)?;
     netns.loopback_up().await?;
     let eth0_name = IfName::eth0();
     let eth0 = Veth {

@@ -1,9 +1,9 @@
-//! The thin typed layer over rtnetlink and netns-rs: one [`Netns`] per namespace, one method per
+//! The thin typed layer over rtnetlink and netns-rs: one [`Namespace`] per namespace, one method per
 //! kernel operation, and errors that name the object and the namespace. No rtnetlink type leaks
 //! out of this module.
 //!
 //! Namespace rule: a netlink socket belongs to the namespace of the thread that created it, so
-//! each `Netns` opens its socket inside `NetNs::run` (a synchronous setns there and back, never
+//! each `Namespace` opens its socket inside `NetNs::run` (a synchronous setns there and back, never
 //! across an `.await`) and then serves requests from any thread.
 
 use std::fs::File;
@@ -54,13 +54,13 @@ impl std::fmt::Display for NetnsTaken {
 impl std::error::Error for NetnsTaken {}
 
 /// An open network namespace and a netlink connection inside it.
-pub struct Netns {
+pub struct Namespace {
     name: NetnsName,
     ns: NetNs,
     rt: rtnetlink::Handle,
 }
 
-impl Netns {
+impl Namespace {
     /// Creates the named namespace (visible to `ip netns`) and connects to it. Refuses a name that
     /// exists: the namespace could be another lab's or the user's, and must not be adopted.
     pub fn create(name: &NetnsName) -> Result<Self> {
@@ -269,7 +269,7 @@ pub fn run_in_netns<T>(name: &NetnsName, f: impl FnOnce() -> T) -> Result<T> {
 /// The far end of a veth pair: its name, namespace and MAC.
 pub struct Veth<'a> {
     pub name: &'a IfName,
-    pub netns: &'a Netns,
+    pub netns: &'a Namespace,
     pub mac: Option<Mac>,
 }
 

@@ -4,7 +4,7 @@
 //!
 //! Everything here talks to the namespace of the *calling thread*: a netlink socket belongs to
 //! the namespace it was opened in, and `/proc/sys/net` resolves against the opener's namespace.
-//! Callers run these functions inside `Netns::run` of the NAT host. The socket is a blocking
+//! Callers run these functions inside `Namespace::run` of the NAT host. The socket is a blocking
 //! [`nfnl::Socket`] opened per call, so no async runtime and no long-lived state is involved;
 //! every receive is bounded by [`RECV_TIMEOUT`] so a kernel that never answers cannot hang a lab.
 //!
@@ -890,7 +890,7 @@ mod tests {
         );
     }
 
-    /// Runs `f` on a fresh thread that entered namespace `name`, as `Netns::run` would.
+    /// Runs `f` on a fresh thread that entered namespace `name`, as `Namespace::run` would.
     fn in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
         let path = format!("/run/netns/{name}");
         std::thread::spawn(move || {

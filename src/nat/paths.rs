@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use serde::Serialize;
 
 use super::form::HostNat;
-use super::predict::{self, FlowPrediction, Limit, PathPrediction, Prediction};
+use super::predict::{self, FlowPrediction, PathPrediction, PortLimit, Prediction};
 use crate::lab::plan::{Container, Host, HostId, Plan};
 
 /// What a host's kernel is predicted to do with its containers' client connections.
@@ -99,7 +99,11 @@ fn add_untranslated(prediction: &mut Prediction, flows: &[predict::Flow]) {
             connections: f.connections,
             local_ports: f.local_ports,
             wanted,
-            limit: if over { Limit::LocalPorts } else { Limit::None },
+            limit: if over {
+                PortLimit::LocalPorts
+            } else {
+                PortLimit::None
+            },
             address_exact: true,
         });
         prediction.paths.push(PathPrediction {
@@ -210,7 +214,7 @@ sysctls = { "net.ipv4.ip_local_port_range" = "1024 65535" }
         let f = &hosts[0].prediction.flows[0];
         assert_eq!(f.translated, f.src, "no translation to the host itself");
         assert_eq!(f.wanted, 28_232);
-        assert_eq!(f.limit, Limit::LocalPorts);
+        assert_eq!(f.limit, PortLimit::LocalPorts);
         assert_eq!(predicted_total(&hosts), 28_232);
     }
 

@@ -373,7 +373,7 @@ impl NatModel {
                     connections: flow.connections,
                     local_ports: flow.local_ports,
                     wanted: flow.connections.min(flow.local_ports),
-                    limit: Limit::from_flags(local_full, path_full),
+                    limit: PortLimit::from_flags(local_full, path_full),
                     address_exact,
                 }
             })
@@ -434,7 +434,7 @@ impl Flow {
 /// Which port limit stops a flow short of its connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Limit {
+pub enum PortLimit {
     /// Nothing: every connection is predicted to be established.
     None,
     /// The container runs out of local ports towards the destination (`connect` fails with
@@ -447,13 +447,13 @@ pub enum Limit {
     LocalAndPathPorts,
 }
 
-impl Limit {
+impl PortLimit {
     fn from_flags(local: bool, path: bool) -> Self {
         match (local, path) {
-            (false, false) => Limit::None,
-            (true, false) => Limit::LocalPorts,
-            (false, true) => Limit::PathPorts,
-            (true, true) => Limit::LocalAndPathPorts,
+            (false, false) => PortLimit::None,
+            (true, false) => PortLimit::LocalPorts,
+            (false, true) => PortLimit::PathPorts,
+            (true, true) => PortLimit::LocalAndPathPorts,
         }
     }
 }
@@ -477,7 +477,7 @@ pub struct FlowPrediction {
     pub wanted: u32,
     /// Which limit binds, if any. Which flows of an overflowing path lose is a race; see
     /// [`PathPrediction`] for the numbers.
-    pub limit: Limit,
+    pub limit: PortLimit,
     /// `false` when the container's connections to other destinations hash to a different pool
     /// address: a connection from a local port already translated for another destination
     /// reuses that translation (`find_appropriate_src`), so some of this flow may leave from the
@@ -769,7 +769,7 @@ mod tests {
         for f in &p.flows {
             assert_eq!(f.translated, ip("192.168.49.1"));
             assert_eq!(f.wanted, 25_000);
-            assert_eq!(f.limit, Limit::PathPorts);
+            assert_eq!(f.limit, PortLimit::PathPorts);
             assert!(f.address_exact);
         }
     }
@@ -797,7 +797,7 @@ mod tests {
         }
         assert!(!p.overflows());
         assert_eq!(p.established, 75_000);
-        assert!(p.flows.iter().all(|f| f.limit == Limit::None));
+        assert!(p.flows.iter().all(|f| f.limit == PortLimit::None));
     }
 
     #[test]
@@ -815,7 +815,7 @@ mod tests {
         assert_eq!(p.paths[0].wanted, 150);
         assert_eq!(p.paths[0].established, 100);
         assert!(p.paths[0].overflow);
-        assert_eq!(p.flows[0].limit, Limit::PathPorts);
+        assert_eq!(p.flows[0].limit, PortLimit::PathPorts);
     }
 
     #[test]
@@ -824,7 +824,7 @@ mod tests {
         let server = sock("192.168.49.10:8080");
         let p = nat.predict(&[Flow::new("c1", ip("172.31.0.2"), server, 30_000)]);
         assert_eq!(p.flows[0].wanted, 28_232);
-        assert_eq!(p.flows[0].limit, Limit::LocalPorts);
+        assert_eq!(p.flows[0].limit, PortLimit::LocalPorts);
         assert_eq!(p.paths[0].wanted, 28_232);
         assert_eq!(p.paths[0].established, 28_232);
         assert!(!p.paths[0].overflow);
@@ -837,13 +837,17 @@ mod tests {
         let p = nat.predict(&flows);
         assert_eq!(p.paths[0].wanted, 3 * 28_232);
         assert_eq!(p.paths[0].established, 64_512);
-        assert!(p.flows.iter().all(|f| f.limit == Limit::LocalAndPathPorts));
+        assert!(
+            p.flows
+                .iter()
+                .all(|f| f.limit == PortLimit::LocalAndPathPorts)
+        );
 
         // A wider local range lifts the local limit.
         let p = nat
             .predict(&[Flow::new("c1", ip("172.31.0.2"), server, 30_000).with_local_ports(64_000)]);
         assert_eq!(p.flows[0].wanted, 30_000);
-        assert_eq!(p.flows[0].limit, Limit::None);
+        assert_eq!(p.flows[0].limit, PortLimit::None);
     }
 
     #[test]
@@ -914,7 +918,7 @@ mod tests {
         assert_eq!(p.flows.len(), 1);
         assert_eq!(p.flows[0].connections, 40_000);
         assert_eq!(p.flows[0].wanted, 28_232);
-        assert_eq!(p.flows[0].limit, Limit::LocalPorts);
+        assert_eq!(p.flows[0].limit, PortLimit::LocalPorts);
         assert_eq!(p.wanted, 28_232);
     }
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::count;
 use crate::nat::paths::{HostPrediction, predicted_total};
-use crate::nat::predict::Limit;
+use crate::nat::predict::PortLimit;
 
 /// The predicted NAT paths of a lab, with a warning line for each path that will overflow.
 pub fn render_prediction(hosts: &[HostPrediction]) -> String {
@@ -58,7 +58,10 @@ pub fn render_prediction(hosts: &[HostPrediction]) -> String {
                     }
                 );
             }
-            if matches!(f.limit, Limit::LocalPorts | Limit::LocalAndPathPorts) {
+            if matches!(
+                f.limit,
+                PortLimit::LocalPorts | PortLimit::LocalAndPathPorts
+            ) {
                 let _ = writeln!(
                     out,
                     "    {}: {} connections but only {} local ports (ip_local_port_range): {} will fail with \"no local port\"",

@@ -174,16 +174,16 @@ mod tests {
     }
 
     /// A namespace of this test's own, removed on drop.
-    struct Netns {
+    struct TestNetns {
         name: String,
     }
 
-    impl Netns {
+    impl TestNetns {
         /// `lag-<pid>-<tag>` with `lo` up and `addrs` (/32) on it.
         fn new(tag: &str, addrs: &[&str]) -> Self {
             let name = format!("lag-{}-{tag}", std::process::id());
             run("ip", &["netns", "add", &name]);
-            let ns = Netns { name };
+            let ns = TestNetns { name };
             ns.ip(&["link", "set", "lo", "up"]);
             for a in addrs {
                 ns.ip(&["addr", "add", &format!("{a}/32"), "dev", "lo"]);
@@ -227,7 +227,7 @@ mod tests {
         }
     }
 
-    impl Drop for Netns {
+    impl Drop for TestNetns {
         fn drop(&mut self) {
             let _ = Command::new("ip")
                 .args(["netns", "del", &self.name])
@@ -404,7 +404,7 @@ mod tests {
         if !root_or_skip("server_counts_per_local_address_and_reads_every_ping") {
             return;
         }
-        let ns = Netns::new(
+        let ns = TestNetns::new(
             "srv",
             &["10.77.0.1", "10.77.0.2", "10.77.0.10", "10.77.0.11"],
         );
@@ -477,7 +477,7 @@ mod tests {
         if !root_or_skip("a_100_port_slice_gives_100_connections_and_50_no_local_port") {
             return;
         }
-        let ns = Netns::new("slice", &["10.77.0.1"]);
+        let ns = TestNetns::new("slice", &["10.77.0.1"]);
         let server = spawn(
             &ns.path(),
             Role::Server(server::Config {
@@ -508,7 +508,7 @@ mod tests {
         if !root_or_skip("refused_at_the_paced_rate_and_parent_death_ends_the_loop") {
             return;
         }
-        let ns = Netns::new("ref", &["10.77.0.1"]);
+        let ns = TestNetns::new("ref", &["10.77.0.1"]);
         let begin = Instant::now();
         let mut cfg = client("10.77.0.1", "10.77.0.1:9999", 20, (40000, 40999));
         cfg.rate = Some(100);
@@ -533,7 +533,7 @@ mod tests {
         if !root_or_skip("dropped_syns_time_out_one_in_flight_at_a_time") {
             return;
         }
-        let ns = Netns::new("drop", &["10.77.0.1"]);
+        let ns = TestNetns::new("drop", &["10.77.0.1"]);
         ns.exec(&["nft", "add", "table", "ip", "lag"]);
         ns.exec(&[
             "nft",
@@ -575,7 +575,7 @@ mod tests {
         if !root_or_skip("a_source_that_is_not_local_fails_before_ready") {
             return;
         }
-        let ns = Netns::new("src", &["10.77.0.1"]);
+        let ns = TestNetns::new("src", &["10.77.0.1"]);
         let path = ns.path();
         let result = thread::spawn(move || -> Result<(Vec<u8>, String)> {
             sys::enter_netns(&path)?;
@@ -605,7 +605,7 @@ mod tests {
         if !root_or_skip("unreachable_route_and_peer_close_after_established") {
             return;
         }
-        let ns = Netns::new("rst", &["10.77.0.1"]);
+        let ns = TestNetns::new("rst", &["10.77.0.1"]);
         ns.ip(&["route", "add", "unreachable", "10.78.0.0/16"]);
         let c = spawn(
             &ns.path(),

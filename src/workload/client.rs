@@ -73,7 +73,7 @@ pub fn cause_of(errno: i32) -> FailureCause {
     }
 }
 
-fn errno_of(e: &io::Error) -> i32 {
+fn os_errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
 
@@ -370,7 +370,7 @@ impl<'c> Client<'c> {
             Ok(s) => s,
             Err(e) => {
                 self.attempted += 1;
-                self.fail(cause_of(errno_of(&e)), "socket", Some(&e));
+                self.fail(cause_of(os_errno(&e)), "socket", Some(&e));
                 return Ok(());
             }
         };
@@ -384,8 +384,8 @@ impl<'c> Client<'c> {
             };
             match sys::bind(sock.as_fd(), SocketAddrV4::new(self.cfg.source, port)) {
                 Ok(()) => break,
-                Err(e) if errno_of(&e) == libc::EADDRINUSE => continue,
-                Err(e) if errno_of(&e) == libc::EADDRNOTAVAIL => {
+                Err(e) if os_errno(&e) == libc::EADDRINUSE => continue,
+                Err(e) if os_errno(&e) == libc::EADDRNOTAVAIL => {
                     bail!(
                         "bind {}: not an address of this namespace ({e})",
                         self.cfg.source
@@ -393,7 +393,7 @@ impl<'c> Client<'c> {
                 }
                 Err(e) => {
                     self.attempted += 1;
-                    self.fail(cause_of(errno_of(&e)), "bind", Some(&e));
+                    self.fail(cause_of(os_errno(&e)), "bind", Some(&e));
                     return Ok(());
                 }
             }
@@ -403,7 +403,7 @@ impl<'c> Client<'c> {
             Ok(sys::Connect::InProgress) => since_ms,
             Ok(sys::Connect::Done) => ESTABLISHED,
             Err(e) => {
-                self.fail(cause_of(errno_of(&e)), "connect", Some(&e));
+                self.fail(cause_of(os_errno(&e)), "connect", Some(&e));
                 return Ok(());
             }
         };
@@ -467,7 +467,7 @@ impl<'c> Client<'c> {
             if flags & (sys::ERR | sys::HUP) != 0 {
                 let (errno, err) = match sys::take_error(sock.as_fd()) {
                     Ok(errno) => (errno, io::Error::from_raw_os_error(errno)),
-                    Err(e) => (errno_of(&e), e),
+                    Err(e) => (os_errno(&e), e),
                 };
                 if errno != 0 || flags & sys::OUT == 0 {
                     conn.fd = None;
@@ -506,7 +506,7 @@ impl<'c> Client<'c> {
                 Ok(_) => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.lose(slot, cause_of(errno_of(&e)), "read", Some(&e)),
+                Err(e) => return self.lose(slot, cause_of(os_errno(&e)), "read", Some(&e)),
             }
         }
     }
@@ -536,7 +536,7 @@ impl<'c> Client<'c> {
                     // The send buffer is full (the server is not reading): skip this ping.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => self.lose(slot, cause_of(errno_of(&e)), "ping", Some(&e)),
+                    Err(e) => self.lose(slot, cause_of(os_errno(&e)), "ping", Some(&e)),
                 }
             }
         }
