@@ -12,7 +12,8 @@ use crate::error::Fail;
 use crate::report::live::Live;
 use crate::report::run::{RunReport, established_svg, render, series_csv};
 use crate::report::{nat as nat_report, topology};
-use crate::workload::run::{RunOptions, StopReason};
+use crate::workload::outcome::StopReason;
+use crate::workload::run::RunOptions;
 use crate::workload::session;
 
 #[derive(Debug, clap::Args)]

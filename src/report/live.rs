@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use super::count;
-use crate::workload::run::Snapshot;
+use crate::workload::outcome::Snapshot;
 
 const BAR: usize = 30;
 

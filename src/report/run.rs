@@ -10,8 +10,8 @@ use crate::lab::plan::{CountRange, Plan};
 use crate::nat::form::NatKind;
 use crate::nat::paths::HostPrediction;
 use crate::nat::view::NatView;
+use crate::workload::outcome::{Outcome, StopReason};
 use crate::workload::protocol::Failures;
-use crate::workload::run::{Outcome, StopReason};
 
 /// One expectation and whether it held.
 #[derive(Debug, Clone, Serialize)]

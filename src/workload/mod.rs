@@ -4,9 +4,11 @@
 pub mod agent;
 pub mod client;
 pub mod event_loop;
+pub mod outcome;
 pub mod protocol;
 pub mod run;
 pub mod server;
 pub mod session;
+mod settle;
 mod share;
 pub mod sys;

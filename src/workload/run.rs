@@ -21,12 +21,15 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
-use serde::Serialize;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
+use super::outcome::{
+    CLIENT_METHOD, ClientResult, Outcome, Sample, ServerResult, Snapshot, StopReason, peak_rate,
+};
 use super::protocol::{AgentSpec, Event, Failures, Progress};
+use super::settle::{Settle, Tick};
 use super::share::{expected_at_server, spaced, split, walk_starts};
 use crate::lab::events::{Notice, emit};
 use crate::lab::lifecycle::{Lab, Signals};
@@ -105,92 +108,6 @@ enum Msg {
     Stderr(usize, String),
     Closed(usize),
 }
-
-/// Why the watch ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "reason", content = "signal")]
-pub enum StopReason {
-    /// Every connection was established or failed.
-    AllDone,
-    /// The counts stopped moving for `settle`.
-    Settled,
-    Timeout,
-    Interrupted(i32),
-}
-
-/// A point of the established-connections time series.
-#[derive(Debug, Clone, Serialize)]
-pub struct Sample {
-    pub t_ms: u64,
-    /// Per client group, in plan order.
-    pub groups: Vec<u64>,
-    pub total: u64,
-}
-
-/// One container's client, summed over its processes.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClientResult {
-    pub group: String,
-    pub container: String,
-    pub target: SocketAddrV4,
-    pub asked: u64,
-    pub established: u64,
-    pub failed: Failures,
-    pub processes: usize,
-    pub detail: Option<String>,
-}
-
-/// One server, summed over its processes.
-#[derive(Debug, Clone, Serialize)]
-pub struct ServerResult {
-    pub server: String,
-    pub host: String,
-    pub port: u16,
-    pub established: u64,
-    pub by_local_address: Vec<(Ipv4Addr, u64)>,
-    pub processes: usize,
-}
-
-/// A snapshot of the run, live or final.
-#[derive(Debug, Clone, Serialize)]
-pub struct Snapshot {
-    pub elapsed_ms: u64,
-    pub clients: Vec<ClientResult>,
-    pub servers: Vec<ServerResult>,
-    /// Established connections as the clients count them.
-    pub established: u64,
-    pub asked: u64,
-    pub failed: Failures,
-    pub in_flight: u64,
-    /// Per client group: established, asked.
-    pub groups: Vec<(String, u64, u64)>,
-    /// Userspace memory of the agents (resident, shared pages counted in every agent), bytes.
-    pub agents_rss_bytes: u64,
-    /// Userspace memory of the agents (proportional: shared pages counted once), bytes.
-    pub agents_pss_bytes: u64,
-    pub agents: usize,
-    pub dead_agents: Vec<String>,
-}
-
-/// The end of a watch.
-#[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
-    pub stop: StopReason,
-    pub last: Snapshot,
-    /// From starting the clients to the last change in the counts.
-    pub settle_ms: u64,
-    /// Highest rate of new established connections over a 0.5 s window, per second.
-    pub peak_rate: u64,
-    pub series: Vec<Sample>,
-    /// How the clients pick source ports, for the report.
-    pub client_method: &'static str,
-    pub max_open_files: u64,
-}
-
-pub const CLIENT_METHOD: &str = "bind before connect: each client picks its source ports in \
-    order from its container's ip_local_port_range, containers sharing a NAT path starting at \
-    spaced points as the kernel's hashed offsets do (same limits as the kernel's choice, without \
-    its slow scan for free ports)";
 
 /// The running workload of a lab.
 pub struct Workload {
@@ -494,8 +411,7 @@ impl Workload {
     ) -> Outcome {
         let start = self.clients_started.unwrap_or_else(Instant::now);
         let mut series = Vec::new();
-        let mut last_change = start;
-        let mut last_counts = (u64::MAX, u64::MAX);
+        let mut settle = Settle::new(start, opts);
         let mut ticker = tokio::time::interval(TICK);
         let stop = loop {
             tokio::select! {
@@ -509,34 +425,18 @@ impl Workload {
                         groups: snap.groups.iter().map(|g| g.1).collect(),
                         total: snap.established,
                     });
-                    let counts = (snap.established, snap.failed.total());
-                    if counts != last_counts {
-                        last_counts = counts;
-                        last_change = now;
-                    }
-                    let clients_done = self.agents.iter().all(|a| !matches!(a.role, Role::Client { .. }) || a.done || a.died.is_some());
-                    let servers_caught_up = snap.servers.iter().map(|s| s.established).sum::<u64>() >= snap.established;
-                    if clients_done && (servers_caught_up || now.duration_since(last_change) >= Duration::from_secs(1)) {
-                        break StopReason::AllDone;
-                    }
-                    // Connects still in flight will end by themselves (established, or timed
-                    // out at the connect timeout): quiet counts only mean settled once those
-                    // have had their time.
-                    // A client not heard from yet (slow to start on a loaded machine) may hold
-                    // connections the counts do not show: quiet counts say nothing before
-                    // every client has reported once.
-                    let quiet = now.duration_since(last_change);
-                    let all_heard = self.agents.iter().all(|a| {
-                        !matches!(a.role, Role::Client { .. }) || a.reported || a.died.is_some()
-                    });
-                    let settled = all_heard
-                        && quiet >= opts.settle
-                        && (snap.in_flight == 0 || quiet >= opts.settle + opts.connect_timeout);
-                    if settled {
-                        break StopReason::Settled;
-                    }
-                    if now.duration_since(start) >= opts.timeout {
-                        break StopReason::Timeout;
+                    let clients = || self.agents.iter().filter(|a| matches!(a.role, Role::Client { .. }));
+                    let tick = Tick {
+                        now,
+                        established: snap.established,
+                        failed: snap.failed.total(),
+                        in_flight: snap.in_flight,
+                        at_servers: snap.servers.iter().map(|s| s.established).sum(),
+                        clients_done: clients().all(|a| a.done || a.died.is_some()),
+                        clients_heard: clients().all(|a| a.reported || a.died.is_some()),
+                    };
+                    if let Some(stop) = settle.on_tick(&tick) {
+                        break stop;
                     }
                 }
                 sig = signals.recv() => break StopReason::Interrupted(sig),
@@ -549,7 +449,7 @@ impl Workload {
         let last = self.snapshot(plan);
         Outcome {
             stop,
-            settle_ms: last_change.duration_since(start).as_millis() as u64,
+            settle_ms: settle.last_change().duration_since(start).as_millis() as u64,
             peak_rate: peak_rate(&series),
             series,
             last,
@@ -716,35 +616,5 @@ impl Workload {
                 let _ = a.child.wait().await;
             }
         }
-    }
-}
-
-fn peak_rate(series: &[Sample]) -> u64 {
-    series
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            let earlier = series[..i].iter().rev().find(|e| s.t_ms - e.t_ms >= 500)?;
-            let dt = (s.t_ms - earlier.t_ms) as f64 / 1000.0;
-            Some((s.total.saturating_sub(earlier.total) as f64 / dt) as u64)
-        })
-        .max()
-        .unwrap_or_else(|| series.last().map_or(0, |s| s.total))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peak_rate_over_half_a_second() {
-        let series: Vec<Sample> = (0..=20)
-            .map(|i| Sample {
-                t_ms: i * 100,
-                groups: vec![],
-                total: if i <= 10 { i * 1000 } else { 10_000 },
-            })
-            .collect();
-        assert_eq!(peak_rate(&series), 10_000);
     }
 }

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::run::{Outcome, RunOptions, Snapshot, Workload};
+use super::outcome::{Outcome, Snapshot};
+use super::run::{RunOptions, Workload};
 use crate::lab::fault;
 use crate::lab::lifecycle::{Signals, up};
 use crate::lab::limits::{Need, Raised};
