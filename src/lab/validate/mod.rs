@@ -1789,7 +1789,7 @@ fn replica_names(group: &str, replicas: usize) -> Vec<String> {
 mod tests {
     use super::*;
 
-    const CROSS_HOST: &str = include_str!("testdata/cross-host.toml");
+    const CROSS_HOST: &str = include_str!("../testdata/cross-host.toml");
 
     /// A valid lab to append sections to; what is appended starts on line 7.
     const BASE: &str = r#"name = "t"
