@@ -1,0 +1,584 @@
+//! Each host's docker network: which hosts get one, its bridge name and subnet (clear of the
+//! LANs, and of a `nat = "none"` neighbour's), and how its containers leave the host (NAT:
+//! masquerade, an SNAT pool of the host's own addresses, or none).
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::lab::diag::{Diagnostic, did_you_mean};
+use crate::lab::plan::{IfName, Nat};
+use crate::lab::spec::{
+    DockerSpec, HostSpec, Named, NatSpec, NatTableSpec, Span, Spanned, StringList,
+};
+
+use super::values::{RESERVED_IFNAMES, address, join, overlaps, ports, subnet};
+use super::{DockerDraft, Validator};
+
+const DEFAULT_DOCKER_BRIDGE: &str = "docker0";
+
+/// Docker's default bridge subnet (checked at compile time).
+pub(super) const DEFAULT_DOCKER_SUBNET: Ipv4Net =
+    Ipv4Net::new_assert(Ipv4Addr::new(172, 17, 0, 0), 16);
+
+impl<'s> Validator<'s, '_> {
+    /// Every host with a `docker` table or with containers gets a docker network; without a
+    /// table it is Docker's default bridge, which exists wherever Docker runs.
+    pub(super) fn docker_nets(&mut self) {
+        let used: HashSet<usize> = self
+            .groups
+            .iter()
+            .filter_map(|g| g.host.map(|h| h.0))
+            .collect();
+        for h in 0..self.hosts.len() {
+            let spec = self.hosts[h].spec;
+            let docker = match &spec.body.docker {
+                Some(d) => self.docker(h, d),
+                None if used.contains(&h) => implicit_docker(spec),
+                None => continue,
+            };
+            if let Some(net) = docker.subnet {
+                self.docker_vs_lans(h, net, docker.subnet_span.clone());
+            }
+            self.hosts[h].docker = Some(docker);
+        }
+        self.untranslated_vs_docker();
+    }
+
+    /// The other hosts of a LAN route a `nat = "none"` host's docker subnet to it: no other
+    /// docker subnet on that LAN may overlap it, or the route would take its containers'
+    /// replies (or theirs) to the wrong host.
+    fn untranslated_vs_docker(&mut self) {
+        let mut found = Vec::new();
+        for (a, ha) in self.hosts.iter().enumerate() {
+            let Some(da) = ha.docker.as_ref().filter(|d| d.nat == Some(Nat::None)) else {
+                continue;
+            };
+            let (Some(na), Some(lan)) = (da.subnet, ha.lan) else {
+                continue;
+            };
+            for (b, hb) in self.hosts.iter().enumerate() {
+                let Some(nb) = hb.docker.as_ref().and_then(|d| d.subnet) else {
+                    continue;
+                };
+                if a == b || hb.lan != Some(lan) || !overlaps(na, nb) {
+                    continue;
+                }
+                let help = format!(
+                    "the other hosts of the LAN route {na} to host `{}`, whose containers \
+                     leave untranslated; give one of them another range with \
+                     `subnet = \"...\"` in its [hosts.X.docker]",
+                    ha.spec.name.value
+                );
+                found.push(
+                    Diagnostic::error(
+                        da.subnet_span.clone(),
+                        format!(
+                            "docker subnet {na} of host `{}` (nat = \"none\") overlaps docker \
+                             subnet {nb} of host `{}` on the same LAN",
+                            ha.spec.name.value, hb.spec.name.value
+                        ),
+                    )
+                    .with_help(help),
+                );
+            }
+        }
+        for d in found {
+            self.error(d);
+        }
+    }
+
+    fn docker(&mut self, h: usize, spec: &DockerSpec) -> DockerDraft {
+        let bridge = match &spec.bridge {
+            Some(raw) => self.docker_bridge(raw),
+            None => IfName::new(DEFAULT_DOCKER_BRIDGE).ok(),
+        };
+        let (subnet, subnet_span) = match &spec.subnet {
+            Some(raw) => (self.docker_subnet(raw), raw.span.clone()),
+            None => (Some(DEFAULT_DOCKER_SUBNET), spec.span.clone()),
+        };
+        let nat = match &spec.nat {
+            Some(nat) => self.nat(h, nat),
+            None => Some(Nat::Masquerade { ports: None }),
+        };
+        DockerDraft {
+            bridge,
+            subnet,
+            subnet_span,
+            nat,
+        }
+    }
+
+    fn docker_bridge(&mut self, raw: &Spanned<String>) -> Option<IfName> {
+        if RESERVED_IFNAMES.contains(&raw.value.as_str()) {
+            let message = format!("the docker bridge cannot be named `{}`", raw.value);
+            let help = "`lo` and `eth0` already exist in the host's namespace; \
+                        Docker's default is \"docker0\"";
+            self.error(Diagnostic::error(raw.span.clone(), message).with_help(help));
+            return None;
+        }
+        // The name is written into nft rules (`oifname "X"`, where `*` is a wildcard and `"`
+        // cannot be escaped) and into `lab show --commands`: only characters all of them read
+        // as themselves.
+        if let Some(c) = raw
+            .value
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            let message = format!(
+                "invalid docker bridge name: `{}` contains `{}`",
+                raw.value,
+                c.escape_default()
+            );
+            let help = "use letters, digits, `-`, `_` and `.`, like \"docker0\" or \"br-lab\"";
+            self.error(Diagnostic::error(raw.span.clone(), message).with_help(help));
+            return None;
+        }
+        IfName::new(&raw.value)
+            .map_err(|e| {
+                self.error(Diagnostic::error(
+                    raw.span.clone(),
+                    format!("invalid docker bridge name: {e}"),
+                ))
+            })
+            .ok()
+    }
+
+    fn docker_subnet(&mut self, raw: &Spanned<String>) -> Option<Ipv4Net> {
+        let net = subnet(raw, self.diags)?;
+        if net.prefix_len() > 30 {
+            self.error(
+                Diagnostic::error(
+                    raw.span.clone(),
+                    format!("docker subnet {net} is too small"),
+                )
+                .with_help(
+                    "it needs a gateway and at least one container address: \
+                         use a prefix length of at most 30",
+                ),
+            );
+            return None;
+        }
+        Some(net)
+    }
+
+    /// Container traffic is told apart from LAN traffic by address, so they cannot overlap.
+    fn docker_vs_lans(&mut self, h: usize, net: Ipv4Net, span: Span) {
+        let host = &self.hosts[h].spec;
+        let clash = self
+            .lans
+            .iter()
+            .filter_map(|l| Some((l, l.subnet?)))
+            .find(|(_, ln)| overlaps(*ln, net));
+        if let Some((lan, ln)) = clash {
+            let which = if host
+                .body
+                .docker
+                .as_ref()
+                .is_some_and(|d| d.subnet.is_some())
+            {
+                "docker subnet"
+            } else {
+                "default docker subnet"
+            };
+            let help = format!(
+                "set another range with `subnet = \"...\"` in [hosts.{}.docker]",
+                host.name.value
+            );
+            let d = Diagnostic::error(
+                span,
+                format!(
+                    "{which} {net} of host `{}` overlaps subnet {ln} of LAN `{}`",
+                    host.name.value, lan.spec.name.value
+                ),
+            )
+            .with_help(help);
+            self.error(d);
+        }
+    }
+
+    fn nat(&mut self, h: usize, spec: &NatSpec) -> Option<Nat> {
+        match spec {
+            NatSpec::Mode(mode) => nat_mode(mode, self.diags),
+            NatSpec::Table(t) => self.nat_table(h, t),
+        }
+    }
+
+    fn nat_table(&mut self, h: usize, t: &NatTableSpec) -> Option<Nat> {
+        let ports = t.ports.as_ref().and_then(|p| ports(p, self.diags));
+        let ports_ok = t.ports.is_none() || ports.is_some();
+        match (&t.snat, &t.masquerade) {
+            (Some(_), Some(m)) => {
+                let help = "keep `snat` to choose the addresses, \
+                            or `masquerade = true` to use the primary one";
+                let message = "`snat` and `masquerade` cannot both be set";
+                self.error(Diagnostic::error(m.span.clone(), message).with_help(help));
+                None
+            }
+            (None, None) => {
+                let help = "e.g. { snat = [\"10.0.0.5\"] } \
+                            or { masquerade = true, ports = \"40000-40099\" }";
+                let message = "a nat table needs `snat` or `masquerade`";
+                self.error(Diagnostic::error(t.span.clone(), message).with_help(help));
+                None
+            }
+            (None, Some(m)) => {
+                let ok = masquerade_flags(m, t.persistent.as_ref(), self.diags);
+                (ok && ports_ok).then_some(Nat::Masquerade { ports })
+            }
+            (Some(list), None) => {
+                let pool = self.snat_pool(h, list)?;
+                let persistent = t.persistent.as_ref().is_some_and(|p| p.value);
+                ports_ok.then_some(Nat::Snat {
+                    pool,
+                    ports,
+                    persistent,
+                })
+            }
+        }
+    }
+
+    /// The kernel's SNAT range is every address from the lowest to the highest, so the pool
+    /// must be a contiguous run of the host's own addresses.
+    fn snat_pool(&mut self, h: usize, list: &StringList) -> Option<Vec<Ipv4Addr>> {
+        let host = &self.hosts[h];
+        let (host_name, own) = (host.spec.name.value.clone(), host.addresses.clone());
+        if list.value.is_empty() {
+            self.error(
+                Diagnostic::error(list.span.clone(), "`snat` is empty").with_help(format!(
+                    "list some of host `{host_name}`'s addresses: {}",
+                    join(&own)
+                )),
+            );
+            return None;
+        }
+        let mut pool = Vec::new();
+        let mut ok = true;
+        for raw in &list.value {
+            let Some(addr) = address(raw, self.diags) else {
+                ok = false;
+                continue;
+            };
+            if !own.is_empty() && !own.contains(&addr) {
+                self.error(
+                    Diagnostic::error(
+                        raw.span.clone(),
+                        format!("{addr} is not an address of host `{host_name}`"),
+                    )
+                    .with_help(format!("host `{host_name}` has: {}", join(&own))),
+                );
+                ok = false;
+            } else if pool.contains(&addr) {
+                self.error(Diagnostic::error(
+                    raw.span.clone(),
+                    format!("{addr} is listed twice in `snat`"),
+                ));
+                ok = false;
+            } else {
+                pool.push(addr);
+            }
+        }
+        pool.sort();
+        if let Some(w) = pool
+            .windows(2)
+            .find(|w| u32::from(w[0]) + 1 != u32::from(w[1]))
+        {
+            let message = format!(
+                "`snat` addresses must be contiguous: nothing between {} and {}",
+                w[0], w[1]
+            );
+            let help = "the kernel's NAT range is every address from the lowest to the highest; \
+                        fill the gap or shrink the pool";
+            self.error(Diagnostic::error(list.span.clone(), message).with_help(help));
+            ok = false;
+        }
+        ok.then_some(pool)
+    }
+}
+
+/// Docker's default bridge network, for a host that has containers but no `docker` table.
+fn implicit_docker(spec: &Named<HostSpec>) -> DockerDraft {
+    DockerDraft {
+        bridge: IfName::new(DEFAULT_DOCKER_BRIDGE).ok(),
+        subnet: Some(DEFAULT_DOCKER_SUBNET),
+        subnet_span: spec.span.clone(),
+        nat: Some(Nat::Masquerade { ports: None }),
+    }
+}
+
+fn nat_mode(mode: &Spanned<String>, d: &mut Vec<Diagnostic>) -> Option<Nat> {
+    match mode.value.as_str() {
+        "masquerade" => Some(Nat::Masquerade { ports: None }),
+        "none" => Some(Nat::None),
+        other => {
+            let diag = Diagnostic::error(mode.span.clone(), format!("unknown nat mode `{other}`"));
+            d.push(match did_you_mean(other, ["masquerade", "none"]) {
+                Some(s) => diag.with_help(format!("did you mean \"{s}\"?")),
+                None => diag.with_help(
+                    "use \"masquerade\", \"none\", or a table like { snat = [\"10.0.0.5\"] }",
+                ),
+            });
+            None
+        }
+    }
+}
+
+/// `masquerade = true` is the only meaningful value, and `persistent` is an SNAT option.
+fn masquerade_flags(
+    m: &Spanned<bool>,
+    persistent: Option<&Spanned<bool>>,
+    d: &mut Vec<Diagnostic>,
+) -> bool {
+    let mut ok = true;
+    if !m.value {
+        d.push(
+            Diagnostic::error(m.span.clone(), "`masquerade = false` does not choose a NAT")
+                .with_help("write nat = \"none\" to turn NAT off"),
+        );
+        ok = false;
+    }
+    if let Some(p) = persistent {
+        d.push(Diagnostic::error(
+            p.span.clone(),
+            "`persistent` only applies to `snat`",
+        ));
+        ok = false;
+    }
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+    use crate::lab::plan::{HostId, PortRange, Route};
+
+    #[test]
+    fn each_host_has_its_own_docker_network() {
+        let text = with(
+            r#"[hosts.b]
+lan = "lan"
+addresses = ["10.0.0.2"]
+[containers.x]
+host = "a"
+[containers.y]
+host = "b"
+"#,
+        );
+        let plan = ok(&text).plan;
+        assert_eq!(plan.containers[0].address, plan.containers[1].address);
+        assert_eq!(plan.containers[0].host, HostId(0));
+        assert_eq!(plan.containers[1].host, HostId(1));
+        assert_ne!(plan.containers[0].veth, plan.containers[1].veth);
+    }
+
+    #[test]
+    fn docker_subnet_must_not_overlap_a_lan() {
+        let text = with("[hosts.a.docker]\nsubnet = \"10.0.0.0/25\"\n");
+        reported(
+            &text,
+            "docker subnet 10.0.0.0/25 of host `a` overlaps subnet 10.0.0.0/24 of LAN `lan`",
+            (8, 10),
+        );
+        // Docker's default network counts too, when containers make it exist.
+        let text = with("[containers.c]\nhost = \"a\"\n")
+            .replace("10.0.0.0/24", "172.17.5.0/24")
+            .replace("10.0.0.1", "172.17.5.1");
+        reported(
+            &text,
+            "default docker subnet 172.17.0.0/16 of host `a` overlaps",
+            (4, 1),
+        );
+    }
+
+    /// `nat = "none"`: the LAN's other hosts route the docker subnet to its host, so no other
+    /// docker subnet on the LAN may overlap it.
+    #[test]
+    fn an_untranslated_docker_subnet_is_routed_and_must_be_alone_on_its_lan() {
+        let two = format!(
+            "{BASE}[hosts.a.docker]\nnat = \"none\"\n[hosts.b]\nlan = \"lan\"\n\
+             addresses = [\"10.0.0.2\", \"10.0.0.3\"]\n[hosts.c]\nlan = \"lan\"\n\
+             addresses = [\"10.0.0.4\"]\n"
+        );
+        let plan = ok(&two).plan;
+        let routes = |h: usize| plan.hosts[h].routes.clone();
+        let to_a = Route {
+            dst: "172.17.0.0/16".parse().unwrap(),
+            via: "10.0.0.1".parse().unwrap(),
+        };
+        assert_eq!(routes(0), []);
+        assert_eq!(routes(1), [to_a]);
+        assert_eq!(routes(2), [to_a]);
+        // A masquerading host routes nothing to anyone.
+        let masq = two.replace("nat = \"none\"", "nat = \"masquerade\"");
+        assert!(ok(&masq).plan.hosts.iter().all(|h| h.routes.is_empty()));
+        reported(
+            &format!("{two}[hosts.c.docker]\nsubnet = \"172.17.4.0/24\"\n"),
+            "docker subnet 172.17.0.0/16 of host `a` (nat = \"none\") overlaps docker subnet \
+             172.17.4.0/24 of host `c` on the same LAN",
+            (7, 1),
+        );
+    }
+
+    #[test]
+    fn docker_subnet_needs_room() {
+        let text = with("[hosts.a.docker]\nsubnet = \"172.17.0.0/31\"\n");
+        reported(&text, "docker subnet 172.17.0.0/31 is too small", (8, 10));
+    }
+
+    #[test]
+    fn docker_bridge_names() {
+        let text = with("[hosts.a.docker]\nbridge = \"eth0\"\n");
+        reported(&text, "the docker bridge cannot be named `eth0`", (8, 10));
+        let text = with("[hosts.a.docker]\nbridge = \"lo\"\n");
+        reported(&text, "the docker bridge cannot be named `lo`", (8, 10));
+        let text = with("[hosts.a.docker]\nbridge = \"docker-bridge-zero\"\n");
+        reported(
+            &text,
+            "invalid docker bridge name: interface name `docker-bridge-zero` is 18 bytes",
+            (8, 10),
+        );
+        for bad in ["br*", "a\\\"b", "a'b", "a$b", "a;b", "a\\\\b"] {
+            let text = with(&format!("[hosts.a.docker]\nbridge = \"{bad}\"\n"));
+            let d = rejected(&text);
+            assert!(
+                d[0].message.starts_with("invalid docker bridge name: `"),
+                "{bad}: {d:?}"
+            );
+        }
+        let text = with("[hosts.a.docker]\nbridge = \"br-1.x_y\"\n");
+        assert_eq!(
+            ok(&text).plan.hosts[0]
+                .docker
+                .as_ref()
+                .unwrap()
+                .bridge
+                .as_str(),
+            "br-1.x_y"
+        );
+        // A bridge named like a container's derived veth: the veth takes another salt.
+        let base = format!("{BASE}[containers.c]\nhost = \"a\"\n");
+        let veth = ok(&base).plan.containers[0].veth.clone();
+        let text = format!("{base}[hosts.a.docker]\nbridge = \"{veth}\"\n");
+        let plan = ok(&text).plan;
+        assert_ne!(plan.containers[0].veth, veth);
+    }
+
+    const NAT_BASE: &str = r#"name = "t"
+[lans.lan]
+subnet = "10.0.0.0/24"
+[hosts.a]
+lan = "lan"
+addresses = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5"]
+[hosts.a.docker]
+"#;
+
+    fn nat_of(nat: &str) -> Nat {
+        let plan = ok(&format!("{NAT_BASE}nat = {nat}\n")).plan;
+        plan.hosts[0].docker.clone().unwrap().nat
+    }
+
+    fn nat_error(nat: &str, message: &str, col: usize) -> Diagnostic {
+        reported(&format!("{NAT_BASE}nat = {nat}\n"), message, (8, col))
+    }
+
+    #[test]
+    fn nat_forms() {
+        assert_eq!(nat_of("\"none\""), Nat::None);
+        assert_eq!(nat_of("\"masquerade\""), Nat::Masquerade { ports: None });
+        assert_eq!(
+            nat_of("{ masquerade = true, ports = \"40000-40099\" }"),
+            Nat::Masquerade {
+                ports: Some(PortRange::new(40000, 40099).unwrap())
+            }
+        );
+        assert_eq!(
+            nat_of(
+                "{ snat = [\"10.0.0.3\", \"10.0.0.1\", \"10.0.0.2\"], ports = \"5000\", persistent = true }"
+            ),
+            Nat::Snat {
+                pool: vec![ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.3")],
+                ports: Some(PortRange::new(5000, 5000).unwrap()),
+                persistent: true,
+            }
+        );
+        assert_eq!(
+            nat_of("{ snat = [\"10.0.0.5\"] }"),
+            Nat::Snat {
+                pool: vec![ip("10.0.0.5")],
+                ports: None,
+                persistent: false
+            }
+        );
+    }
+
+    #[test]
+    fn nat_errors() {
+        let d = nat_error("\"masqerade\"", "unknown nat mode `masqerade`", 7);
+        assert_eq!(d.help.as_deref(), Some("did you mean \"masquerade\"?"));
+        let d = nat_error(
+            "{ masquerade = false }",
+            "`masquerade = false` does not choose a NAT",
+            22,
+        );
+        assert_eq!(
+            d.help.as_deref(),
+            Some("write nat = \"none\" to turn NAT off")
+        );
+        nat_error(
+            "{ snat = [\"10.0.0.1\"], masquerade = true }",
+            "`snat` and `masquerade` cannot both be set",
+            43,
+        );
+        nat_error(
+            "{ ports = \"1-2\" }",
+            "a nat table needs `snat` or `masquerade`",
+            7,
+        );
+        nat_error(
+            "{ masquerade = true, persistent = true }",
+            "`persistent` only applies to `snat`",
+            41,
+        );
+        nat_error(
+            "{ masquerade = true, ports = \"2000-1000\" }",
+            "port range 2000-1000 is empty",
+            36,
+        );
+        nat_error(
+            "{ masquerade = true, ports = \"20000:29999\" }",
+            "invalid port range `20000:29999`",
+            36,
+        );
+        nat_error(
+            "{ masquerade = true, ports = \"0-10\" }",
+            "port 0 cannot be part of a port range",
+            36,
+        );
+    }
+
+    #[test]
+    fn snat_pool_errors() {
+        let d = nat_error(
+            "{ snat = [\"10.0.0.9\"] }",
+            "10.0.0.9 is not an address of host `a`",
+            17,
+        );
+        assert_eq!(
+            d.help.as_deref(),
+            Some("host `a` has: 10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.5")
+        );
+        nat_error(
+            "{ snat = [\"10.0.0.3\", \"10.0.0.5\"] }",
+            "`snat` addresses must be contiguous: nothing between 10.0.0.3 and 10.0.0.5",
+            16,
+        );
+        nat_error(
+            "{ snat = [\"10.0.0.1\", \"10.0.0.1\"] }",
+            "10.0.0.1 is listed twice in `snat`",
+            29,
+        );
+        nat_error("{ snat = [] }", "`snat` is empty", 16);
+    }
+}
