@@ -426,7 +426,8 @@ fn loader_keys() -> BTreeMap<String, BTreeSet<String>> {
          [servers.s]\nhost = \"h\"\nport = 9000\n{X}\n\
          [clients.l]\ncontainers = [\"c\"]\nconnect = [\"192.168.49.6:9000\"]\nconnections = 1\n{X}\n\
          [expect]\nestablished = {{ min = 1, {X} }}\n{X}\n\
-         [machine]\n{X}\n"
+         [machine]\n{X}\n\
+         [run]\n{X}\n"
     );
     let diags = load(&Source::new("keys.toml", text), &LoadOptions::default())
         .expect_err("unknown keys are errors");
@@ -487,6 +488,7 @@ fn the_schema_has_exactly_the_keys_the_loader_accepts() {
         ("in [expect]", &defs["expect"]),
         ("in [expect.established]", &defs["count_range"]),
         ("in [machine]", &defs["machine"]),
+        ("in [run]", &defs["run"]),
     ];
     let loader = loader_keys();
     let loader_tables: BTreeSet<&str> = loader.keys().map(String::as_str).collect();

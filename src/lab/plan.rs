@@ -12,6 +12,8 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+use super::command::Command;
+
 pub use super::limits::GlobalLimit;
 
 /// Listen backlog of the article's servers, and the size of the queues that cap it in every
@@ -621,6 +623,13 @@ pub struct Server {
     pub name: Name,
     pub host: HostId,
     pub port: NonZeroU16,
+    /// The user's own server; `None`: the built-in one.
+    #[serde(default)]
+    pub command: Option<Command>,
+    /// Copies started (sharing the port with SO_REUSEPORT); `None`: one for a command, as many
+    /// as the open-files limit needs for the built-in server.
+    #[serde(default)]
+    pub processes: Option<NonZeroU32>,
 }
 
 /// The article's client, run in each of `containers`.
@@ -635,6 +644,79 @@ pub struct ClientGroup {
     pub connections: NonZeroU32,
     #[serde(with = "duration_secs")]
     pub ping_interval: Duration,
+    /// The user's own load tester; `None`: the built-in client.
+    #[serde(default)]
+    pub command: Option<Command>,
+    /// Processes per container; `None`: one for a command, as many as the open-files limit
+    /// needs for the built-in client (which never runs fewer than asked).
+    #[serde(default)]
+    pub processes: Option<NonZeroU32>,
+    /// How the built-in client paces itself; `lab run`'s flags override each.
+    #[serde(default)]
+    pub pacing: Pacing,
+}
+
+/// The built-in client's pace, per container (shared among its processes); `None`: the
+/// command line's value, or its default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Pacing {
+    /// A connect not established after this long is abandoned and counted as timed out.
+    #[serde(with = "opt_duration_secs")]
+    pub connect_timeout: Option<Duration>,
+    /// New connects per second.
+    pub rate: Option<NonZeroU32>,
+    /// Connects in progress at once.
+    pub in_flight: Option<NonZeroU32>,
+}
+
+/// `[run]`: how `lab run` paces the whole run; its flags override each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunSettings {
+    /// The run has settled when the counts stood still this long.
+    #[serde(with = "opt_duration_secs")]
+    pub settle: Option<Duration>,
+    /// The run ends after this long whatever happens.
+    #[serde(with = "opt_duration_secs")]
+    pub timeout: Option<Duration>,
+    /// After the ramp settles, keep every connection open this long.
+    pub hold: Option<Hold>,
+}
+
+/// How long a run holds its connections after the ramp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    For(Duration),
+    /// Until Ctrl-C (or SIGTERM).
+    Forever,
+}
+
+impl Serialize for Hold {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Hold::For(d) => s.serialize_f64(d.as_secs_f64()),
+            Hold::Forever => s.serialize_str("forever"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Hold {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(f64),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Duration::try_from_secs_f64(s)
+                .map(Hold::For)
+                .map_err(serde::de::Error::custom),
+            Raw::Word(w) if w == "forever" => Ok(Hold::Forever),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!("hold `{w}`"))),
+        }
+    }
 }
 
 impl ClientGroup {
@@ -691,6 +773,9 @@ pub struct Plan {
     /// Global limits `lab run` may raise for this lab (`[machine] raise`); empty: none.
     #[serde(default)]
     pub may_raise: Vec<GlobalLimit>,
+    /// `[run]`.
+    #[serde(default)]
+    pub run: RunSettings,
 }
 
 impl Plan {
@@ -745,6 +830,27 @@ pub fn veth_name(lab: &Name, container: &Name, salt: u32) -> IfName {
     );
     // 7 hex digits = 28 bits; the name is always 11 bytes, so it is always valid.
     IfName(format!("veth{:07x}", h & 0x0fff_ffff))
+}
+
+mod opt_duration_secs {
+    use std::time::Duration;
+
+    use serde::Deserialize as _;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64(d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Option::<f64>::deserialize(d)?
+            .map(|secs| Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 mod duration_secs {

@@ -60,6 +60,7 @@ pub struct LabSpec {
     pub clients: Vec<Named<ClientSpec>>,
     pub expect: Option<ExpectSpec>,
     pub machine: Option<MachineSpec>,
+    pub run: Option<RunSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +123,8 @@ pub struct ContainerSpec {
 pub struct ServerSpec {
     pub host: Option<Spanned<String>>,
     pub port: Option<Spanned<i64>>,
+    pub command: Option<StringList>,
+    pub processes: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +133,19 @@ pub struct ClientSpec {
     pub connect: Option<StringList>,
     pub connections: Option<Spanned<i64>>,
     pub ping_interval: Option<Spanned<String>>,
+    pub command: Option<StringList>,
+    pub processes: Option<Spanned<i64>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub rate: Option<Spanned<i64>>,
+    pub in_flight: Option<Spanned<i64>>,
+}
+
+/// `[run]`: how `lab run` paces the run (its flags override each).
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub settle: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub hold: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,14 +181,26 @@ const TOP_KEYS: &[&str] = &[
     "clients",
     "expect",
     "machine",
+    "run",
 ];
 const LAN_KEYS: &[&str] = &["subnet"];
 const HOST_KEYS: &[&str] = &["lan", "addresses", "sysctls", "docker"];
 const DOCKER_KEYS: &[&str] = &["bridge", "subnet", "nat"];
 const NAT_KEYS: &[&str] = &["snat", "masquerade", "ports", "persistent"];
 const CONTAINER_KEYS: &[&str] = &["host", "replicas", "address", "sysctls"];
-const SERVER_KEYS: &[&str] = &["host", "port"];
-const CLIENT_KEYS: &[&str] = &["containers", "connect", "connections", "ping_interval"];
+const SERVER_KEYS: &[&str] = &["host", "port", "command", "processes"];
+const CLIENT_KEYS: &[&str] = &[
+    "containers",
+    "connect",
+    "connections",
+    "ping_interval",
+    "command",
+    "processes",
+    "connect_timeout",
+    "rate",
+    "in_flight",
+];
+const RUN_KEYS: &[&str] = &["settle", "timeout", "hold"];
 const EXPECT_KEYS: &[&str] = &["established"];
 const MACHINE_KEYS: &[&str] = &["raise"];
 const RANGE_KEYS: &[&str] = &["min", "max"];
@@ -215,6 +243,7 @@ pub fn parse(text: &str, diags: &mut Vec<Diagnostic>) -> Option<LabSpec> {
             .unwrap_or_default(),
         expect: r.optional("expect", |f, d| table(&f, d).map(|t| expect(t, d))),
         machine: r.optional("machine", |f, d| table(&f, d).map(|t| machine(t, d))),
+        run: r.optional("run", |f, d| table(&f, d).map(|t| run(t, d))),
     })
 }
 
@@ -294,6 +323,8 @@ fn server(t: TableView<'_>, d: &mut Vec<Diagnostic>) -> ServerSpec {
     ServerSpec {
         host: r.required("host", string),
         port: r.required("port", integer),
+        command: r.optional("command", string_list),
+        processes: r.optional("processes", integer),
     }
 }
 
@@ -304,6 +335,20 @@ fn client(t: TableView<'_>, d: &mut Vec<Diagnostic>) -> ClientSpec {
         connect: r.required("connect", string_list),
         connections: r.required("connections", integer),
         ping_interval: r.optional("ping_interval", string),
+        command: r.optional("command", string_list),
+        processes: r.optional("processes", integer),
+        connect_timeout: r.optional("connect_timeout", string),
+        rate: r.optional("rate", integer),
+        in_flight: r.optional("in_flight", integer),
+    }
+}
+
+fn run(t: TableView<'_>, d: &mut Vec<Diagnostic>) -> RunSpec {
+    let mut r = Reader::new(t, RUN_KEYS, d);
+    RunSpec {
+        settle: r.optional("settle", string),
+        timeout: r.optional("timeout", string),
+        hold: r.optional("hold", string),
     }
 }
 

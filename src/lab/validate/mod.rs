@@ -14,6 +14,7 @@
 
 mod addresses;
 mod docker;
+mod programs;
 mod sysctls;
 mod topology;
 mod values;
@@ -31,7 +32,7 @@ use ipnet::Ipv4Net;
 use super::diag::{Diagnostic, Source};
 use super::plan::{
     ClientGroup, Container, DockerNet, Expect, GlobalLimit, Host, HostId, IfName, Lan, LanId, Mac,
-    Name, Nat, NetnsName, Plan, Route, Server, Sysctl, veth_name,
+    Name, Nat, NetnsName, Plan, Route, RunSettings, Server, Sysctl, veth_name,
 };
 use super::spec::{self, ContainerSpec, HostSpec, LabSpec, LanSpec, Named, Span, Spanned};
 
@@ -104,6 +105,7 @@ pub fn validate(lab: &LabSpec, opts: &LoadOptions, diags: &mut Vec<Diagnostic>) 
     let clients = v.clients(&lab.clients, &servers);
     let expect = v.expect(lab);
     let may_raise = may_raise(lab, v.diags);
+    let run = programs::run_settings(lab.run.as_ref(), v.diags);
     if v.diags.iter().any(Diagnostic::is_error) {
         return None;
     }
@@ -115,6 +117,7 @@ pub fn validate(lab: &LabSpec, opts: &LoadOptions, diags: &mut Vec<Diagnostic>) 
         clients: clients.into_iter().collect::<Option<_>>()?,
         expect,
         may_raise,
+        run,
     })
 }
 
@@ -181,6 +184,7 @@ struct Assembly {
     clients: Vec<ClientGroup>,
     expect: Expect,
     may_raise: Vec<GlobalLimit>,
+    run: RunSettings,
 }
 
 impl<'s> Validator<'s, '_> {
@@ -263,6 +267,7 @@ impl<'s> Validator<'s, '_> {
             clients: a.clients,
             expect: a.expect,
             may_raise: a.may_raise,
+            run: a.run,
         })
     }
 }

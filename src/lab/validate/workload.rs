@@ -11,8 +11,9 @@ use crate::lab::plan::{
 };
 use crate::lab::spec::{ClientSpec, LabSpec, Named, ServerSpec, Spanned, StringList};
 
-use super::Validator;
 use super::values::{count_range, join, name, parse_duration, port, unknown_ref};
+use super::{Validator, programs};
+use crate::lab::command::Role;
 
 const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(100);
 
@@ -23,8 +24,26 @@ impl<'s> Validator<'s, '_> {
             let name = name(&spec.name, "server", self.diags);
             let host = spec.body.host.as_ref().and_then(|h| self.host_ref(h));
             let port = spec.body.port.as_ref().and_then(|p| port(p, self.diags));
-            if let (Some(name), Some(host), Some(port)) = (name, host, port) {
-                out.push(Server { name, host, port });
+            let command = spec
+                .body
+                .command
+                .as_ref()
+                .map(|c| programs::command(c, Role::Server, self.diags));
+            let processes = spec
+                .body
+                .processes
+                .as_ref()
+                .map(|p| programs::processes(p, self.diags));
+            if let (Some(name), Some(host), Some(port)) = (name, host, port)
+                && let (Some(command), Some(processes)) = (valid(command), valid(processes))
+            {
+                out.push(Server {
+                    name,
+                    host,
+                    port,
+                    command,
+                    processes,
+                });
             }
         }
         out
@@ -58,12 +77,25 @@ impl<'s> Validator<'s, '_> {
             Some(raw) => self.ping_interval(raw),
             None => Some(DEFAULT_PING_INTERVAL),
         };
+        let body = &spec.body;
+        let command = body
+            .command
+            .as_ref()
+            .map(|c| programs::command(c, Role::Client, self.diags));
+        let processes = body
+            .processes
+            .as_ref()
+            .map(|p| programs::processes(p, self.diags));
+        let pacing = programs::pacing(body, self.diags);
         Some(ClientGroup {
             name: name?,
             containers: containers?,
             connect: connect?,
             connections: connections?,
             ping_interval: ping_interval?,
+            command: valid(command)?,
+            processes: valid(processes)?,
+            pacing: pacing?,
         })
     }
 
@@ -228,6 +260,15 @@ impl<'s> Validator<'s, '_> {
             .and_then(|e| e.established.as_ref())
             .and_then(|c| count_range(c, self.diags));
         Expect { established }
+    }
+}
+
+/// An optional key's value: `Some(None)` when absent, `None` when given but invalid (its
+/// error is reported).
+fn valid<T>(field: Option<Option<T>>) -> Option<Option<T>> {
+    match field {
+        None => Some(None),
+        Some(v) => v.map(Some),
     }
 }
 
