@@ -956,11 +956,12 @@ fn bad_run_values_are_usage_errors_and_build_nothing() {
         (vec!["--timeout", "nan"], "--timeout"),
         (vec!["--timeout", "inf"], "--timeout"),
         (vec!["--timeout", "0"], "--timeout"),
-        (vec!["--connect-timeout", "3s"], "--connect-timeout"),
+        (vec!["--connect-timeout", "3x"], "--connect-timeout"),
         (vec!["--rate", "0"], "--rate"),
         (vec!["--rate", "-5"], "-5"),
         (vec!["--in-flight", "0"], "--in-flight"),
         (vec!["--in-flight", "4294967296"], "--in-flight"),
+        (vec!["--hold", "always"], "--hold"),
     ] {
         let mut all = vec!["run", file, "--name", &name];
         all.extend(&args);

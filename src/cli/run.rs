@@ -9,11 +9,12 @@ use anyhow::{Context as _, Result};
 
 use super::{absolute, load_lab, runtime};
 use crate::error::Fail;
+use crate::lab::plan::Hold;
 use crate::report::live::Live;
 use crate::report::run::{RunReport, established_svg, render, series_csv};
 use crate::report::{nat as nat_report, topology};
+use crate::workload::options::RunOptions;
 use crate::workload::outcome::StopReason;
-use crate::workload::run::RunOptions;
 use crate::workload::session;
 
 #[derive(Debug, clap::Args)]
@@ -30,19 +31,27 @@ pub struct Args {
     /// established.svg (its plot) here.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Stop when the counts have not moved for this many seconds.
-    #[arg(long, default_value = "3", value_parser = seconds_or_zero)]
-    pub settle: Duration,
-    /// Stop after this many seconds whatever happens.
-    #[arg(long, default_value = "300", value_parser = seconds)]
-    pub timeout: Duration,
-    /// Abandon a connect after this many seconds (counted as timed out).
-    #[arg(long, default_value = "10", value_parser = seconds)]
-    pub connect_timeout: Duration,
-    /// Connects in progress at once per client process (at least 1).
-    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(1..))]
-    pub in_flight: u32,
-    /// New connects per second per client process, at least 1 (default: as fast as possible).
+    /// Stop when the counts have not moved for this long: seconds (`2.5`) or with a unit
+    /// (`500ms`, `3s`, `1m`). Default: the file's [run] settle, else 3 s.
+    #[arg(long, value_parser = seconds_or_zero)]
+    pub settle: Option<Duration>,
+    /// Stop after this long whatever happens. Default: the file's [run] timeout, else 5 min.
+    #[arg(long, value_parser = seconds)]
+    pub timeout: Option<Duration>,
+    /// After the ramp settles, hold every connection open this long (`30s`, `5m`), or
+    /// `forever` (until Ctrl-C). Default: the file's [run] hold, else no hold.
+    #[arg(long, value_parser = hold)]
+    pub hold: Option<Hold>,
+    /// Built-in clients: abandon a connect after this long (counted as timed out). Default:
+    /// each client's connect_timeout in the file, else 10 s.
+    #[arg(long, value_parser = seconds)]
+    pub connect_timeout: Option<Duration>,
+    /// Built-in clients: connects in progress at once per container (at least 1). Default:
+    /// each client's in_flight in the file, else 8192 per process.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub in_flight: Option<u32>,
+    /// Built-in clients: new connects per second per container, at least 1. Default: each
+    /// client's rate in the file, else as fast as possible.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate: Option<u32>,
     /// No live progress.
@@ -58,14 +67,27 @@ fn seconds(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// A number of seconds >= 0, such as `2.5`.
+/// A duration >= 0: a number of seconds such as `2.5`, or with a unit as in the lab file
+/// (`500ms`, `3s`, `2m`, `1h`).
 fn seconds_or_zero(s: &str) -> Result<Duration, String> {
+    if s.trim().ends_with(|c: char| c.is_ascii_alphabetic()) {
+        return crate::lab::validate::parse_duration(s)
+            .map_err(|e| format!("`{s}`: {e} (write e.g. 2.5, 500ms or 3s)"));
+    }
     let n: f64 = s
         .trim()
         .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds (write e.g. 2.5)"))?;
+        .map_err(|_| format!("`{s}` is not a number of seconds (write e.g. 2.5 or 3s)"))?;
     Duration::try_from_secs_f64(n)
         .map_err(|_| format!("`{s}` is not a finite number of seconds >= 0 (write e.g. 2.5)"))
+}
+
+/// `forever`, or a duration as for `--settle`.
+fn hold(s: &str) -> Result<Hold, String> {
+    if s.trim() == "forever" {
+        return Ok(Hold::Forever);
+    }
+    seconds_or_zero(s).map(Hold::For)
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -73,6 +95,7 @@ pub fn run(args: Args) -> Result<()> {
     let opts = RunOptions {
         settle: args.settle,
         timeout: args.timeout,
+        hold: args.hold,
         connect_timeout: args.connect_timeout,
         in_flight: args.in_flight,
         rate: args.rate,
@@ -150,7 +173,11 @@ mod tests {
     fn seconds_are_finite_and_not_negative() {
         assert_eq!(seconds("2.5"), Ok(Duration::from_millis(2500)));
         assert_eq!(seconds_or_zero("0"), Ok(Duration::ZERO));
-        for bad in ["-1", "nan", "inf", "", "3s", "1e400"] {
+        assert_eq!(seconds("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(seconds_or_zero("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(hold("forever"), Ok(Hold::Forever));
+        assert_eq!(hold("1m"), Ok(Hold::For(Duration::from_secs(60))));
+        for bad in ["-1", "nan", "inf", "", "3x", "1e400", "soon"] {
             assert!(seconds_or_zero(bad).is_err(), "{bad}");
         }
         assert!(seconds("0").is_err());

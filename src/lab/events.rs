@@ -7,6 +7,7 @@
 //! and are few.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use super::limits::GlobalLimit;
 
@@ -47,6 +48,14 @@ pub enum Notice {
     TearingDown { lab: String },
     /// `lab run` is stopping its agents: `exited` of `total` are gone.
     StoppingAgents { exited: usize, total: usize },
+    /// `lab run` holds its connections after the ramp: `elapsed` of `length` (`None`:
+    /// until a signal), with `established` open now and `lost` since the hold began.
+    Holding {
+        elapsed: Duration,
+        length: Option<Duration>,
+        established: u64,
+        lost: u64,
+    },
     /// A `LAB_PAUSE_AT` test hook holds the engine at `point` (fault tests wait for this).
     Paused { point: &'static str },
 }

@@ -55,6 +55,31 @@ pub fn render(n: &Notice) -> Option<String> {
             "stopping agents: {exited} of {total} exited (the kernel is closing their sockets)"
         ),
         Notice::Paused { point } => format!("lab: paused at {point}"),
+        Notice::Holding {
+            elapsed,
+            length,
+            established,
+            lost,
+        } => {
+            let of = length.map_or_else(
+                || " (until Ctrl-C)".to_owned(),
+                |l| format!(" of {}", secs(l)),
+            );
+            let lost = match lost {
+                0 => String::new(),
+                n => format!(", {} lost", super::count(*n)),
+            };
+            format!(
+                "holding {}{of}: {} established{lost}",
+                secs(*elapsed),
+                super::count(*established)
+            )
+        }
         Notice::TearingDown { lab } => format!("tearing down lab {lab}"),
     })
+}
+
+/// Whole seconds, as the hold lines count them.
+fn secs(d: std::time::Duration) -> String {
+    format!("{} s", d.as_secs())
 }

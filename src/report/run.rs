@@ -340,6 +340,29 @@ pub fn render(r: &RunReport) -> String {
         },
         count(o.peak_rate),
     );
+    if let Some(h) = &o.hold {
+        let asked = match h.asked_s {
+            Some(s) => format!("{s:.0} s asked"),
+            None => "until Ctrl-C".to_owned(),
+        };
+        let ended = match h.ended_by {
+            Some(sig) => format!(", ended by {}", crate::error::signal_name(sig)),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "held the connections {:.1} s ({asked}{ended}): {} open at the start, {} at the end, \
+             {} lost{}",
+            h.held_ms as f64 / 1000.0,
+            count(h.established_at_start),
+            count(h.established_at_end),
+            count(h.lost),
+            match failures(&h.failed).as_str() {
+                "-" | "" => String::new(),
+                f => format!(" (clients saw: {f})"),
+            }
+        );
+    }
     // Proportional memory counts the binary and libc, shared by every agent, once; resident
     // memory counts them in each agent, which dominates below a few thousand connections.
     let mib = |b: u64| b as f64 / 1_048_576.0;

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod client;
 pub mod event_loop;
+pub mod options;
 pub mod outcome;
 pub mod protocol;
 pub mod run;

@@ -87,6 +87,26 @@ pub struct Outcome {
     /// How the clients pick source ports, for the report.
     pub client_method: &'static str,
     pub max_open_files: u64,
+    /// The hold after the ramp, if the run held its connections.
+    pub hold: Option<Held>,
+}
+
+/// What holding the connections after the ramp saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct Held {
+    /// How long the connections were held.
+    pub held_ms: u64,
+    /// The hold asked for, in seconds; `None`: until a signal.
+    pub asked_s: Option<f64>,
+    /// The signal that ended the hold (early, or as asked for a hold until Ctrl-C).
+    pub ended_by: Option<i32>,
+    pub established_at_start: u64,
+    pub established_at_end: u64,
+    /// Connections that were open at the start and closed during the hold.
+    pub lost: u64,
+    /// The built-in clients' failures during the hold, by cause (a program's causes cannot
+    /// be known from outside).
+    pub failed: Failures,
 }
 
 pub const CLIENT_METHOD: &str = "bind before connect: each client picks its source ports in \

@@ -76,6 +76,18 @@ pub struct Failures {
 }
 
 impl Failures {
+    /// The failures counted since `earlier` (a count that went down counts as 0).
+    pub fn since(&self, earlier: &Failures) -> Failures {
+        Failures {
+            no_local_port: self.no_local_port.saturating_sub(earlier.no_local_port),
+            timed_out: self.timed_out.saturating_sub(earlier.timed_out),
+            refused: self.refused.saturating_sub(earlier.refused),
+            reset: self.reset.saturating_sub(earlier.reset),
+            unreachable: self.unreachable.saturating_sub(earlier.unreachable),
+            other: self.other.saturating_sub(earlier.other),
+        }
+    }
+
     pub fn add(&mut self, cause: FailureCause, n: u64) {
         let slot = match cause {
             FailureCause::NoLocalPort => &mut self.no_local_port,

@@ -25,15 +25,17 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
+use super::options::{Pace, RunOptions};
 use super::outcome::{
-    CLIENT_METHOD, ClientResult, Outcome, Sample, ServerResult, Snapshot, StopReason, peak_rate,
+    CLIENT_METHOD, ClientResult, Held, Outcome, Sample, ServerResult, Snapshot, StopReason,
+    peak_rate,
 };
 use super::protocol::{AgentSpec, Event, Failures, Progress};
 use super::settle::{Settle, Tick};
 use super::share::{expected_at_server, spaced, split, walk_starts};
 use crate::lab::events::{Notice, emit};
 use crate::lab::lifecycle::{Lab, Signals};
-use crate::lab::plan::{ContainerId, Plan, SERVER_BACKLOG};
+use crate::lab::plan::{ContainerId, Hold, Plan, SERVER_BACKLOG};
 use crate::lab::state::Process;
 use crate::nat::paths::HostPrediction;
 
@@ -43,32 +45,8 @@ const FD_RESERVE: u64 = 64;
 /// not evenly.
 const SERVER_HEADROOM: f64 = 1.25;
 const TICK: Duration = Duration::from_millis(100);
-
-/// How a run is paced and when it stops.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Stop when the counts have not moved for this long.
-    pub settle: Duration,
-    /// Stop at this point whatever happens.
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    /// Connects in progress at once, per client process.
-    pub in_flight: u32,
-    /// New connects per second, per client process.
-    pub rate: Option<u32>,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        Self {
-            settle: Duration::from_secs(3),
-            timeout: Duration::from_secs(300),
-            connect_timeout: Duration::from_secs(10),
-            in_flight: 8192,
-            rate: None,
-        }
-    }
-}
+/// A hold says how it is going this often.
+const HOLD_LINE: Duration = Duration::from_secs(5);
 
 /// What an agent is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +159,11 @@ impl Workload {
                 let connections = group.connections.get();
                 let ports = c.local_ports();
                 let (lo, hi) = (ports.lo(), ports.hi());
-                let processes = u64::from(connections).div_ceil(per_process).max(1);
+                let needed = u64::from(connections).div_ceil(per_process).max(1);
+                // Never fewer than the file asks, nor than the open-files limit needs.
+                let processes = needed.max(group.processes.map_or(1, |p| u64::from(p.get())));
+                let pace = opts.client_pace(group);
+                let (rate, in_flight) = pace.per_process(processes);
                 let (rank, sharing) = starts.get(&(gi, i)).copied().unwrap_or((0, 1));
                 for (p, (conns, slice)) in split(connections, (lo, hi), processes)
                     .into_iter()
@@ -199,13 +181,13 @@ impl Workload {
                             .as_millis()
                             .try_into()
                             .unwrap_or(u64::MAX),
-                        connect_timeout_ms: opts
+                        connect_timeout_ms: pace
                             .connect_timeout
                             .as_millis()
                             .try_into()
                             .unwrap_or(u64::MAX),
-                        rate: opts.rate,
-                        in_flight: opts.in_flight,
+                        rate,
+                        in_flight,
                     };
                     let label = format!("client {} {}#{p}", group.name, c.name);
                     let role = Role::Client {
@@ -405,13 +387,13 @@ impl Workload {
     pub async fn watch(
         &mut self,
         plan: &Plan,
-        opts: &RunOptions,
+        pace: &Pace,
         signals: &mut Signals,
         mut live: impl FnMut(&Snapshot),
     ) -> Outcome {
         let start = self.clients_started.unwrap_or_else(Instant::now);
         let mut series = Vec::new();
-        let mut settle = Settle::new(start, opts);
+        let mut settle = Settle::new(start, pace);
         let mut ticker = tokio::time::interval(TICK);
         let stop = loop {
             tokio::select! {
@@ -455,7 +437,73 @@ impl Workload {
             last,
             client_method: CLIENT_METHOD,
             max_open_files: self.max_open_files,
+            hold: None,
         }
+    }
+
+    /// Keeps every connection open for `hold` after the ramp (the built-in clients keep
+    /// pinging), saying every [`HOLD_LINE`] how many are open and how many were lost; a
+    /// signal ends it early. The series goes on, and `outcome.last` becomes the count at the
+    /// end of the hold, which the report and the NAT views then show.
+    pub async fn hold(
+        &mut self,
+        plan: &Plan,
+        hold: Hold,
+        signals: &mut Signals,
+        outcome: &mut Outcome,
+    ) {
+        let length = match hold {
+            Hold::For(d) => Some(d),
+            Hold::Forever => None,
+        };
+        let at_start = outcome.last.clone();
+        let start = Instant::now();
+        let t0 = self.clients_started.unwrap_or(start);
+        let mut ticker = tokio::time::interval(TICK);
+        let mut next_line = HOLD_LINE;
+        let ended_by = loop {
+            tokio::select! {
+                msg = self.rx.recv() => if let Some(m) = msg { self.handle(m) },
+                _ = ticker.tick() => {
+                    let snap = self.snapshot(plan);
+                    let now = Instant::now();
+                    outcome.series.push(Sample {
+                        t_ms: now.duration_since(t0).as_millis() as u64,
+                        groups: snap.groups.iter().map(|g| g.1).collect(),
+                        total: snap.established,
+                    });
+                    let elapsed = now.duration_since(start);
+                    let done = length.is_some_and(|l| elapsed >= l);
+                    if elapsed >= next_line || done {
+                        next_line += HOLD_LINE;
+                        emit(Notice::Holding {
+                            elapsed,
+                            length,
+                            established: snap.established,
+                            lost: at_start.established.saturating_sub(snap.established),
+                        });
+                    }
+                    if done {
+                        break None;
+                    }
+                }
+                sig = signals.recv() => break Some(sig),
+            }
+        };
+        while let Ok(m) = self.rx.try_recv() {
+            self.handle(m);
+        }
+        let end = self.snapshot(plan);
+        outcome.hold = Some(Held {
+            held_ms: start.elapsed().as_millis() as u64,
+            asked_s: length.map(|l| l.as_secs_f64()),
+            ended_by,
+            established_at_start: at_start.established,
+            established_at_end: end.established,
+            lost: at_start.established.saturating_sub(end.established),
+            failed: end.failed.since(&at_start.failed),
+        });
+        outcome.last = end;
     }
 
     /// The counts as the agents last reported them.

@@ -8,8 +8,9 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::outcome::{Outcome, Snapshot};
-use super::run::{RunOptions, Workload};
+use super::options::RunOptions;
+use super::outcome::{Outcome, Snapshot, StopReason};
+use super::run::Workload;
 use crate::lab::fault;
 use crate::lab::lifecycle::{Signals, up};
 use crate::lab::limits::{Need, Raised};
@@ -75,7 +76,14 @@ impl Prepared {
             let mut w = Workload::start_servers(&mut lab, &mut signals).await?;
             w.start_clients(&mut lab, opts, &prediction).await?;
             fault::pause("run:ramp").await;
-            let outcome = w.watch(&lab.plan, opts, &mut signals, progress).await;
+            let pace = opts.pace(&lab.plan);
+            let mut outcome = w.watch(&lab.plan, &pace, &mut signals, progress).await;
+            if let (Some(hold), StopReason::Settled | StopReason::AllDone) =
+                (pace.hold, outcome.stop)
+            {
+                fault::pause("run:hold").await;
+                w.hold(&lab.plan, hold, &mut signals, &mut outcome).await;
+            }
             Ok::<_, anyhow::Error>((w, outcome))
         }
         .await;

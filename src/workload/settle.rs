@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::options::Pace;
 use super::outcome::StopReason;
-use super::run::RunOptions;
 
 /// Counts stood still this long after the clients finished: the servers will not catch up.
 const CATCH_UP: Duration = Duration::from_secs(1);
@@ -43,12 +43,12 @@ pub struct Settle {
 }
 
 impl Settle {
-    pub fn new(start: Instant, opts: &RunOptions) -> Self {
+    pub fn new(start: Instant, pace: &Pace) -> Self {
         Self {
             start,
-            settle: opts.settle,
-            connect_timeout: opts.connect_timeout,
-            timeout: opts.timeout,
+            settle: pace.settle,
+            connect_timeout: pace.connect_timeout,
+            timeout: pace.timeout,
             last_change: start,
             last_counts: None,
         }
@@ -84,12 +84,12 @@ impl Settle {
 mod tests {
     use super::*;
 
-    fn opts() -> RunOptions {
-        RunOptions {
+    fn pace() -> Pace {
+        Pace {
             settle: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(2),
             timeout: Duration::from_secs(60),
-            ..RunOptions::default()
+            hold: None,
         }
     }
 
@@ -97,7 +97,7 @@ mod tests {
     /// returns the first stop with its time.
     fn run(ticks: &[(u64, u64, u64, bool, bool, u64)]) -> Option<(u64, StopReason)> {
         let start = Instant::now();
-        let mut s = Settle::new(start, &opts());
+        let mut s = Settle::new(start, &pace());
         ticks.iter().find_map(|&(ms, est, fl, heard, done, srv)| {
             s.on_tick(&Tick {
                 now: start + Duration::from_millis(ms),

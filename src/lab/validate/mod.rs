@@ -18,6 +18,8 @@ mod programs;
 mod sysctls;
 mod topology;
 mod values;
+
+pub use values::parse_duration;
 mod workload;
 
 #[cfg(test)]

@@ -186,7 +186,7 @@ pub(super) fn count_range(c: &Spanned<CountSpec>, d: &mut Vec<Diagnostic>) -> Op
 
 /// `"100s"`, `"500ms"`, `"2m"`, `"1h"`, `"1.5s"`: a decimal number and a unit, computed in
 /// integer nanoseconds so `"0.1s"` is exactly 100ms.
-pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
