@@ -12,19 +12,28 @@ cd "$(dirname "$0")"
 # what lab built (and to run `lab show --commands`); graphviz, whose `dot` draws
 # `lab graph --format svg` and checks the DOT of every lab.
 packages=(libnftnl-dev libmnl-dev pkg-config iproute2 nftables procps graphviz)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
+# Only for `lab.sh test` (installed on that path alone): golang-go builds the test server and
+# client of tests/programs/ (Go 1.19 on Debian 12, standard library only); nginx-light and wrk
+# are a real HTTP server and load generator for the tests that run the user's own programs.
+test_packages=(golang-go nginx-light wrk)
+
+# Installs those of the given packages that are not installed yet (nothing if all are).
+install_missing() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
   echo "lab.sh: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+}
+install_missing "${packages[@]}"
 
 if [ "${1:-}" = test ]; then
   shift
+  install_missing "${test_packages[@]}"
   # The archive check (tests/packaging.rs) asks apt-cache, which knows nothing before the
   # first `apt-get update`.
   if ! ls /var/lib/apt/lists/*Packages* >/dev/null 2>&1; then apt-get update -qq; fi

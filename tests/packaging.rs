@@ -298,7 +298,7 @@ fn the_dockerfile_builds_with_lab_sh_and_copies_what_exists() {
 }
 
 /// Every package the Dockerfile installs exists in Debian's archive as apt knows it here (this
-/// machine is Debian 12, like both stages), and lab.sh's own list does too.
+/// machine is Debian 12, like both stages), and lab.sh's own lists (all paths, tests only) do too.
 #[test]
 fn every_package_named_is_a_debian_package() {
     let ins = dockerfile();
@@ -308,12 +308,18 @@ fn every_package_named_is_a_debian_package() {
         .collect();
     assert_eq!(runtime, ["libmnl0", "iproute2", "nftables"]);
     let script = read("lab.sh");
-    let listed = script
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("packages=("))
-        .and_then(|l| l.strip_suffix(')'))
-        .expect("lab.sh has packages=(...)");
-    let mut all: BTreeSet<&str> = listed.split_whitespace().collect();
+    let list = |name: &str| {
+        script
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{name}=(")))
+            .and_then(|l| l.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("lab.sh has {name}=(...)"))
+    };
+    // What every path installs, and what only `lab.sh test` adds (Go for tests/programs/...).
+    let mut all: BTreeSet<&str> = list("packages").split_whitespace().collect();
+    let for_tests: Vec<&str> = list("test_packages").split_whitespace().collect();
+    assert!(for_tests.contains(&"golang-go"), "{for_tests:?}");
+    all.extend(for_tests);
     all.extend(runtime.iter().map(String::as_str));
     if Command::new("apt-cache").arg("--version").output().is_err() {
         skip(

@@ -5,6 +5,7 @@
 //! - Sockets are made inside a lab namespace on a dedicated thread (a socket keeps the namespace
 //!   it was created in); the test never connects to a lab address from the initial namespace.
 #![allow(dead_code)]
+pub mod programs;
 pub mod schema;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,0 +1,3 @@
+module lab/tests/programs
+
+go 1.19
