@@ -781,6 +781,145 @@ fn a_killed_server_agent_is_reported_and_the_run_still_tears_down() {
     assert_eq!(before, host_snapshot(), "the initial namespace changed");
 }
 
+/// A 200-connection lab whose file asks for `hold`.
+fn held_lab(tag: &str, hold: &str) -> TempLab {
+    temp_lab(
+        tag,
+        &two_hosts(&format!(
+            r#"
+[containers.c]
+host = "client-host"
+[clients.load]
+containers = ["c"]
+connect = ["192.168.49.5:9000"]
+connections = 200
+[run]
+settle = "1s"
+hold = "{hold}"
+"#
+        )),
+    )
+}
+
+/// `[run] hold`: after the ramp the connections stay open for the hold, the run says how it
+/// goes, and the report says what the hold saw; `--hold` overrides the file.
+#[test]
+fn a_held_run_keeps_its_connections_for_the_hold() {
+    if !root_or_skip("a_held_run_keeps_its_connections_for_the_hold") {
+        return;
+    }
+    let name = unique_name("whold");
+    let _guard = LabGuard { name: name.clone() };
+    let file = held_lab("whold", "3s");
+    let run = Running::start(&file, &name, &["--json"], None).wait(RUN_LIMIT);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    let r = run.report();
+    let h = &r["outcome"]["hold"];
+    assert_eq!(h["asked_s"], 3.0, "{h}");
+    assert!(u(&h["held_ms"]) >= 3000 && u(&h["held_ms"]) < 6000, "{h}");
+    assert_eq!(h["ended_by"], Value::Null, "{h}");
+    assert_eq!(
+        (
+            u(&h["established_at_start"]),
+            u(&h["established_at_end"]),
+            u(&h["lost"])
+        ),
+        (200, 200, 0),
+        "{h}"
+    );
+    assert!(failures(&h["failed"]).is_empty(), "{h}");
+    assert_eq!(u(&r["established"]), 200);
+    assert!(
+        run.stderr.contains("holding 3 s of 3 s: 200 established"),
+        "{}",
+        run.text()
+    );
+    // The series goes on through the hold.
+    let series = r["outcome"]["series"].as_array().unwrap();
+    let last_t = u(&series[series.len() - 1]["t_ms"]);
+    assert!(last_t >= u(&r["outcome"]["settle_ms"]) + 3000, "{last_t}");
+    assert_gone(&name);
+
+    // The flag over the file.
+    let run = Running::start(&file, &name, &["--json", "--hold", "1s"], None).wait(RUN_LIMIT);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    assert_eq!(run.report()["outcome"]["hold"]["asked_s"], 1.0);
+    assert_gone(&name);
+}
+
+/// `hold = "forever"` holds until Ctrl-C, which ends the hold, not the run: the report comes
+/// with the hold's numbers and the exit is the expectations' (0); a server that dies during a
+/// hold shows as connections lost, by cause.
+#[test]
+fn ctrl_c_ends_a_hold_forever_and_losses_are_counted() {
+    if !root_or_skip("ctrl_c_ends_a_hold_forever_and_losses_are_counted") {
+        return;
+    }
+    let before = host_snapshot();
+    let name = unique_name("wforever");
+    let _guard = LabGuard { name: name.clone() };
+    let file = held_lab("wforever", "forever");
+    let run = Running::start_env(
+        &file,
+        &name,
+        &["--json"],
+        None,
+        &[("LAB_PAUSE_AT", "run:hold")],
+    );
+    assert!(
+        run.err.paused_at("run:hold", Duration::from_secs(30)),
+        "never reached the hold"
+    );
+    // Past the pause, the hold itself: its first line comes 5 s in.
+    assert!(
+        run.err.wait_for_line(Duration::from_secs(15), |l| l
+            .starts_with("holding 5 s (until Ctrl-C): 200 established")),
+        "no hold line"
+    );
+    // SAFETY: signalling the process group of our own child, by pid.
+    assert_eq!(unsafe { libc::kill(-(run.pid() as i32), libc::SIGINT) }, 0);
+    let run = run.wait(RUN_LIMIT);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    let h = &run.report()["outcome"]["hold"];
+    assert_eq!(h["ended_by"], libc::SIGINT, "{h}");
+    assert_eq!(h["asked_s"], Value::Null, "{h}");
+    assert_eq!(u(&h["lost"]), 0, "{h}");
+    assert!(u(&h["held_ms"]) >= 5000, "{h}");
+    assert_gone(&name);
+
+    // A server killed during the hold: its 200 connections are lost, reset.
+    let run = Running::start_env(
+        &file,
+        &name,
+        &["--json"],
+        None,
+        &[("LAB_PAUSE_AT", "run:hold")],
+    );
+    assert!(run.err.paused_at("run:hold", Duration::from_secs(30)));
+    let server = agent_in(&run, &format!("{name}-server-host"));
+    // SAFETY: an agent our own child started, by pid.
+    assert_eq!(unsafe { libc::kill(server.pid as i32, libc::SIGKILL) }, 0);
+    assert!(
+        run.err
+            .wait_for_line(Duration::from_secs(15), |l| l.starts_with("holding 5 s")
+                && l.ends_with("200 lost")),
+        "no hold line with the loss"
+    );
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(-(run.pid() as i32), libc::SIGINT) }, 0);
+    let run = run.wait(RUN_LIMIT);
+    assert_eq!(run.code, Some(4), "a dead agent: {}", run.text());
+    let h = &run.report()["outcome"]["hold"];
+    assert_eq!(
+        (u(&h["established_at_start"]), u(&h["lost"])),
+        (200, 200),
+        "{h}"
+    );
+    assert_eq!(failures(&h["failed"]), failed(&[("reset", 200)]), "{h}");
+    assert_gone(&name);
+    assert_eq!(before, host_snapshot(), "the initial namespace changed");
+}
+
 /// SIGINT to `lab run`'s process group (Ctrl-C in a terminal) during the ramp, and SIGTERM to
 /// `lab run` alone once the counts have settled with connects still pending: exit 130 / 143,
 /// the report is printed with what was reached, no agent is reported dead, nothing is left.

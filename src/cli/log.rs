@@ -73,7 +73,7 @@ pub fn init(verbosity: Verbosity) {
         use crate::lab::events::Notice;
         let status = matches!(
             n,
-            Notice::StoppingAgents { .. } | Notice::TearingDown { .. }
+            Notice::StoppingAgents { .. } | Notice::TearingDown { .. } | Notice::Holding { .. }
         );
         if status && quiet() {
             return;

@@ -20,7 +20,8 @@ pub const POINTS: &[&str] = &[
     "up:containers", // every host is built, containers are being made
     // `lab run` after the build:
     "run:ramp",     // clients started
-    "run:report",   // the run has settled; the NAT tables are read next
+    "run:hold",     // the ramp has settled; the hold begins next
+    "run:report",   // the run has settled (and held); the NAT tables are read next
     "run:stopping", // agents are being stopped
     // any teardown (`lab run`, `lab down`, a failed `up`):
     "teardown", // the first namespace has just been removed
