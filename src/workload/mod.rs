@@ -12,4 +12,5 @@ pub mod server;
 pub mod session;
 mod settle;
 mod share;
+pub mod sockets;
 pub mod sys;

@@ -1,5 +1,5 @@
 //! Thin safe wrappers over the libc calls the agents need: epoll, sockets, rlimit, signalfd,
-//! setns, prctl and statm. Every `unsafe` of the workload lives here; each wrapper returns
+//! setns, prctl and statm, and the netlink datagram socket `workload::sockets` counts with. Every `unsafe` of the workload lives here; each wrapper returns
 //! `io::Result` with the kernel's errno.
 
 use std::fs::File;
@@ -8,6 +8,7 @@ use std::mem;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
 use std::path::Path;
+use std::time::Duration;
 
 use libc::c_int;
 
@@ -289,6 +290,61 @@ pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
             buf.as_ptr().cast(),
             buf.len(),
             libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    })
+}
+
+/// A blocking, close-on-exec netlink socket of `protocol` in the calling thread's namespace,
+/// bound to a port id the kernel picks and connected to the kernel (pid 0); every `recv` waits
+/// at most `timeout`, and the receive buffer asked is `rcvbuf` bytes (the kernel caps it at
+/// `net.core.rmem_max`).
+pub fn netlink_socket(protocol: c_int, timeout: Duration, rcvbuf: c_int) -> io::Result<OwnedFd> {
+    // SAFETY: no pointers; returns a new descriptor or -1.
+    let fd = owned(cvt(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            protocol,
+        )
+    })?);
+    // SAFETY: an all-zero sockaddr_nl is valid: nl_pid 0 lets the kernel pick the port id on
+    // bind and addresses the kernel on connect.
+    let mut addr: libc::sockaddr_nl = unsafe { mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    let len = mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // SAFETY: `fd` is open; `addr` is a sockaddr_nl of the length given, read by the kernel.
+    cvt(unsafe { libc::bind(fd.as_raw_fd(), (&raw const addr).cast(), len) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::connect(fd.as_raw_fd(), (&raw const addr).cast(), len) })?;
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: `fd` is open; the option value is a timeval of the size given, read by the kernel.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const tv).cast(),
+            mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })?;
+    set_int_opt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, rcvbuf)?;
+    Ok(fd)
+}
+
+/// recv(2) of one datagram with MSG_TRUNC: returns the datagram's real length, which is more
+/// than `buf.len()` when it was cut off. Blocks up to the socket's receive timeout (then
+/// `WouldBlock`); EINTR is returned as `Interrupted` for the caller to retry.
+pub fn recv_datagram(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `fd` is open; `buf` is writable for its length.
+    cvt_size(unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_TRUNC,
         )
     })
 }
