@@ -325,6 +325,12 @@ fn bench_100k_pairs() {
         };
         let (min, median, _) = time(v4);
         eprintln!("count_tcp (ALL, IPv4 only): min {min:.1} ms, median {median:.1} ms");
+        let (min, median, _) = time(Filter {
+            by_remote: false,
+            by_local: false,
+            ..v4
+        });
+        eprintln!("count_tcp (IPv4, no maps: the dump and decoding alone): min {min:.1} ms, median {median:.1} ms");
         let (min, median, _) = time(Filter::CLIENT);
         eprintln!("count_tcp (CLIENT): min {min:.1} ms, median {median:.1} ms");
         let (min, median, _) = time(Filter::SERVER);
