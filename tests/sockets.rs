@@ -219,6 +219,40 @@ fn counts_a_wildcard_listener_per_local_address() {
     });
 }
 
+#[test]
+fn counts_the_ipv4_clients_of_a_dual_stack_listener() {
+    let ns = TestNetns::new("dual");
+    let port = 7200;
+    let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    ns.run(|| {
+        // `[::]:7200` takes IPv4 clients as AF_INET6 sockets with v4-mapped addresses.
+        let l = TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, port)).expect("bind [::]");
+        let acceptor = accept_n(&l, 50);
+        let _clients: Vec<TcpStream> = (0..50)
+            .map(|_| TcpStream::connect(to).expect("connect"))
+            .collect();
+        let _accepted = acceptor.join().expect("acceptor");
+        // A real IPv6 connection is not counted.
+        let six = TcpStream::connect((std::net::Ipv6Addr::LOCALHOST, port)).expect("connect ::1");
+        let c = wait_for(|c| c.by_local.get(&to).is_some_and(|s| s.established == 50));
+        assert_eq!(
+            c.listening,
+            vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)]
+        );
+        assert_eq!(c.by_local[&to].established, 50, "{c:?}");
+        assert_eq!(c.by_remote[&to].established, 50);
+        let v4 = count_tcp_with(Filter {
+            v4_mapped: false,
+            ..Filter::ALL
+        })
+        .expect("count");
+        assert!(v4.listening.is_empty(), "{v4:?}");
+        assert!(!v4.by_local.contains_key(&to));
+        assert_eq!(v4.by_remote[&to].established, 50);
+        drop(six);
+    });
+}
+
 /// A helper process inside the namespace holding `n` connection pairs to its own listener
 /// (both ends: 2n descriptors, under the 20,000 open-files hard limit); it prints `ready` and
 /// holds them until its stdin closes or it is killed.
@@ -325,6 +359,12 @@ fn bench_100k_pairs() {
         };
         let (min, median, _) = time(v4);
         eprintln!("count_tcp (ALL, IPv4 only): min {min:.1} ms, median {median:.1} ms");
+        let (min, median, _) = time(Filter {
+            by_remote: false,
+            by_local: false,
+            ..v4
+        });
+        eprintln!("count_tcp (IPv4, no maps: the dump and decoding alone): min {min:.1} ms, median {median:.1} ms");
         let (min, median, _) = time(Filter::CLIENT);
         eprintln!("count_tcp (CLIENT): min {min:.1} ms, median {median:.1} ms");
         let (min, median, _) = time(Filter::SERVER);
