@@ -27,6 +27,45 @@ pub fn kill(pid: u32, signal: i32) -> bool {
     unsafe { libc::kill(pid, signal) == 0 }
 }
 
+/// Sends `signal` to every process of group `pgid`; false if there is none.
+pub fn kill_group(pgid: u32, signal: i32) -> bool {
+    match i32::try_from(pgid) {
+        // 0 and 1 would mean "my group" and "everyone": never.
+        Ok(pgid) if pgid > 1 => {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(-pgid, signal) == 0 }
+        }
+        _ => false,
+    }
+}
+
+/// How child `pid` ended ("exit status: 1", "signal: 11 (SIGSEGV)"), once it has, without
+/// reaping it.
+pub fn child_status_nowait(pid: u32) -> Option<String> {
+    // SAFETY: siginfo_t is plain data, and waitid only writes into it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: WNOWAIT leaves the child to be reaped by its owner; WNOHANG never blocks.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+        )
+    };
+    // SAFETY: waitid succeeded, so si_pid is set (0 when the child has not exited) and, for an
+    // exited child, si_status.
+    if r != 0 || unsafe { info.si_pid() } == 0 {
+        return None;
+    }
+    // SAFETY: as above.
+    let status = unsafe { info.si_status() };
+    Some(match info.si_code {
+        libc::CLD_EXITED => format!("exit status: {status}"),
+        _ => format!("signal: {status} ({})", crate::error::signal_name(status)),
+    })
+}
+
 /// Takes an exclusive `flock` on `file`, waiting for it; released when the file is closed.
 pub fn lock_exclusive(file: &File) -> io::Result<()> {
     // SAFETY: flock only reads the descriptor, which `file` keeps open.

@@ -14,8 +14,8 @@ use super::build::{build, taken_namespaces};
 use super::events::{Notice, emit};
 use super::firewall::Firewall;
 use super::limits::{self, Ledger, Need, Restore};
-use super::netlink::remove_netns;
-use super::plan::Plan;
+use super::netlink::{netns_path, remove_netns};
+use super::plan::{NetnsName, Plan};
 use super::state::{LabState, Phase, Process, Record, raises_held_by_others, remove_dir};
 use crate::error::{Fail, invalid};
 
@@ -227,6 +227,11 @@ impl Lab {
     }
 
     /// Records agent processes so that `down` and `clean` stop them even if this process dies.
+    /// Where the programs of this lab write their logs.
+    pub fn log_dir(&self) -> Result<std::path::PathBuf> {
+        self.record.log_dir()
+    }
+
     pub fn add_agents(&mut self, agents: &[Process]) -> Result<()> {
         self.record.add_agents(agents)
     }
@@ -330,7 +335,8 @@ pub fn teardown(mut record: Record) -> Result<()> {
         agents = record.state.agents.len(),
         "tearing down: removing the recorded namespaces, newest first"
     );
-    stop_agents(&record.state.agents);
+    let namespaces: Vec<NetnsName> = record.state.namespaces().collect();
+    stop_agents(&record.state.agents, &namespaces);
     let errors: Vec<String> = record
         .state
         .namespaces()
@@ -359,9 +365,30 @@ pub fn teardown(mut record: Record) -> Result<()> {
 }
 
 /// Stops recorded agents that still run (SIGKILL: they hold nothing that needs a clean exit),
-/// and waits briefly for them to go, so the namespaces they hold are freed with the lab.
-fn stop_agents(agents: &[Process]) {
-    let signalled: Vec<&Process> = agents.iter().filter(|a| a.signal(libc::SIGKILL)).collect();
+/// and waits briefly for them to go, so the namespaces they hold are freed with the lab. A
+/// program's group goes whole: what it started is found by its group id and by sitting in one
+/// of the lab's `namespaces` (its leader may be long gone: `lab` was killed, and with it,
+/// through PR_SET_PDEATHSIG, the leader, but not what the leader started).
+fn stop_agents(agents: &[Process], namespaces: &[NetnsName]) {
+    use std::os::unix::fs::MetadataExt as _;
+    let inodes: Vec<u64> = namespaces
+        .iter()
+        .filter_map(|n| std::fs::metadata(netns_path(n)).ok().map(|m| m.ino()))
+        .collect();
+    let mut left: Vec<Process> = Vec::new();
+    for a in agents.iter().filter(|a| a.group) {
+        for pid in a.group_members_in(&inodes) {
+            let member = Process::of(pid);
+            if member.signal(libc::SIGKILL) {
+                left.push(member);
+            }
+        }
+    }
+    let signalled: Vec<&Process> = agents
+        .iter()
+        .filter(|a| a.signal(libc::SIGKILL))
+        .chain(left.iter())
+        .collect();
     if !signalled.is_empty() {
         tracing::debug!(
             agents = signalled.len(),

@@ -46,6 +46,10 @@ pub struct Process {
     pub pid: u32,
     /// Field 22 of /proc/<pid>/stat (clock ticks since boot).
     pub start_time: u64,
+    /// The leader of a process group of its own (a user's program, which may start more
+    /// processes): stopping it stops the group.
+    #[serde(default)]
+    pub group: bool,
 }
 
 impl Process {
@@ -54,15 +58,20 @@ impl Process {
         Self {
             pid,
             start_time: start_time(pid).unwrap_or(0),
+            group: false,
+        }
+    }
+
+    /// A child just started as the leader of a process group of its own.
+    pub fn leader(pid: u32) -> Self {
+        Self {
+            group: true,
+            ..Self::of(pid)
         }
     }
 
     pub fn current() -> Self {
-        let pid = std::process::id();
-        Self {
-            pid,
-            start_time: start_time(pid).unwrap_or(0),
-        }
+        Self::of(std::process::id())
     }
 
     pub fn is_alive(&self) -> bool {
@@ -76,6 +85,45 @@ impl Process {
         }
         crate::sys::kill(self.pid, signal)
     }
+
+    /// Sends `signal` to the leader's whole group, if the leader is still the process
+    /// recorded (alive, or exited and not yet reaped: its pid, and so the group's id, cannot
+    /// have been reused).
+    pub fn signal_group(&self, signal: i32) -> bool {
+        self.is_alive() && crate::sys::kill_group(self.pid, signal)
+    }
+
+    /// The processes of this leader's group that sit in one of `namespaces` (network
+    /// namespace inodes): what a program left running after its leader was reaped. A group's
+    /// id cannot be reused while any member lives, and the namespace says the lab put it there.
+    pub fn group_members_in(&self, namespaces: &[u64]) -> Vec<u32> {
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&pid| process_group(pid) == Some(self.pid))
+            .filter(|&pid| net_namespace(pid).is_some_and(|ino| namespaces.contains(&ino)))
+            .collect()
+    }
+}
+
+/// Field 5 of /proc/<pid>/stat.
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// The inode of a process's network namespace.
+fn net_namespace(pid: u32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    fs::metadata(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 fn start_time(pid: u32) -> Option<u64> {
@@ -282,6 +330,18 @@ impl Record {
         self.save()
     }
 
+    /// The directory of the programs' logs (0700, made on first use), inside the record: it
+    /// goes with the lab.
+    pub fn log_dir(&self) -> Result<PathBuf> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let dir = self.dir.join("logs");
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => Ok(dir),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && !dir.is_symlink() => Ok(dir),
+            Err(e) => Err(e).with_context(|| format!("create {}", dir.display())),
+        }
+    }
+
     /// Records agent processes, before anything else can fail.
     pub fn add_agents(&mut self, agents: &[Process]) -> Result<()> {
         self.state.agents.extend_from_slice(agents);
@@ -340,6 +400,7 @@ mod tests {
         let recycled = Process {
             pid: me.pid,
             start_time: me.start_time + 1,
+            group: false,
         };
         assert!(!recycled.is_alive());
     }
@@ -352,6 +413,7 @@ mod tests {
         let dead = Process {
             pid: u32::MAX,
             start_time: 1,
+            group: false,
         };
         assert!(!is_live(Phase::Running, Some(dead)), "owner died");
     }

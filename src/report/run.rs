@@ -95,19 +95,42 @@ fn check(what: &str, range: CountRange, actual: u64) -> Check {
 fn verdict(outcome: &Outcome, nat: &[NatView]) -> Vec<String> {
     let last = &outcome.last;
     let mut out = Vec::new();
+    // A program's reasons for giving up cannot be seen from outside: what it asked for and
+    // did not get is the number to give.
+    let unseen: u64 = last
+        .clients
+        .iter()
+        .filter(|c| c.program.is_some())
+        .map(|c| c.asked.saturating_sub(c.established))
+        .sum();
     for v in nat {
         for p in v.paths.iter().filter(|p| p.exhausted) {
+            let clients = if unseen > 0 {
+                format!(
+                    "; {} connections your programs asked for are not established (why they gave \
+                     up cannot be seen from outside: their logs may say)",
+                    count(unseen)
+                )
+            } else {
+                format!(" and {} connects timed out", count(last.failed.timed_out))
+            };
             out.push(format!(
-                "path {} -> {} used {} of {} ports: exhausted; the NAT dropped {} SYNs (insert_failed) \
-                 and {} connects timed out",
+                "path {} -> {} used {} of {} ports: exhausted; the NAT dropped {} SYNs \
+                 (insert_failed){clients}",
                 p.translated,
                 p.dst,
                 count(p.ports_used),
                 count(u64::from(p.capacity)),
                 count(v.stats.insert_failed),
-                count(last.failed.timed_out)
             ));
         }
+    }
+    if unseen > 0 && !nat.iter().any(|v| v.paths.iter().any(|p| p.exhausted)) {
+        out.push(format!(
+            "{} connections your programs asked for are not established, and no NAT path is full: \
+             their logs may say why",
+            count(unseen)
+        ));
     }
     for c in last.clients.iter().filter(|c| c.failed.no_local_port > 0) {
         out.push(format!(
@@ -215,19 +238,38 @@ pub fn render(r: &RunReport) -> String {
             c.target.to_string(),
             count(c.asked),
             count(c.established),
-            failures(&c.failed)
+            if c.program.is_some() {
+                "not visible from outside (your program: see its log)".to_owned()
+            } else {
+                failures(&c.failed)
+            }
+        );
+    }
+    for c in last
+        .clients
+        .iter()
+        .filter_map(|c| c.program.as_deref())
+        .take(1)
+    {
+        let _ = writeln!(
+            out,
+            "  (clients: `{c}`, ...; counted from the kernel's socket tables, in flight = SYN-SENT)"
         );
     }
     for s in &last.servers {
         let _ = writeln!(
             out,
-            "\n  server {} on {}:{}: {} connections ({} process{})",
+            "\n  server {} on {}:{}: {} connections ({} process{}{})",
             s.server,
             s.host,
             s.port,
             count(s.established),
             s.processes,
-            if s.processes == 1 { "" } else { "es" }
+            if s.processes == 1 { "" } else { "es" },
+            s.program
+                .as_ref()
+                .map(|p| format!(" of `{p}`, counted from the kernel"))
+                .unwrap_or_default()
         );
         for (ip, n) in &s.by_local_address {
             let _ = writeln!(out, "    local address {ip}: {}", count(*n));

@@ -61,11 +61,17 @@ fn agent(out: &mut impl Write) -> Result<()> {
         serde_json::from_str(line.trim()).context("parse the agent spec (one JSON line)")?;
 
     let netns = match &spec {
-        AgentSpec::Server { netns, .. } | AgentSpec::Client { netns, .. } => netns,
+        AgentSpec::Server { netns, .. }
+        | AgentSpec::Client { netns, .. }
+        | AgentSpec::Program { netns, .. } => netns,
     };
     sys::enter_netns(&netns_path(netns)?)
         .with_context(|| format!("enter network namespace {netns}"))?;
     sys::raise_open_files_limit().context("raise the open-files limit")?;
+    if let AgentSpec::Program { argv, env, .. } = &spec {
+        drop(signals);
+        return Err(become_program(argv, env));
+    }
 
     let stdin_fd = stdin.as_fd();
     let stop = Stop {
@@ -86,6 +92,7 @@ fn agent(out: &mut impl Write) -> Result<()> {
             };
             run_server(&config, out, stop)?;
         }
+        AgentSpec::Program { .. } => unreachable!("became the program above"),
         AgentSpec::Client {
             source,
             target,
@@ -113,6 +120,25 @@ fn agent(out: &mut impl Write) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Execs the user's program in place of this agent; returns only if that failed. Signals
+/// blocked for the signalfd are unblocked first: the program must see SIGTERM when `lab run`
+/// stops it.
+fn become_program(argv: &[String], env: &[(String, String)]) -> anyhow::Error {
+    use std::os::unix::process::CommandExt as _;
+    let Some((program, args)) = argv.split_first() else {
+        return anyhow::anyhow!("the program's command is empty");
+    };
+    if let Err(e) = sys::unblock_stop_signals() {
+        return anyhow::Error::from(e).context("unblock SIGTERM/SIGINT for the program");
+    }
+    let err = std::process::Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .exec();
+    anyhow::Error::from(err).context(format!("run {program}"))
 }
 
 /// /run/netns/NAME, for a plain name only.

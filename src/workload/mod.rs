@@ -6,6 +6,7 @@ pub mod client;
 pub mod event_loop;
 pub mod options;
 pub mod outcome;
+pub mod program;
 pub mod protocol;
 pub mod run;
 pub mod server;

@@ -40,6 +40,9 @@ pub struct ClientResult {
     pub failed: Failures,
     pub processes: usize,
     pub detail: Option<String>,
+    /// The user's program (its first process's command line), counted by the kernel: its
+    /// failures cannot be seen from outside. `None`: the built-in client.
+    pub program: Option<String>,
 }
 
 /// One server, summed over its processes.
@@ -51,6 +54,9 @@ pub struct ServerResult {
     pub established: u64,
     pub by_local_address: Vec<(Ipv4Addr, u64)>,
     pub processes: usize,
+    /// The user's program (its first process's command line), counted by the kernel; `None`:
+    /// the built-in server.
+    pub program: Option<String>,
 }
 
 /// A snapshot of the run, live or final.
@@ -85,7 +91,7 @@ pub struct Outcome {
     pub peak_rate: u64,
     pub series: Vec<Sample>,
     /// How the clients pick source ports, for the report.
-    pub client_method: &'static str,
+    pub client_method: String,
     pub max_open_files: u64,
     /// The hold after the ramp, if the run held its connections.
     pub hold: Option<Held>,
@@ -108,6 +114,11 @@ pub struct Held {
     /// be known from outside).
     pub failed: Failures,
 }
+
+/// How the user's programs pick their source ports, for the report.
+pub const PROGRAM_METHOD: &str = "your programs pick their own source ports (a plain connect() \
+    lets the kernel choose from the container's ip_local_port_range); lab counts their \
+    connections from the kernel's socket tables";
 
 pub const CLIENT_METHOD: &str = "bind before connect: each client picks its source ports in \
     order from its container's ip_local_port_range, containers sharing a NAT path starting at \

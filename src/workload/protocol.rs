@@ -42,6 +42,15 @@ pub enum AgentSpec {
         /// Connects in progress at once at most.
         in_flight: u32,
     },
+    /// The user's own program: the agent enters `netns`, raises its open-files limit to the
+    /// hard limit, and becomes `argv` (exec, same pid, same process group) with `env` added;
+    /// stdin is /dev/null, stdout and stderr the log file `lab run` opened for it. It says
+    /// nothing on the protocol: the kernel's socket tables say what it does.
+    Program {
+        netns: String,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+    },
 }
 
 /// Why a connect failed.

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -27,15 +28,17 @@ use tokio::sync::mpsc;
 
 use super::options::{Pace, RunOptions};
 use super::outcome::{
-    CLIENT_METHOD, ClientResult, Held, Outcome, Sample, ServerResult, Snapshot, StopReason,
-    peak_rate,
+    CLIENT_METHOD, ClientResult, Held, Outcome, PROGRAM_METHOD, Sample, ServerResult, Snapshot,
+    StopReason, peak_rate,
 };
+use super::program;
 use super::protocol::{AgentSpec, Event, Failures, Progress};
 use super::settle::{Settle, Tick};
 use super::share::{expected_at_server, spaced, split, walk_starts};
+use super::sockets::TcpCounts;
 use crate::lab::events::{Notice, emit};
 use crate::lab::lifecycle::{Lab, Signals};
-use crate::lab::plan::{ContainerId, Hold, Plan, SERVER_BACKLOG};
+use crate::lab::plan::{ContainerId, Hold, NetnsName, Plan, SERVER_BACKLOG};
 use crate::lab::state::Process;
 use crate::nat::paths::HostPrediction;
 
@@ -45,6 +48,10 @@ const FD_RESERVE: u64 = 64;
 /// not evenly.
 const SERVER_HEADROOM: f64 = 1.25;
 const TICK: Duration = Duration::from_millis(100);
+/// The kernel is asked what programs hold this often.
+const KERNEL_TICK: Duration = Duration::from_secs(1);
+/// A program server must listen within this long.
+const LISTEN_LIMIT: Duration = Duration::from_secs(15);
 /// A hold says how it is going this often.
 const HOLD_LINE: Duration = Duration::from_secs(5);
 
@@ -53,6 +60,7 @@ const HOLD_LINE: Duration = Duration::from_secs(5);
 enum Role {
     Server {
         server: usize,
+        port: u16,
     },
     Client {
         group: usize,
@@ -79,12 +87,41 @@ struct Agent {
     /// Set when the agent exited before being told to stop, with why.
     died: Option<String>,
     stderr_tail: Vec<String>,
+    /// The user's program this agent became, if it did.
+    program: Option<ProgramAgent>,
+}
+
+/// A user's program: what it was started as, where it writes, what the kernel is asked.
+struct ProgramAgent {
+    argv: Vec<String>,
+    log: PathBuf,
+    netns: NetnsName,
+    watched: Watched,
 }
 
 enum Msg {
     Event(usize, Event),
     Stderr(usize, String),
     Closed(usize),
+    /// The kernel's count for watch `usize` of [`Workload::kernel`].
+    Kernel(usize, TcpCounts),
+}
+
+/// What the kernel is asked about a program's namespace once a second.
+#[derive(Debug, Clone)]
+struct KernelWatch {
+    netns: NetnsName,
+    /// The program's agents there; the count goes to the first, the others count 0.
+    agents: Vec<usize>,
+    what: Watched,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watched {
+    /// A client container's connections towards its target.
+    Client(SocketAddrV4),
+    /// A server's connections on its port.
+    Server(u16),
 }
 
 /// The running workload of a lab.
@@ -96,6 +133,21 @@ pub struct Workload {
     clients_started: Option<Instant>,
     group_names: Vec<String>,
     max_open_files: u64,
+    /// Where programs' logs go: the lab's record.
+    log_dir: PathBuf,
+    kernel: Vec<KernelWatch>,
+    /// When each of `kernel` was last counted.
+    counted: Vec<Option<Instant>>,
+    /// The task counting programs' sockets; stops with the workload.
+    counting: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        if let Some(t) = &self.counting {
+            t.abort();
+        }
+    }
 }
 
 impl Workload {
@@ -115,15 +167,38 @@ impl Workload {
             clients_started: None,
             group_names: plan.clients.iter().map(|g| g.name.to_string()).collect(),
             max_open_files,
+            log_dir: lab.log_dir()?,
+            kernel: Vec::new(),
+            counted: Vec::new(),
+            counting: None,
         };
         let mut batch = Vec::new();
         for (si, server) in plan.servers.iter().enumerate() {
-            // `lab up` gave the host queues as long as this backlog (the Plan's sysctls).
             let host = plan.host(server.host);
+            let role = Role::Server {
+                server: si,
+                port: server.port.get(),
+            };
+            if let Some(command) = &server.command {
+                let processes = server.processes.map_or(1, |p| p.get());
+                for p in 0..processes {
+                    let launch = program::server_launch(plan, server, command, p, processes);
+                    let label = format!("server {}#{p}", server.name);
+                    let spec = AgentSpec::Program {
+                        netns: host.netns.to_string(),
+                        argv: launch.argv,
+                        env: launch.env,
+                    };
+                    batch.push((label, role.clone(), spec));
+                }
+                continue;
+            }
+            // `lab up` gave the host queues as long as this backlog (the Plan's sysctls).
             let expected = expected_at_server(plan, si);
-            let processes = ((expected as f64 * SERVER_HEADROOM) / per_process as f64)
+            let needed = ((expected as f64 * SERVER_HEADROOM) / per_process as f64)
                 .ceil()
                 .max(1.0) as u64;
+            let processes = needed.max(server.processes.map_or(1, |p| u64::from(p.get())));
             for p in 0..processes {
                 let spec = AgentSpec::Server {
                     netns: host.netns.to_string(),
@@ -132,7 +207,7 @@ impl Workload {
                     expected: expected.div_ceil(processes),
                 };
                 let label = format!("server {}#{p}", server.name);
-                batch.push((label, Role::Server { server: si }, spec));
+                batch.push((label, role.clone(), spec));
             }
         }
         w.start(lab, batch).await?;
@@ -157,6 +232,27 @@ impl Workload {
                 let c = plan.container(cid);
                 let target = group.target_of(i);
                 let connections = group.connections.get();
+                if let Some(command) = &group.command {
+                    let processes = group.processes.map_or(1, |p| p.get());
+                    for p in 0..processes {
+                        let launch =
+                            program::client_launch(plan, group, c, target, command, p, processes);
+                        let spec = AgentSpec::Program {
+                            netns: c.netns.to_string(),
+                            argv: launch.argv,
+                            env: launch.env,
+                        };
+                        let label = format!("client {} {}#{p}", group.name, c.name);
+                        let role = Role::Client {
+                            group: gi,
+                            container: cid,
+                            target,
+                            asked: program::share(connections, p, processes),
+                        };
+                        batch.push((label, role, spec));
+                    }
+                    continue;
+                }
                 let ports = c.local_ports();
                 let (lo, hi) = (ports.lo(), ports.hi());
                 let needed = u64::from(connections).div_ceil(per_process).max(1);
@@ -201,7 +297,60 @@ impl Workload {
             }
         }
         self.clients_started = Some(Instant::now());
-        self.start(lab, batch).await
+        self.start(lab, batch).await?;
+        self.count_programs();
+        Ok(())
+    }
+
+    /// Starts counting, once a second, what the programs' namespaces hold.
+    fn count_programs(&mut self) {
+        let mut watches: Vec<KernelWatch> = Vec::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            let Some(p) = &a.program else { continue };
+            match watches
+                .iter_mut()
+                .find(|w| w.netns == p.netns && w.what == p.watched)
+            {
+                Some(w) => w.agents.push(i),
+                None => watches.push(KernelWatch {
+                    netns: p.netns.clone(),
+                    agents: vec![i],
+                    what: p.watched,
+                }),
+            }
+        }
+        if watches.is_empty() {
+            return;
+        }
+        self.counted = vec![None; watches.len()];
+        self.kernel = watches.clone();
+        let tx = self.tx.clone();
+        self.counting = Some(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(KERNEL_TICK);
+            loop {
+                ticker.tick().await;
+                // Every namespace at once, so that one slow dump does not age the others.
+                let counting: Vec<_> = watches
+                    .iter()
+                    .map(|w| {
+                        let netns = w.netns.clone();
+                        let server = matches!(w.what, Watched::Server(_));
+                        tokio::task::spawn_blocking(move || program::count(&netns, server))
+                    })
+                    .collect();
+                for (wi, c) in counting.into_iter().enumerate() {
+                    match c.await {
+                        Ok(Ok(counts)) => {
+                            if tx.send(Msg::Kernel(wi, counts)).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Err(e)) => tracing::warn!("{e:#}"),
+                        Err(e) => tracing::warn!("count a program's sockets: {e}"),
+                    }
+                }
+            }
+        }));
     }
 
     /// Starts agents in two steps, so that they begin their work together: every process is
@@ -215,7 +364,7 @@ impl Workload {
         let mut specs = Vec::with_capacity(batch.len());
         for (label, role, spec) in batch {
             // If a launch fails, the agents already made are recorded so teardown stops them.
-            match self.launch(label, role) {
+            match self.launch(label, role, &spec) {
                 Ok(()) => specs.push(spec),
                 Err(e) => {
                     self.record_from(lab, first)?;
@@ -237,18 +386,42 @@ impl Workload {
     }
 
     fn record_from(&self, lab: &mut Lab, first: usize) -> Result<()> {
+        // Programs are recorded as group leaders: what they start is stopped with them.
         let started: Vec<Process> = self.agents[first..].iter().map(|a| a.process).collect();
         lab.add_agents(&started)
     }
 
-    /// Creates an agent process, which waits for its task on stdin; reads what it says.
-    fn launch(&mut self, label: String, role: Role) -> Result<()> {
+    /// Creates an agent process, which waits for its task on stdin; reads what it says. An
+    /// agent that becomes a program writes to a log of its own instead, and says nothing.
+    fn launch(&mut self, label: String, role: Role, spec: &AgentSpec) -> Result<()> {
         let exe = std::env::current_exe().context("find the lab binary to start agents")?;
-        let mut child = Command::new(exe)
+        let mut cmd = Command::new(exe);
+        let program = match spec {
+            AgentSpec::Program { netns, argv, .. } => {
+                let (log, path) = program::open_log(&self.log_dir, &label)?;
+                let err = log
+                    .try_clone()
+                    .with_context(|| format!("share the log {}", path.display()))?;
+                cmd.stdout(Stdio::from(log)).stderr(Stdio::from(err));
+                let watched = match &role {
+                    Role::Client { target, .. } => Watched::Client(*target),
+                    Role::Server { port, .. } => Watched::Server(*port),
+                };
+                Some(ProgramAgent {
+                    argv: argv.clone(),
+                    log: path,
+                    netns: NetnsName::from_state(netns.clone()),
+                    watched,
+                })
+            }
+            _ => {
+                cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+                None
+            }
+        };
+        let mut child = cmd
             .arg("agent")
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             // A process group of its own: Ctrl-C in a terminal signals the foreground group,
             // and agents that stopped on it by themselves would look dead to the watch. `lab`
             // alone gets it, and stops its agents itself.
@@ -259,7 +432,11 @@ impl Workload {
         let pid = child
             .id()
             .ok_or_else(|| anyhow!("agent {label} exited at once"))?;
-        let process = Process::of(pid);
+        let process = if program.is_some() {
+            Process::leader(pid)
+        } else {
+            Process::of(pid)
+        };
         let stdin = child
             .stdin
             .take()
@@ -302,6 +479,18 @@ impl Workload {
                 let _ = tx.send(Msg::Closed(index));
             });
         }
+        if program.is_some() {
+            // Nothing to read: its exit is what says it went.
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                while !crate::sys::child_exited(pid) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let _ = tx.send(Msg::Closed(index));
+            });
+        }
+        // A client program starts at once; a server program is ready when its port listens.
+        let ready = program.is_some() && matches!(role, Role::Client { .. });
         self.agents.push(Agent {
             label,
             role,
@@ -309,11 +498,12 @@ impl Workload {
             child,
             stdin,
             last: Progress::default(),
-            ready: false,
+            ready,
             reported: false,
             done: false,
             died: None,
             stderr_tail: Vec::new(),
+            program,
         });
         Ok(())
     }
@@ -336,6 +526,7 @@ impl Workload {
                     Event::Fatal { message } => a.died = Some(message),
                 }
             }
+            Msg::Kernel(wi, counts) => self.take_count(wi, &counts),
             Msg::Stderr(i, line) => {
                 let tail = &mut self.agents[i].stderr_tail;
                 if tail.len() < 20 {
@@ -344,7 +535,21 @@ impl Workload {
             }
             Msg::Closed(i) => {
                 let a = &mut self.agents[i];
-                if a.died.is_none() {
+                if let (None, Some(p)) = (&a.died, &a.program) {
+                    // Not reaped here: its group is stopped with it, by its id.
+                    let how = crate::sys::child_status_nowait(a.process.pid)
+                        .unwrap_or_else(|| "gone".into());
+                    let log = program::tail(&p.log);
+                    let said = if log.is_empty() {
+                        format!("its log {} is empty", p.log.display())
+                    } else {
+                        format!("the end of its log {}:\n{}", p.log.display(), indent(&log))
+                    };
+                    a.died = Some(format!(
+                        "`{}` exited unexpectedly ({how}); {said}",
+                        p.argv.join(" ")
+                    ));
+                } else if a.died.is_none() {
                     // Its last words, else how it ended ("signal: 9 (SIGKILL)") if it has.
                     let why = match (a.stderr_tail.last(), a.child.try_wait()) {
                         (Some(line), _) => line.clone(),
@@ -357,12 +562,84 @@ impl Workload {
         }
     }
 
+    /// Some program's count is older than two counting rounds: the kernel is slow to answer
+    /// (a loaded machine), and counts that did not move may only be old.
+    fn kernel_stale(&self, now: Instant) -> bool {
+        self.counted
+            .iter()
+            .any(|c| c.is_none_or(|t| now.duration_since(t) > 2 * KERNEL_TICK))
+    }
+
+    /// How the clients pick their source ports: the built-in way, the programs' own, or both.
+    fn client_method(&self) -> String {
+        let clients = || {
+            self.agents
+                .iter()
+                .filter(|a| matches!(a.role, Role::Client { .. }))
+        };
+        let programs = clients().any(|a| a.program.is_some());
+        let built_in = clients().any(|a| a.program.is_none());
+        match (built_in, programs) {
+            (true, true) => format!("built-in clients: {CLIENT_METHOD}; {PROGRAM_METHOD}"),
+            (false, true) => PROGRAM_METHOD.to_owned(),
+            _ => CLIENT_METHOD.to_owned(),
+        }
+    }
+
+    /// Takes in the kernel's count for a program: the first agent of the watch holds it all.
+    fn take_count(&mut self, wi: usize, counts: &TcpCounts) {
+        let Some(w) = self.kernel.get(wi) else { return };
+        self.counted[wi] = Some(Instant::now());
+        let progress = match w.what {
+            Watched::Client(target) => program::client_progress(counts, target),
+            Watched::Server(port) => program::server_progress(counts, port),
+        };
+        for (n, &i) in w.agents.iter().enumerate() {
+            let a = &mut self.agents[i];
+            a.last = if n == 0 {
+                progress.clone()
+            } else {
+                Progress::default()
+            };
+            (a.last.rss_bytes, a.last.pss_bytes) = program::memory(a.process.pid);
+            a.reported = true;
+        }
+    }
+
+    /// Marks program servers ready once their port listens, asking the kernel directly.
+    async fn check_listening(&mut self) {
+        let waiting: Vec<usize> = (0..self.agents.len())
+            .filter(|&i| {
+                let a = &self.agents[i];
+                !a.ready && a.program.is_some() && a.died.is_none()
+            })
+            .collect();
+        for i in waiting {
+            let Some(p) = &self.agents[i].program else {
+                continue;
+            };
+            let (netns, Watched::Server(port)) = (p.netns.clone(), p.watched) else {
+                continue;
+            };
+            if let Ok(Ok(counts)) =
+                tokio::task::spawn_blocking(move || program::count(&netns, true)).await
+            {
+                // SO_REUSEPORT copies each listen; one listener means the port is served.
+                if program::listens(&counts, port) {
+                    self.agents[i].ready = true;
+                }
+            }
+        }
+    }
+
     async fn wait_ready(&mut self, signals: &mut Signals) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let deadline = tokio::time::Instant::now() + LISTEN_LIMIT;
+        let mut poll = tokio::time::interval(TICK);
         while !self.agents.iter().all(|a| a.ready) {
             if let Some(a) = self.agents.iter().find(|a| a.died.is_some()) {
+                let what = if a.program.is_some() { "" } else { "agent " };
                 return Err(anyhow!(
-                    "agent {} failed: {}",
+                    "{what}{} failed: {}",
                     a.label,
                     a.died.clone().unwrap_or_default()
                 ));
@@ -372,9 +649,18 @@ impl Workload {
                     Some(m) => self.handle(m),
                     None => return Err(anyhow!("lost contact with the agents")),
                 },
+                _ = poll.tick() => self.check_listening().await,
                 _ = tokio::time::sleep_until(deadline) => {
-                    let late: Vec<&str> = self.agents.iter().filter(|a| !a.ready).map(|a| a.label.as_str()).collect();
-                    return Err(anyhow!("agents did not start within 15 s: {}", late.join(", ")));
+                    let late: Vec<String> = self.agents.iter().filter(|a| !a.ready).map(|a| match &a.program {
+                        Some(p) => {
+                            let log = program::tail(&p.log);
+                            let port = match p.watched { Watched::Server(port) => port, Watched::Client(t) => t.port() };
+                            format!("{} (`{}`) is not listening on port {port}{}", a.label, p.argv.join(" "),
+                                if log.is_empty() { String::new() } else { format!("; the end of its log {}:\n{}", p.log.display(), indent(&log)) })
+                        }
+                        None => a.label.clone(),
+                    }).collect();
+                    return Err(anyhow!("servers did not start within {} s: {}", LISTEN_LIMIT.as_secs(), late.join("; ")));
                 }
                 sig = signals.recv() => return Err(crate::error::Fail::Interrupted(sig).into()),
             }
@@ -416,6 +702,7 @@ impl Workload {
                         at_servers: snap.servers.iter().map(|s| s.established).sum(),
                         clients_done: clients().all(|a| a.done || a.died.is_some()),
                         clients_heard: clients().all(|a| a.reported || a.died.is_some()),
+                        stale: self.kernel_stale(now),
                     };
                     if let Some(stop) = settle.on_tick(&tick) {
                         break stop;
@@ -435,7 +722,7 @@ impl Workload {
             peak_rate: peak_rate(&series),
             series,
             last,
-            client_method: CLIENT_METHOD,
+            client_method: self.client_method(),
             max_open_files: self.max_open_files,
             hold: None,
         }
@@ -545,6 +832,7 @@ impl Workload {
                                 failed: Failures::default(),
                                 processes: 0,
                                 detail: None,
+                                program: a.program.as_ref().map(|p| p.argv.join(" ")),
                             });
                             let last = clients.len() - 1;
                             &mut clients[last]
@@ -558,7 +846,7 @@ impl Workload {
                         entry.detail.clone_from(&a.last.detail);
                     }
                 }
-                Role::Server { server } => {
+                Role::Server { server, .. } => {
                     let s = &plan.servers[*server];
                     let locals = by_local.entry(*server).or_default();
                     for (ip, n) in a.last.by_local_address.iter().filter(|_| alive) {
@@ -576,6 +864,7 @@ impl Workload {
                             established,
                             by_local_address: Vec::new(),
                             processes: 1,
+                            program: a.program.as_ref().map(|p| p.argv.join(" ")),
                         }),
                     }
                 }
@@ -633,8 +922,15 @@ impl Workload {
     /// Stops every agent (SIGTERM, then SIGKILL after 3 s) and waits for them to exit.
     /// Says how many have exited each time that changes ([`Notice::StoppingAgents`]).
     pub async fn stop(mut self) {
+        if let Some(t) = self.counting.take() {
+            t.abort();
+        }
         for a in &self.agents {
-            a.process.signal(libc::SIGTERM);
+            if a.program.is_some() {
+                a.process.signal_group(libc::SIGTERM);
+            } else {
+                a.process.signal(libc::SIGTERM);
+            }
         }
         // Closing hundreds of thousands of sockets takes the kernel seconds: give the agents
         // time in proportion, saying how many have exited, before SIGKILL.
@@ -644,10 +940,11 @@ impl Workload {
         let total = self.agents.len();
         let mut said = None;
         loop {
+            // Exited, not reaped: a program's group id stays its own until the end.
             let exited = self
                 .agents
-                .iter_mut()
-                .filter_map(|a| a.child.try_wait().ok().flatten())
+                .iter()
+                .filter(|a| crate::sys::child_exited(a.process.pid))
                 .count();
             if said != Some(exited) {
                 said = Some(exited);
@@ -659,10 +956,21 @@ impl Workload {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         for a in &mut self.agents {
-            if !matches!(a.child.try_wait(), Ok(Some(_))) {
+            if a.program.is_some() {
+                // Whatever the program started that is still there goes with it.
+                a.process.signal_group(libc::SIGKILL);
+            } else if !crate::sys::child_exited(a.process.pid) {
                 let _ = a.child.start_kill();
-                let _ = a.child.wait().await;
             }
+            let _ = a.child.wait().await;
         }
     }
+}
+
+/// Each line of a quoted log, indented under the message.
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -5,7 +5,8 @@
 //! never see). Settled when the counts stood still for `settle`, but never before every client
 //! has reported once (a client slow to start on a loaded machine holds connections the counts
 //! do not show yet), and, while connects are in flight, not before those have had the connect
-//! timeout to end by themselves. Timed out after `timeout`.
+//! timeout to end by themselves. Counts that are old (a program's kernel count that has not
+//! come for two rounds) are not quiet counts either. Timed out after `timeout`.
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,9 @@ pub struct Tick {
     pub clients_done: bool,
     /// Every client agent has reported at least once (or died).
     pub clients_heard: bool,
+    /// Some count is old (the kernel's count of a program came too long ago): counts that
+    /// did not move say nothing yet.
+    pub stale: bool,
 }
 
 /// The settle policy's memory: when the watch started and when the counts last moved.
@@ -62,7 +66,7 @@ impl Settle {
     /// Takes in one tick; says why the watch ends, if it does now.
     pub fn on_tick(&mut self, t: &Tick) -> Option<StopReason> {
         let counts = (t.established, t.failed);
-        if self.last_counts != Some(counts) {
+        if self.last_counts != Some(counts) || t.stale {
             self.last_counts = Some(counts);
             self.last_change = t.now;
         }
@@ -107,6 +111,7 @@ mod tests {
                 at_servers: srv,
                 clients_done: done,
                 clients_heard: heard,
+                stale: false,
             })
             .map(|r| (ms, r))
         })
@@ -160,6 +165,31 @@ mod tests {
             run(&[(0, 100, 0, true, true, 100)]),
             Some((0, StopReason::AllDone))
         );
+    }
+
+    #[test]
+    fn old_counts_are_not_quiet_counts() {
+        let start = Instant::now();
+        let mut s = Settle::new(start, &pace());
+        let tick = |ms: u64, stale: bool| Tick {
+            now: start + Duration::from_millis(ms),
+            established: 31_424,
+            failed: 0,
+            in_flight: 0,
+            at_servers: 31_424,
+            clients_done: false,
+            clients_heard: true,
+            stale,
+        };
+        // The kernel's counts stopped coming at 1 s: the same number for 9 s means nothing.
+        assert_eq!(s.on_tick(&tick(1_000, false)), None);
+        for ms in (1_100..10_000).step_by(100) {
+            assert_eq!(s.on_tick(&tick(ms, true)), None, "{ms}");
+        }
+        // Fresh again, and still the same: settled 3 s after the last old one.
+        assert_eq!(s.on_tick(&tick(10_000, false)), None);
+        assert_eq!(s.on_tick(&tick(12_800, false)), None);
+        assert_eq!(s.on_tick(&tick(12_900, false)), Some(StopReason::Settled));
     }
 
     #[test]

@@ -421,6 +421,25 @@ pub fn stop_signals_fd() -> io::Result<OwnedFd> {
     Ok(owned(fd))
 }
 
+/// Undoes [`stop_signals_fd`]'s blocking of SIGTERM and SIGINT, before exec'ing a program
+/// that must be able to receive them.
+pub fn unblock_stop_signals() -> io::Result<()> {
+    // SAFETY: as in stop_signals_fd.
+    let mut set: libc::sigset_t = unsafe { mem::zeroed() };
+    // SAFETY: `set` is a valid, writable sigset_t; the signal numbers are valid.
+    unsafe {
+        cvt(libc::sigemptyset(&mut set))?;
+        cvt(libc::sigaddset(&mut set, libc::SIGTERM))?;
+        cvt(libc::sigaddset(&mut set, libc::SIGINT))?;
+    }
+    // SAFETY: `set` is initialised; the old mask is not wanted (null).
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
 /// Moves the calling thread into the network namespace at `path` (e.g. /run/netns/NAME).
 /// Sockets created afterwards belong to it.
 pub fn enter_netns(path: &Path) -> io::Result<()> {

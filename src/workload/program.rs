@@ -1,0 +1,229 @@
+//! The user's own programs in a run: the values their `{placeholders}` and `LAB_*` variables
+//! take, the log file each process writes (opened by `lab`, under the lab's record), the end
+//! of a log for an error message, and the kernel's count of what they hold, which stands in
+//! for the progress a built-in agent reports: a program's own counts cannot be trusted or
+//! parsed.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Seek as _, SeekFrom};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+
+use super::protocol::Progress;
+use super::sockets::{Filter, TcpCounts, count_tcp_in};
+use crate::lab::command::{Command, Role, Var};
+use crate::lab::plan::{ClientGroup, Container, NetnsName, Plan, Server};
+
+/// How much of a log an error quotes.
+const TAIL_BYTES: u64 = 2048;
+
+/// One process of a program: what it is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// Process `process` of `processes` copies of a server's program.
+pub fn server_launch(
+    plan: &Plan,
+    server: &Server,
+    command: &Command,
+    process: u32,
+    processes: u32,
+) -> Launch {
+    let value = |v: Var| match v {
+        Var::Port => server.port.to_string(),
+        Var::Process => process.to_string(),
+        Var::Processes => processes.to_string(),
+        Var::Node => plan.host(server.host).name.to_string(),
+        Var::Lab => plan.name.to_string(),
+        // Validation refused the client's placeholders in a server's command.
+        _ => String::new(),
+    };
+    Launch {
+        argv: command.expand(&value),
+        env: Command::env(Role::Server, &value),
+    }
+}
+
+/// Process `process` of `processes` of a client's program in `container`, with its share of
+/// the container's connections.
+pub fn client_launch(
+    plan: &Plan,
+    group: &ClientGroup,
+    container: &Container,
+    target: SocketAddrV4,
+    command: &Command,
+    process: u32,
+    processes: u32,
+) -> Launch {
+    let connections = share(group.connections.get(), process, processes);
+    let value = |v: Var| match v {
+        Var::Target => target.to_string(),
+        Var::TargetHost => target.ip().to_string(),
+        Var::TargetPort => target.port().to_string(),
+        Var::Connections => connections.to_string(),
+        Var::Process => process.to_string(),
+        Var::Processes => processes.to_string(),
+        Var::Container | Var::Node => container.name.to_string(),
+        Var::Lab => plan.name.to_string(),
+        Var::Port => String::new(),
+    };
+    Launch {
+        argv: command.expand(&value),
+        env: Command::env(Role::Client, &value),
+    }
+}
+
+/// Process `process`'s share of `total`: the remainder goes to the first ones.
+pub fn share(total: u32, process: u32, processes: u32) -> u32 {
+    let n = processes.max(1);
+    total / n + u32::from(process < total % n)
+}
+
+/// Creates the log file of one process under `dir` (0600, never through a symlink), for its
+/// stdout and stderr.
+pub fn open_log(dir: &Path, label: &str) -> Result<(File, PathBuf)> {
+    let name: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let path = dir.join(format!("{name}.log"));
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .with_context(|| format!("create the log {}", path.display()))?;
+    Ok((file, path))
+}
+
+/// The last lines of a log, for an error message ("" when it is empty or unreadable).
+pub fn tail(path: &Path) -> String {
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(TAIL_BYTES)));
+    let mut bytes = Vec::new();
+    let _ = f.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    // A cut first line is not worth quoting.
+    let skip = usize::from(len > TAIL_BYTES && lines.len() > 1);
+    let kept = &lines[skip..];
+    kept[kept.len().saturating_sub(10)..].join("\n")
+}
+
+/// What the kernel says a namespace's sockets are doing, as a client (per destination) or a
+/// server (listeners, per local address) sees them: asking for one side only keeps the
+/// count's maps to a few addresses however many sockets there are.
+pub fn count(netns: &NetnsName, server: bool) -> Result<TcpCounts> {
+    count_tcp_in(
+        netns,
+        if server {
+            Filter::SERVER
+        } else {
+            Filter::CLIENT
+        },
+    )
+}
+
+/// A client program's progress in its container, towards `target`, from the kernel: open
+/// connections, and connects in progress (SYN-SENT).
+pub fn client_progress(counts: &TcpCounts, target: SocketAddrV4) -> Progress {
+    let c = counts.by_remote.get(&target).copied().unwrap_or_default();
+    Progress {
+        established: c.established,
+        in_flight: c.syn_sent,
+        ..Progress::default()
+    }
+}
+
+/// A server program's progress on its host: open connections on `port`, per local address.
+pub fn server_progress(counts: &TcpCounts, port: u16) -> Progress {
+    let mut by_local: HashMap<Ipv4Addr, u64> = HashMap::new();
+    for (addr, c) in &counts.by_local {
+        if addr.port() == port && c.established > 0 {
+            *by_local.entry(*addr.ip()).or_default() += c.established;
+        }
+    }
+    let mut by_local_address: Vec<(Ipv4Addr, u64)> = by_local.into_iter().collect();
+    by_local_address.sort();
+    Progress {
+        established: by_local_address.iter().map(|(_, n)| n).sum(),
+        by_local_address,
+        ..Progress::default()
+    }
+}
+
+/// A program process's memory (resident, proportional), in bytes, from /proc: 0 when it is
+/// gone. Only the process `lab` started: what it forks is not counted.
+pub fn memory(pid: u32) -> (u64, u64) {
+    let kib = |file: &str, key: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            })
+            .map_or(0, |k| k * 1024)
+    };
+    (kib("status", "VmRSS:"), kib("smaps_rollup", "Pss:"))
+}
+
+/// Whether something listens on `port` (on any address) in the counted namespace.
+pub fn listens(counts: &TcpCounts, port: u16) -> bool {
+    counts.listening.iter().any(|a| a.port() == port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up_and_differ_by_one_at_most() {
+        for (total, n) in [(25_000, 2), (10, 3), (2, 4), (75_000, 7), (1, 1)] {
+            let shares: Vec<u32> = (0..n).map(|p| share(total, p, n)).collect();
+            assert_eq!(shares.iter().sum::<u32>(), total, "{total}/{n}: {shares:?}");
+            let (lo, hi) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
+            assert!(hi - lo <= 1, "{shares:?}");
+        }
+        assert_eq!(share(10, 0, 3), 4);
+    }
+
+    #[test]
+    fn a_log_is_created_private_and_its_tail_quoted() {
+        let dir = std::env::temp_dir().join(format!("lab-program-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (mut f, path) = open_log(&dir, "server srv#0").unwrap();
+        assert_eq!(path.file_name().unwrap(), "server-srv-0.log");
+        use std::io::Write as _;
+        for i in 0..500 {
+            writeln!(f, "line {i}").unwrap();
+        }
+        let mode = std::fs::metadata(&path).unwrap().permissions();
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(mode.mode() & 0o777, 0o600);
+        let t = tail(&path);
+        assert!(t.ends_with("line 499") && t.starts_with("line 490"), "{t}");
+        // A symlink planted where the log goes is refused.
+        let planted = dir.join("client-x.log");
+        std::os::unix::fs::symlink("/etc/passwd", &planted).unwrap();
+        assert!(open_log(&dir, "client x").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
