@@ -101,6 +101,9 @@ pub fn run(args: Args) -> Result<()> {
         rate: args.rate,
     };
     let prepared = session::prepare(loaded.plan)?;
+    for w in &prepared.warnings {
+        errln!("lab: warning: {w}");
+    }
     if !args.json {
         out!("{}", topology::render(&prepared.plan));
         out!("{}", nat_report::render_prediction(&prepared.prediction));

@@ -29,6 +29,10 @@ pub struct Capacity {
     /// Global limits the workload needs higher than the machine has them: `lab run` raises
     /// those the lab file allows and refuses the lab for the others.
     pub needs: Vec<Need>,
+    /// The user's programs whose processes will each need more sockets than one process may
+    /// open here (they will fail with EMFILE, "too many open files"), with what to do. A
+    /// warning, not a refusal: seeing that happen may be the point.
+    pub crowded: Vec<String>,
 }
 
 /// What the machine has: its global limits (files, conntrack entries), the files in use and
@@ -39,6 +43,8 @@ pub struct Resources {
     pub files_in_use: Option<u64>,
     pub memory_available: Option<u64>,
     pub conntrack_max: Option<u64>,
+    /// The open-files hard limit of a process here (what a program's soft limit is raised to).
+    pub open_files_per_process: Option<u64>,
     /// Global limits this process may not change, with the errno: in a network namespace
     /// other than the host's (a container), nf_conntrack_max is read-only even to root.
     pub unchangeable: Vec<(GlobalLimit, i32)>,
@@ -52,6 +58,7 @@ impl Resources {
             files_in_use: read_numbers("/proc/sys/fs/file-nr").first().copied(),
             memory_available: mem_available(),
             conntrack_max: GlobalLimit::ConntrackMax.read().ok(),
+            open_files_per_process: crate::sys::open_files_hard_limit().ok(),
             unchangeable: GlobalLimit::ALL
                 .into_iter()
                 .filter_map(|l| {
@@ -127,7 +134,12 @@ impl Capacity {
                 blocked: limits.blocked(GlobalLimit::ConntrackMax),
             });
         }
+        let crowded = limits
+            .open_files_per_process
+            .map(|limit| crowded_programs(plan, limit))
+            .unwrap_or_default();
         Self {
+            crowded,
             connections,
             open_files,
             open_files_free: limits
@@ -202,6 +214,51 @@ impl Capacity {
 
 /// Refuses (exit 3) a lab the machine cannot hold, before anything is built; returns the
 /// estimate, whose [`Capacity::raises`] the run must make.
+/// Programs whose processes will each hold more sockets than `limit` (a few descriptors more
+/// for the program itself).
+fn crowded_programs(plan: &super::Plan, limit: u64) -> Vec<String> {
+    const SLACK: u64 = 32;
+    let mut out = Vec::new();
+    for g in plan.clients.iter().filter(|g| g.command.is_some()) {
+        let processes = u64::from(g.processes.map_or(1, |p| p.get()));
+        let each = u64::from(g.connections.get()).div_ceil(processes);
+        if each + SLACK > limit {
+            out.push(format!(
+                "client {}: {each} connections per process of your program, but a process may \
+                 open {limit} files here: it will fail with \"too many open files\"; set \
+                 processes = {} (or more) in [clients.{}]",
+                g.name,
+                u64::from(g.connections.get()).div_ceil(limit.saturating_sub(SLACK).max(1)),
+                g.name
+            ));
+        }
+    }
+    for s in plan.servers.iter().filter(|s| s.command.is_some()) {
+        let host = plan.host(s.host);
+        let expected: u64 = plan
+            .clients
+            .iter()
+            .flat_map(|g| (0..g.containers.len()).map(move |i| (g, g.target_of(i))))
+            .filter(|(_, t)| t.port() == s.port.get() && host.addresses.contains(t.ip()))
+            .map(|(g, _)| u64::from(g.connections.get()))
+            .sum();
+        let processes = u64::from(s.processes.map_or(1, |p| p.get()));
+        // SO_REUSEPORT spreads by hash, not evenly: a quarter more for the busiest.
+        let each = (expected.div_ceil(processes) * 5).div_ceil(4);
+        if expected > 0 && each + SLACK > limit {
+            out.push(format!(
+                "server {}: up to {each} connections per process of your program, but a process \
+                 may open {limit} files here: it will fail with \"too many open files\"; set \
+                 processes = {} (or more) in [servers.{}] (SO_REUSEPORT shares the port)",
+                s.name,
+                (expected * 5 / 4).div_ceil(limit.saturating_sub(SLACK).max(1)),
+                s.name
+            ));
+        }
+    }
+    out
+}
+
 pub fn check_capacity(plan: &super::Plan) -> Result<Capacity> {
     let cap = Capacity::of(plan);
     let problems = cap.problems();
@@ -249,8 +306,56 @@ mod tests {
             files_in_use: Some(10_000),
             memory_available: Some(23 << 30),
             conntrack_max: Some(262_144),
+            open_files_per_process: Some(20_000),
             unchangeable: Vec::new(),
         }
+    }
+
+    #[test]
+    fn programs_over_the_open_files_limit_are_warned_of() {
+        let text = |server_processes: u32, client_processes: u32| {
+            format!(
+                "name = \"t\"\n[lans.lan]\nsubnet = \"10.0.0.0/24\"\n[hosts.a]\nlan = \"lan\"\n\
+                 addresses = [\"10.0.0.1\"]\n[hosts.b]\nlan = \"lan\"\naddresses = [\"10.0.0.2\"]\n\
+                 [containers.c]\nhost = \"a\"\nreplicas = 3\n[servers.srv]\nhost = \"b\"\nport = 9000\n\
+                 command = [\"srv\"]\nprocesses = {server_processes}\n[clients.load]\n\
+                 containers = [\"c\"]\nconnect = [\"10.0.0.2:9000\"]\nconnections = 25000\n\
+                 command = [\"cli\"]\nprocesses = {client_processes}\n"
+            )
+        };
+        let plan = |s, c| {
+            let source = super::super::Source::new("t.toml", text(s, c));
+            match super::super::load(&source, &super::super::LoadOptions::default()) {
+                Ok(l) => l.plan,
+                Err(d) => panic!("{d:?}"),
+            }
+        };
+        // The article's server in one process: 75,000 sockets under 20,000 files.
+        let c = Capacity::estimate(&plan(1, 1), &here());
+        assert_eq!(c.crowded.len(), 2, "{:?}", c.crowded);
+        assert!(
+            c.crowded[0].starts_with("client load: 25000 connections per process"),
+            "{:?}",
+            c.crowded
+        );
+        assert!(
+            c.crowded[0].contains("set processes = 2"),
+            "{:?}",
+            c.crowded
+        );
+        assert!(
+            c.crowded[1].contains("set processes = 5"),
+            "{:?}",
+            c.crowded
+        );
+        assert!(c.problems().is_empty(), "a warning, not a refusal");
+        assert!(Capacity::estimate(&plan(5, 2), &here()).crowded.is_empty());
+        // The built-in agents spread themselves.
+        assert!(
+            Capacity::estimate(&million(20_000, ""), &here())
+                .crowded
+                .is_empty()
+        );
     }
 
     /// The million lab with `per` connections per container, `[machine]` as given.

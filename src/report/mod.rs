@@ -65,6 +65,9 @@ pub fn capacity(c: &crate::lab::capacity::Capacity) -> String {
     for p in c.problems() {
         out.push_str(&format!("  warning: {p}\n"));
     }
+    for p in &c.crowded {
+        out.push_str(&format!("  warning: {p}\n"));
+    }
     for r in c.raises() {
         out.push_str(&format!(
             "  lab run raises {} from {} to {} for the run (the lab file allows it) and restores \

@@ -27,6 +27,9 @@ pub struct Prepared {
     pub prediction: Vec<HostPrediction>,
     /// Global limits the run needs raised, as the lab file allows.
     raises: Vec<Need>,
+    /// What will go wrong for the machine's sake but is not a reason to refuse the lab (a
+    /// program that will run out of open files), for the person to read before it runs.
+    pub warnings: Vec<String>,
 }
 
 /// What a run found. The lab is gone; every limit raised for it was given back.
@@ -44,12 +47,13 @@ pub struct Ran {
 /// Checks that this machine can run labs and can hold this one, and predicts its NAT.
 pub fn prepare(plan: Plan) -> Result<Prepared> {
     preflight::check_machine()?;
-    let raises = crate::lab::capacity::check_capacity(&plan)?.raises();
+    let capacity = crate::lab::capacity::check_capacity(&plan)?;
     let prediction = predict_lab(&plan);
     Ok(Prepared {
         plan,
         prediction,
-        raises,
+        raises: capacity.raises(),
+        warnings: capacity.crowded,
     })
 }
 
@@ -68,6 +72,7 @@ impl Prepared {
             plan,
             prediction,
             raises,
+            ..
         } = self;
         let mut signals = Signals::catch()?;
         let mut lab = up(plan, file, &raises, &mut signals, &Docker).await?;
