@@ -66,6 +66,31 @@ pub fn child_status_nowait(pid: u32) -> Option<String> {
     })
 }
 
+/// A user of this machine by name: (uid, primary gid), from the passwd database (`None`: no
+/// such user).
+pub fn user_by_name(name: &str) -> io::Result<Option<(u32, u32)>> {
+    let c_name = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: passwd is plain data that getpwnam_r fills in; `buf` outlives every use of the
+    // pointers it leaves in `pwd`, and only the two integers are read.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; buf.len() is its size.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            c_name.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok((!found.is_null()).then_some((pwd.pw_uid, pwd.pw_gid)))
+}
+
 /// Takes an exclusive `flock` on `file`, waiting for it; released when the file is closed.
 pub fn lock_exclusive(file: &File) -> io::Result<()> {
     // SAFETY: flock only reads the descriptor, which `file` keeps open.

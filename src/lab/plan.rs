@@ -630,6 +630,10 @@ pub struct Server {
     /// as the open-files limit needs for the built-in server.
     #[serde(default)]
     pub processes: Option<NonZeroU32>,
+    /// Who the program runs as (`user = "..."`, a user of this machine); `None`: the user who
+    /// ran `sudo lab`, else `nobody`.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// The article's client, run in each of `containers`.
@@ -651,6 +655,9 @@ pub struct ClientGroup {
     /// needs for the built-in client (which never runs fewer than asked).
     #[serde(default)]
     pub processes: Option<NonZeroU32>,
+    /// Who the program runs as, as for a server.
+    #[serde(default)]
+    pub user: Option<String>,
     /// How the built-in client paces itself; `lab run`'s flags override each.
     #[serde(default)]
     pub pacing: Pacing,

@@ -125,6 +125,7 @@ pub struct ServerSpec {
     pub port: Option<Spanned<i64>>,
     pub command: Option<StringList>,
     pub processes: Option<Spanned<i64>>,
+    pub user: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +136,7 @@ pub struct ClientSpec {
     pub ping_interval: Option<Spanned<String>>,
     pub command: Option<StringList>,
     pub processes: Option<Spanned<i64>>,
+    pub user: Option<Spanned<String>>,
     pub connect_timeout: Option<Spanned<String>>,
     pub rate: Option<Spanned<i64>>,
     pub in_flight: Option<Spanned<i64>>,
@@ -188,7 +190,7 @@ const HOST_KEYS: &[&str] = &["lan", "addresses", "sysctls", "docker"];
 const DOCKER_KEYS: &[&str] = &["bridge", "subnet", "nat"];
 const NAT_KEYS: &[&str] = &["snat", "masquerade", "ports", "persistent"];
 const CONTAINER_KEYS: &[&str] = &["host", "replicas", "address", "sysctls"];
-const SERVER_KEYS: &[&str] = &["host", "port", "command", "processes"];
+const SERVER_KEYS: &[&str] = &["host", "port", "command", "processes", "user"];
 const CLIENT_KEYS: &[&str] = &[
     "containers",
     "connect",
@@ -196,6 +198,7 @@ const CLIENT_KEYS: &[&str] = &[
     "ping_interval",
     "command",
     "processes",
+    "user",
     "connect_timeout",
     "rate",
     "in_flight",
@@ -325,6 +328,7 @@ fn server(t: TableView<'_>, d: &mut Vec<Diagnostic>) -> ServerSpec {
         port: r.required("port", integer),
         command: r.optional("command", string_list),
         processes: r.optional("processes", integer),
+        user: r.optional("user", string),
     }
 }
 
@@ -337,6 +341,7 @@ fn client(t: TableView<'_>, d: &mut Vec<Diagnostic>) -> ClientSpec {
         ping_interval: r.optional("ping_interval", string),
         command: r.optional("command", string_list),
         processes: r.optional("processes", integer),
+        user: r.optional("user", string),
         connect_timeout: r.optional("connect_timeout", string),
         rate: r.optional("rate", integer),
         in_flight: r.optional("in_flight", integer),

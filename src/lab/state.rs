@@ -250,10 +250,34 @@ impl Record {
 
     /// Claims the lab's name and writes its first record, before anything is created.
     pub fn create(state: LabState) -> Result<Self> {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
         let root = run_dir();
-        fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
+        // Root's alone (0700), and never a symlink someone else planted: the records say which
+        // processes and namespaces teardown removes, and the programs' logs are in them.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+            .with_context(|| format!("create {}", root.display()))?;
+        let meta =
+            fs::symlink_metadata(&root).with_context(|| format!("read {}", root.display()))?;
+        if meta.file_type().is_symlink() || !meta.is_dir() {
+            return Err(invalid(format!(
+                "{} is not a directory but {}; remove it, or point LAB_RUN_DIR elsewhere",
+                root.display(),
+                if meta.file_type().is_symlink() {
+                    "a symlink"
+                } else {
+                    "a file"
+                }
+            )));
+        }
+        if meta.permissions().mode() & 0o077 != 0 {
+            fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("make {} root's alone (0700)", root.display()))?;
+        }
         let dir = Self::dir_of(&state.lab);
-        match fs::create_dir(&dir) {
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 let lab = &state.lab;

@@ -245,15 +245,13 @@ pub fn render(r: &RunReport) -> String {
             }
         );
     }
-    for c in last
-        .clients
-        .iter()
-        .filter_map(|c| c.program.as_deref())
-        .take(1)
-    {
+    for c in last.clients.iter().filter(|c| c.program.is_some()).take(1) {
         let _ = writeln!(
             out,
-            "  (clients: `{c}`, ...; counted from the kernel's socket tables, in flight = SYN-SENT)"
+            "  (clients: `{}`, ... as {}; counted from the kernel's socket tables, in flight = \
+             SYN-SENT)",
+            c.program.as_deref().unwrap_or_default(),
+            c.runs_as.as_deref().unwrap_or("?")
         );
     }
     for s in &last.servers {
@@ -268,7 +266,10 @@ pub fn render(r: &RunReport) -> String {
             if s.processes == 1 { "" } else { "es" },
             s.program
                 .as_ref()
-                .map(|p| format!(" of `{p}`, counted from the kernel"))
+                .map(|p| format!(
+                    " of `{p}` as {}, counted from the kernel",
+                    s.runs_as.as_deref().unwrap_or("?")
+                ))
                 .unwrap_or_default()
         );
         for (ip, n) in &s.by_local_address {

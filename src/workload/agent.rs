@@ -68,8 +68,16 @@ fn agent(out: &mut impl Write) -> Result<()> {
     sys::enter_netns(&netns_path(netns)?)
         .with_context(|| format!("enter network namespace {netns}"))?;
     sys::raise_open_files_limit().context("raise the open-files limit")?;
-    if let AgentSpec::Program { argv, env, .. } = &spec {
+    if let AgentSpec::Program {
+        argv, env, user, ..
+    } = &spec
+    {
         drop(signals);
+        // After the limit is raised (an unprivileged process could not) and before exec.
+        if let Some((uid, gid)) = user {
+            sys::drop_privileges(*uid, *gid)
+                .with_context(|| format!("become uid {uid}, gid {gid}"))?;
+        }
         return Err(become_program(argv, env));
     }
 

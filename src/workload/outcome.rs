@@ -43,6 +43,8 @@ pub struct ClientResult {
     /// The user's program (its first process's command line), counted by the kernel: its
     /// failures cannot be seen from outside. `None`: the built-in client.
     pub program: Option<String>,
+    /// Who the program runs as ("nobody (uid 65534)"); `None`: the built-in client.
+    pub runs_as: Option<String>,
 }
 
 /// One server, summed over its processes.
@@ -57,6 +59,8 @@ pub struct ServerResult {
     /// The user's program (its first process's command line), counted by the kernel; `None`:
     /// the built-in server.
     pub program: Option<String>,
+    /// Who the program runs as; `None`: the built-in server.
+    pub runs_as: Option<String>,
 }
 
 /// A snapshot of the run, live or final.

@@ -28,6 +28,60 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
 }
 
+/// Who a program runs as: a name for people, and the ids it drops to (`None`: root, as the
+/// file asked with `user = "root"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub name: String,
+    pub ids: Option<(u32, u32)>,
+}
+
+impl std::fmt::Display for RunAs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.ids {
+            Some((uid, _)) => write!(f, "{} (uid {uid})", self.name),
+            None => write!(f, "{} (uid 0: the lab file asks for root)", self.name),
+        }
+    }
+}
+
+/// The user the file names, else the one who ran `sudo lab` (`SUDO_UID`, `SUDO_GID`), else
+/// `nobody`: a lab file is input, and its programs need no privilege to open sockets in
+/// namespaces `lab` made.
+pub fn run_as(user: Option<&str>) -> Result<RunAs> {
+    let lookup = |name: &str| -> Result<(u32, u32)> {
+        crate::sys::user_by_name(name)
+            .with_context(|| format!("look up user {name}"))?
+            .ok_or_else(|| anyhow::anyhow!("no user `{name}` on this machine"))
+    };
+    if let Some(name) = user {
+        let (uid, gid) = lookup(name)?;
+        return Ok(RunAs {
+            name: name.to_owned(),
+            ids: (uid != 0).then_some((uid, gid)),
+        });
+    }
+    let env_id = |key: &str| std::env::var(key).ok()?.parse::<u32>().ok();
+    if let (Some(uid), Some(gid)) = (env_id("SUDO_UID"), env_id("SUDO_GID"))
+        && uid != 0
+    {
+        let name = std::env::var("SUDO_USER").unwrap_or_else(|_| format!("uid {uid}"));
+        return Ok(RunAs {
+            name,
+            ids: Some((uid, gid)),
+        });
+    }
+    // Debian's nobody/nogroup: 65534 where the passwd database has no entry.
+    let ids = crate::sys::user_by_name("nobody")
+        .ok()
+        .flatten()
+        .unwrap_or((65_534, 65_534));
+    Ok(RunAs {
+        name: "nobody".into(),
+        ids: Some(ids),
+    })
+}
+
 /// Process `process` of `processes` copies of a server's program.
 pub fn server_launch(
     plan: &Plan,
@@ -78,6 +132,38 @@ pub fn client_launch(
         argv: command.expand(&value),
         env: Command::env(Role::Client, &value),
     }
+}
+
+/// A command line as a shell would read it back: arguments with spaces, quotes or control
+/// characters quoted (`$'...'` for those with newlines), for messages and reports.
+pub fn display(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%{}".contains(c));
+            if plain {
+                a.clone()
+            } else if a.chars().any(char::is_control) {
+                let mut s = String::from("$'");
+                for c in a.chars() {
+                    match c {
+                        '\n' => s.push_str("\\n"),
+                        '\t' => s.push_str("\\t"),
+                        '\'' => s.push_str("\\'"),
+                        '\\' => s.push_str("\\\\"),
+                        c if c.is_control() => s.push_str(&format!("\\x{:02x}", c as u32)),
+                        c => s.push(c),
+                    }
+                }
+                s.push('\'');
+                s
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Process `process`'s share of `total`: the remainder goes to the first ones.
@@ -203,6 +289,24 @@ mod tests {
             assert!(hi - lo <= 1, "{shares:?}");
         }
         assert_eq!(share(10, 0, 3), 4);
+    }
+
+    #[test]
+    fn command_lines_read_back_as_a_shell_would() {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            display(&argv(&["/opt/s", "-l", "0.0.0.0:9000"])),
+            "/opt/s -l 0.0.0.0:9000"
+        );
+        assert_eq!(
+            display(&argv(&["sh", "-c", "echo it's"])),
+            "sh -c 'echo it'\\''s'"
+        );
+        assert_eq!(
+            display(&argv(&["python3", "-c", "a\nb"])),
+            "python3 -c $'a\\nb'"
+        );
+        assert_eq!(display(&argv(&[""])), "''");
     }
 
     #[test]

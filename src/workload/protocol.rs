@@ -50,6 +50,11 @@ pub enum AgentSpec {
         netns: String,
         argv: Vec<String>,
         env: Vec<(String, String)>,
+        /// (uid, gid) it drops to before exec; `None`: it stays root (the file said
+        /// `user = "root"`).
+        user: Option<(u32, u32)>,
+        /// The same, for people ("nobody (uid 65534)").
+        runs_as: String,
     },
 }
 

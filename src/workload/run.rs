@@ -93,6 +93,8 @@ struct Agent {
 
 /// A user's program: what it was started as, where it writes, what the kernel is asked.
 struct ProgramAgent {
+    /// Who it runs as, for people.
+    runs_as: String,
     argv: Vec<String>,
     log: PathBuf,
     netns: NetnsName,
@@ -181,6 +183,8 @@ impl Workload {
             };
             if let Some(command) = &server.command {
                 let processes = server.processes.map_or(1, |p| p.get());
+                let user = program::run_as(server.user.as_deref())
+                    .with_context(|| format!("server {}", server.name))?;
                 for p in 0..processes {
                     let launch = program::server_launch(plan, server, command, p, processes);
                     let label = format!("server {}#{p}", server.name);
@@ -188,6 +192,8 @@ impl Workload {
                         netns: host.netns.to_string(),
                         argv: launch.argv,
                         env: launch.env,
+                        user: user.ids,
+                        runs_as: user.to_string(),
                     };
                     batch.push((label, role.clone(), spec));
                 }
@@ -234,6 +240,8 @@ impl Workload {
                 let connections = group.connections.get();
                 if let Some(command) = &group.command {
                     let processes = group.processes.map_or(1, |p| p.get());
+                    let user = program::run_as(group.user.as_deref())
+                        .with_context(|| format!("client {}", group.name))?;
                     for p in 0..processes {
                         let launch =
                             program::client_launch(plan, group, c, target, command, p, processes);
@@ -241,6 +249,8 @@ impl Workload {
                             netns: c.netns.to_string(),
                             argv: launch.argv,
                             env: launch.env,
+                            user: user.ids,
+                            runs_as: user.to_string(),
                         };
                         let label = format!("client {} {}#{p}", group.name, c.name);
                         let role = Role::Client {
@@ -397,7 +407,12 @@ impl Workload {
         let exe = std::env::current_exe().context("find the lab binary to start agents")?;
         let mut cmd = Command::new(exe);
         let program = match spec {
-            AgentSpec::Program { netns, argv, .. } => {
+            AgentSpec::Program {
+                netns,
+                argv,
+                runs_as,
+                ..
+            } => {
                 let (log, path) = program::open_log(&self.log_dir, &label)?;
                 let err = log
                     .try_clone()
@@ -408,6 +423,7 @@ impl Workload {
                     Role::Server { port, .. } => Watched::Server(*port),
                 };
                 Some(ProgramAgent {
+                    runs_as: runs_as.clone(),
                     argv: argv.clone(),
                     log: path,
                     netns: NetnsName::from_state(netns.clone()),
@@ -547,7 +563,7 @@ impl Workload {
                     };
                     a.died = Some(format!(
                         "`{}` exited unexpectedly ({how}); {said}",
-                        p.argv.join(" ")
+                        program::display(&p.argv)
                     ));
                 } else if a.died.is_none() {
                     // Its last words, else how it ended ("signal: 9 (SIGKILL)") if it has.
@@ -655,7 +671,7 @@ impl Workload {
                         Some(p) => {
                             let log = program::tail(&p.log);
                             let port = match p.watched { Watched::Server(port) => port, Watched::Client(t) => t.port() };
-                            format!("{} (`{}`) is not listening on port {port}{}", a.label, p.argv.join(" "),
+                            format!("{} (`{}`) is not listening on port {port}{}", a.label, program::display(&p.argv),
                                 if log.is_empty() { String::new() } else { format!("; the end of its log {}:\n{}", p.log.display(), indent(&log)) })
                         }
                         None => a.label.clone(),
@@ -832,7 +848,8 @@ impl Workload {
                                 failed: Failures::default(),
                                 processes: 0,
                                 detail: None,
-                                program: a.program.as_ref().map(|p| p.argv.join(" ")),
+                                program: a.program.as_ref().map(|p| program::display(&p.argv)),
+                                runs_as: a.program.as_ref().map(|p| p.runs_as.clone()),
                             });
                             let last = clients.len() - 1;
                             &mut clients[last]
@@ -864,7 +881,8 @@ impl Workload {
                             established,
                             by_local_address: Vec::new(),
                             processes: 1,
-                            program: a.program.as_ref().map(|p| p.argv.join(" ")),
+                            program: a.program.as_ref().map(|p| program::display(&p.argv)),
+                            runs_as: a.program.as_ref().map(|p| p.runs_as.clone()),
                         }),
                     }
                 }

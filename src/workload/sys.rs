@@ -421,6 +421,21 @@ pub fn stop_signals_fd() -> io::Result<OwnedFd> {
     Ok(owned(fd))
 }
 
+/// Becomes user `uid` with group `gid` and no supplementary groups, for good: changing the uid
+/// away from root clears every capability, and no-new-privs keeps a set-user-ID program from
+/// getting them back. The parent-death signal, which the kernel clears when credentials
+/// change, is set again.
+pub fn drop_privileges(uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: plain syscalls with valid arguments; setgroups(0, NULL) empties the list.
+    unsafe {
+        cvt(libc::setgroups(0, std::ptr::null()))?;
+        cvt(libc::setresgid(gid, gid, gid))?;
+        cvt(libc::setresuid(uid, uid, uid))?;
+        cvt(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+    }
+    kill_me_with_parent()
+}
+
 /// Undoes [`stop_signals_fd`]'s blocking of SIGTERM and SIGINT, before exec'ing a program
 /// that must be able to receive them.
 pub fn unblock_stop_signals() -> io::Result<()> {

@@ -255,7 +255,11 @@ impl<'s> Validator<'s, '_> {
             .collect::<Option<Vec<_>>>()?;
         let mut hosts = hosts;
         for server in &a.servers {
-            server_queues(&mut hosts.get_mut(server.host.0)?.sysctls);
+            let sysctls = &mut hosts.get_mut(server.host.0)?.sysctls;
+            server_queues(sysctls);
+            if server.command.is_some() {
+                programs::with_defaults(sysctls, &programs::PROGRAM_HOST_SYSCTLS);
+            }
         }
         routes_to_untranslated(&mut hosts);
         let containers = containers(lab, &self.containers, &self.groups, &hosts)?;
@@ -343,7 +347,11 @@ fn containers(
                 address,
                 mac: Mac::docker_from_ip(address),
                 veth,
-                sysctls: c.sysctls.clone(),
+                sysctls: {
+                    let mut s = c.sysctls.clone();
+                    programs::with_defaults(&mut s, &programs::CONTAINER_SYSCTLS);
+                    s
+                },
             })
         })
         .collect()

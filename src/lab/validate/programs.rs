@@ -8,10 +8,32 @@ use std::time::Duration;
 
 use crate::lab::command::{Command, Role, Template};
 use crate::lab::diag::Diagnostic;
-use crate::lab::plan::{Hold, Pacing, RunSettings};
+use crate::lab::plan::{Hold, Pacing, RunSettings, Sysctl};
 use crate::lab::spec::{ClientSpec, RunSpec, Spanned, StringList};
 
 use super::values::parse_duration;
+
+/// What Docker sets in every container's namespace, so that programs without privilege may
+/// listen on low ports and ping.
+pub(super) const CONTAINER_SYSCTLS: [(&str, &str); 2] = [
+    ("net.ipv4.ip_unprivileged_port_start", "0"),
+    ("net.ipv4.ping_group_range", "0 2147483647"),
+];
+
+/// What a host gets where an unprivileged program listens: low ports for everyone.
+pub(super) const PROGRAM_HOST_SYSCTLS: [(&str, &str); 1] =
+    [("net.ipv4.ip_unprivileged_port_start", "0")];
+
+/// Adds `defaults` the lab file does not set itself, after its own.
+pub(super) fn with_defaults(sysctls: &mut Vec<Sysctl>, defaults: &[(&str, &str)]) {
+    for (key, value) in defaults {
+        if !sysctls.iter().any(|s| s.key() == *key)
+            && let Ok(s) = Sysctl::new(key, value)
+        {
+            sysctls.push(s);
+        }
+    }
+}
 
 /// More copies of one program than this is a typo, not a load test.
 const MAX_PROCESSES: i64 = 1024;
@@ -77,6 +99,39 @@ pub(super) fn command(list: &StringList, role: Role, d: &mut Vec<Diagnostic>) ->
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `user = "name"`: a user of this machine, and only with a command of the user's own (the
+/// built-in agents need root for nothing either, but are `lab` itself).
+pub(super) fn user(
+    raw: &Spanned<String>,
+    command: bool,
+    d: &mut Vec<Diagnostic>,
+) -> Option<String> {
+    if !command {
+        d.push(
+            Diagnostic::error(raw.span.clone(), "`user` applies to a `command` only")
+                .with_help("the built-in server and client are lab's own; remove `user`, or add the program to run as that user"),
+        );
+        return None;
+    }
+    match crate::sys::user_by_name(&raw.value) {
+        Ok(Some(_)) => Some(raw.value.clone()),
+        Ok(None) => {
+            d.push(
+                Diagnostic::error(raw.span.clone(), format!("no user `{}` on this machine", raw.value))
+                    .with_help("name a user of this machine (getent passwd), or leave `user` out: programs run as the user who ran sudo, else as nobody"),
+            );
+            None
+        }
+        Err(e) => {
+            d.push(Diagnostic::error(
+                raw.span.clone(),
+                format!("cannot look up user `{}`: {e}", raw.value),
+            ));
+            None
+        }
+    }
 }
 
 /// `processes = N`, 1 to [`MAX_PROCESSES`].
@@ -277,6 +332,50 @@ mod tests {
         );
         // A name is looked up in PATH when it runs.
         ok(&lab("command = [\"my-server\"]", ""));
+    }
+
+    #[test]
+    fn unprivileged_programs_get_low_ports_as_in_docker() {
+        let sysctl = |list: &[Sysctl], key: &str| {
+            list.iter()
+                .find(|s| s.key() == key)
+                .map(|s| s.value().to_owned())
+        };
+        let plan = ok(&lab("command = [\"srv\"]\nuser = \"nobody\"", "")).plan;
+        let c = &plan.containers[0];
+        assert_eq!(
+            sysctl(&c.sysctls, "net.ipv4.ip_unprivileged_port_start").as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            sysctl(&c.sysctls, "net.ipv4.ping_group_range").as_deref(),
+            Some("0 2147483647")
+        );
+        let host = &plan.hosts[0];
+        assert_eq!(
+            sysctl(&host.sysctls, "net.ipv4.ip_unprivileged_port_start").as_deref(),
+            Some("0")
+        );
+        assert_eq!(plan.servers[0].user.as_deref(), Some("nobody"));
+        // The built-in server's host keeps the kernel's default; the file's own value wins.
+        let plan = ok(&lab("", "")).plan;
+        assert_eq!(
+            sysctl(
+                &plan.hosts[0].sysctls,
+                "net.ipv4.ip_unprivileged_port_start"
+            ),
+            None
+        );
+        reported(
+            &lab("user = \"nobody\"", ""),
+            "`user` applies to a `command` only",
+            (13, 8),
+        );
+        reported(
+            &lab("command = [\"srv\"]\nuser = \"no-such-user-lab\"", ""),
+            "no user `no-such-user-lab` on this machine",
+            (14, 8),
+        );
     }
 
     #[test]

@@ -34,8 +34,14 @@ impl<'s> Validator<'s, '_> {
                 .processes
                 .as_ref()
                 .map(|p| programs::processes(p, self.diags));
+            let user = spec
+                .body
+                .user
+                .as_ref()
+                .map(|u| programs::user(u, spec.body.command.is_some(), self.diags));
             if let (Some(name), Some(host), Some(port)) = (name, host, port)
-                && let (Some(command), Some(processes)) = (valid(command), valid(processes))
+                && let (Some(command), Some(processes), Some(user)) =
+                    (valid(command), valid(processes), valid(user))
             {
                 out.push(Server {
                     name,
@@ -43,6 +49,7 @@ impl<'s> Validator<'s, '_> {
                     port,
                     command,
                     processes,
+                    user,
                 });
             }
         }
@@ -87,6 +94,10 @@ impl<'s> Validator<'s, '_> {
             .as_ref()
             .map(|p| programs::processes(p, self.diags));
         let pacing = programs::pacing(body, self.diags);
+        let user = body
+            .user
+            .as_ref()
+            .map(|u| programs::user(u, body.command.is_some(), self.diags));
         Some(ClientGroup {
             name: name?,
             containers: containers?,
@@ -95,6 +106,7 @@ impl<'s> Validator<'s, '_> {
             ping_interval: ping_interval?,
             command: valid(command)?,
             processes: valid(processes)?,
+            user: valid(user)?,
             pacing: pacing?,
         })
     }
