@@ -225,6 +225,55 @@ fn each_mistake_has_its_message_and_place() {
             &format!("{BASE}[machine]\nlower = []\n"),
             "8:1: unknown key `lower` in [machine]",
         ),
+        // What a file may not do outside its lab.
+        (
+            &format!("{BASE}sysctls = {{ \"net.netfilter.nf_conntrack_max\" = 1 }}\n"),
+            "7:13: sysctl `net.netfilter.nf_conntrack_max` cannot be set in a lab namespace",
+        ),
+        (
+            &format!("{BASE}sysctls = {{ \"net.core.rmem_max\" = 1 }}\n"),
+            "7:13: sysctl `net.core.rmem_max` cannot be set in a lab namespace",
+        ),
+        (
+            &format!("{BASE}sysctls = {{ \"net.core.netdev_max_backlog\" = 1 }}\n"),
+            "7:13: sysctl `net.core.netdev_max_backlog` cannot be set in a lab namespace",
+        ),
+        (
+            &format!("{BASE}sysctls = {{ \"kernel.modules_disabled\" = 1 }}\n"),
+            "7:13: sysctl `kernel.modules_disabled` is not per network namespace",
+        ),
+        (
+            "name = \"../etc\"\n",
+            "1:8: invalid lab name: name `../etc` must start with a letter or a digit",
+        ),
+        (
+            &format!("{BASE}[containers.\"a/b\"]\nhost = \"h\"\n"),
+            "7:13: invalid container name: name `a/b` contains `/`",
+        ),
+        (
+            &format!(
+                "{BASE}[containers.c]\nhost = \"h\"\n[servers.s]\nhost = \"h\"\nport = 9000\n[clients.l]\ncontainers = [\"c\"]\nconnect = [\"8.8.8.8:53\"]\nconnections = 1\n"
+            ),
+            "14:12: 8.8.8.8 is not an address of any host in this lab",
+        ),
+        (
+            &format!(
+                "{BASE}[servers.s]\nhost = \"h\"\nport = 9000\ncommand = [\"/nonexistent/lab/server\"]\n"
+            ),
+            "10:12: `/nonexistent/lab/server` does not exist",
+        ),
+        (
+            &format!(
+                "{BASE}[servers.s]\nhost = \"h\"\nport = 9000\ncommand = [\"srv\", \"{{target}}\"]\n"
+            ),
+            "10:20: `{target}` has no value for a server",
+        ),
+        (
+            &format!(
+                "{BASE}[servers.s]\nhost = \"h\"\nport = 9000\ncommand = [\"srv\"]\nuser = \"no-such-user-lab\"\n"
+            ),
+            "11:8: no user `no-such-user-lab` on this machine",
+        ),
     ];
     let mut failures = Vec::new();
     for (text, expected) in cases {

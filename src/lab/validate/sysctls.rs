@@ -11,10 +11,77 @@ use crate::lab::plan::{
 use crate::lab::spec::{LabSpec, SysctlSpec};
 
 /// `net.*` sysctls that are nevertheless global: read-only inside a namespace.
-const GLOBAL_NET_SYSCTLS: &[&str] = &[
+/// `net.*` keys a namespace other than the initial one can only read: the initial namespace's
+/// value applies to all (listed from a fresh namespace of kernel 6.18 against the initial one).
+const READ_ONLY_NET_SYSCTLS: &[&str] = &[
     "net.netfilter.nf_conntrack_max",
     "net.netfilter.nf_conntrack_buckets",
     "net.netfilter.nf_conntrack_expect_max",
+    "net.netfilter.nf_conntrack_count",
+    "net.core.rmem_default",
+    "net.core.rmem_max",
+    "net.core.wmem_default",
+    "net.core.wmem_max",
+    "net.ipv4.tcp_allowed_congestion_control",
+    "net.ipv4.tcp_available_congestion_control",
+    "net.ipv4.tcp_ehash_entries",
+    "net.ipv4.udp_hash_entries",
+    "net.mptcp.available_path_managers",
+    "net.mptcp.available_schedulers",
+];
+
+/// `net.*` keys only the initial namespace has: one value for the machine (listed as above).
+const INITIAL_ONLY_NET_SYSCTLS: &[&str] = &[
+    "net.core.bpf_jit_enable",
+    "net.core.bpf_jit_harden",
+    "net.core.bpf_jit_kallsyms",
+    "net.core.bpf_jit_limit",
+    "net.core.busy_poll",
+    "net.core.busy_read",
+    "net.core.default_qdisc",
+    "net.core.dev_weight",
+    "net.core.dev_weight_rx_bias",
+    "net.core.dev_weight_tx_bias",
+    "net.core.devconf_inherit_init_net",
+    "net.core.fb_tunnels_only_for_init_net",
+    "net.core.flow_limit_cpu_bitmap",
+    "net.core.flow_limit_table_len",
+    "net.core.gro_normal_batch",
+    "net.core.high_order_alloc_disable",
+    "net.core.max_skb_frags",
+    "net.core.mem_pcpu_rsv",
+    "net.core.message_burst",
+    "net.core.message_cost",
+    "net.core.netdev_budget",
+    "net.core.netdev_budget_usecs",
+    "net.core.netdev_max_backlog",
+    "net.core.netdev_rss_key",
+    "net.core.netdev_tstamp_prequeue",
+    "net.core.netdev_unregister_timeout_secs",
+    "net.core.rps_sock_flow_entries",
+    "net.core.skb_defer_max",
+    "net.core.warnings",
+    "net.ipv4.cipso_cache_bucket_size",
+    "net.ipv4.cipso_cache_enable",
+    "net.ipv4.cipso_rbm_optfmt",
+    "net.ipv4.cipso_rbm_strictvalid",
+    "net.ipv4.fib_sync_mem",
+    "net.ipv4.inet_peer_maxttl",
+    "net.ipv4.inet_peer_minttl",
+    "net.ipv4.inet_peer_threshold",
+    "net.ipv4.ipfrag_secret_interval",
+    "net.ipv4.tcp_available_ulp",
+    "net.ipv4.tcp_low_latency",
+    "net.ipv4.tcp_max_orphans",
+    "net.ipv4.tcp_mem",
+    "net.ipv4.udp_mem",
+    "net.ipv6.calipso_cache_bucket_size",
+    "net.ipv6.calipso_cache_enable",
+    "net.ipv6.ip6frag_secret_interval",
+    "net.ipv6.mld_max_msf",
+    "net.ipv6.mld_qrv",
+    "net.netfilter.nf_log_all_netns",
+    "net.nf_conntrack_max",
 ];
 
 /// Only `net.*` sysctls are per namespace; anything else would change the whole machine.
@@ -121,11 +188,18 @@ fn sysctl(s: &SysctlSpec, d: &mut Vec<Diagnostic>) -> Option<Sysctl> {
                     .to_owned()
             }),
         ))
-    } else if GLOBAL_NET_SYSCTLS.contains(&key) {
+    } else if READ_ONLY_NET_SYSCTLS.contains(&key) {
         Some((
             format!("sysctl `{key}` cannot be set in a lab namespace"),
-            raisable
-                .unwrap_or_else(|| "global: only the initial namespace can change it".to_owned()),
+            raisable.unwrap_or_else(|| {
+                "a lab namespace can only read it: the initial namespace's value applies to all"
+                    .to_owned()
+            }),
+        ))
+    } else if INITIAL_ONLY_NET_SYSCTLS.contains(&key) || key.starts_with("net.ipv4.route.") {
+        Some((
+            format!("sysctl `{key}` cannot be set in a lab namespace"),
+            "global: only the initial namespace has it, and lab never changes that one".to_owned(),
         ))
     } else {
         None
@@ -176,7 +250,7 @@ pub(super) fn may_raise(lab: &LabSpec, d: &mut Vec<Diagnostic>) -> Vec<GlobalLim
                             .join(", ")
                     ),
                 };
-                let what = if key.starts_with("net.") && !GLOBAL_NET_SYSCTLS.contains(&key) {
+                let what = if key.starts_with("net.") && !READ_ONLY_NET_SYSCTLS.contains(&key) {
                     " (it is per namespace: set it in a host's or container's `sysctls`)"
                 } else {
                     ""
@@ -270,7 +344,18 @@ mod tests {
         );
         assert_eq!(
             d.help.as_deref(),
-            Some("global: only the initial namespace can change it")
+            Some("a lab namespace can only read it: the initial namespace's value applies to all")
+        );
+        let text = host_sysctls("\"net.core.netdev_max_backlog\" = 1");
+        let d = reported(
+            &text,
+            "sysctl `net.core.netdev_max_backlog` cannot be set",
+            (6, 13),
+        );
+        assert!(
+            d.help
+                .unwrap()
+                .starts_with("global: only the initial namespace has it")
         );
         let text = host_sysctls("\"net/ipv4/tcp_syn_retries\" = 1");
         reported(
