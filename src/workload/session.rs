@@ -4,7 +4,7 @@
 //! callback and [`Notice`](crate::lab::events::Notice)s; what was found comes back as values
 //! for `cli` to render.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -27,6 +27,8 @@ pub struct Prepared {
     pub prediction: Vec<HostPrediction>,
     /// Global limits the run needs raised, as the lab file allows.
     raises: Vec<Need>,
+    /// Where the programs' logs are copied before teardown (`lab run --out DIR/logs`).
+    logs_to: Option<PathBuf>,
 }
 
 /// What a run found. The lab is gone; every limit raised for it was given back.
@@ -50,10 +52,18 @@ pub fn prepare(plan: Plan) -> Result<Prepared> {
         plan,
         prediction,
         raises,
+        logs_to: None,
     })
 }
 
 impl Prepared {
+    /// Copies the programs' logs into `dir` (made if missing, never through a symlink) once
+    /// they have stopped, before teardown removes them with the lab's record.
+    pub fn copy_logs_to(mut self, dir: &Path) -> Self {
+        self.logs_to = Some(dir.to_path_buf());
+        self
+    }
+
     /// Runs the lab to its end. `progress` gets a snapshot every 100 ms during the ramp. A
     /// signal during the ramp ends the watch early (the outcome says so); afterwards it is
     /// only noted (see [`Signals::defer`]). On a failure the lab is torn down and the error
@@ -68,6 +78,7 @@ impl Prepared {
             plan,
             prediction,
             raises,
+            logs_to,
         } = self;
         let mut signals = Signals::catch()?;
         let mut lab = up(plan, file, &raises, &mut signals, &Docker).await?;
@@ -103,10 +114,17 @@ impl Prepared {
         crate::lab::events::emit(crate::lab::events::Notice::TearingDown {
             lab: lab.plan.name.to_string(),
         });
+        let logs = match &logs_to {
+            Some(dir) => lab
+                .log_dir()
+                .and_then(|from| super::program::copy_logs(&from, dir)),
+            None => Ok(Vec::new()),
+        };
         let raised = lab.raised().to_vec();
         let (plan, down) = lab.down();
         let (outcome, nat) = result?;
         down?;
+        logs?;
         Ok(Ran {
             plan,
             prediction,
