@@ -80,10 +80,16 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     let mut stdout = std::io::stdout().lock();
-    for (i, name) in files.iter().enumerate() {
+    let mut printed = 0;
+    for name in &files {
         let path = dir.join(name);
-        let sep = if i == 0 { "" } else { "\n" };
-        let bytes = read_log(&path, args.tail)?;
+        let sep = if printed == 0 { "" } else { "\n" };
+        let bytes = match read_log(&path, args.tail) {
+            Ok(b) => b,
+            // Gone meanwhile: the lab is being torn down.
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => return Err(e),
+        };
         let ended = bytes.is_empty() || bytes.ends_with(b"\n");
         let written = writeln!(stdout, "{sep}==> {} <==", path.display())
             .and_then(|()| stdout.write_all(&bytes))
@@ -92,9 +98,15 @@ pub fn run(args: Args) -> Result<()> {
             // The reader went away (`| head`): nothing more to say.
             return Ok(());
         }
+        printed += 1;
     }
     let _ = stdout.flush();
     Ok(())
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// A log's bytes, or its last `tail` lines; never through a symlink.
@@ -178,5 +190,6 @@ mod tests {
         assert_eq!(read_log(&path, None).unwrap(), text.as_bytes());
         assert_eq!(read_log(&path, Some(200_000)).unwrap(), text.as_bytes());
         std::fs::remove_file(&path).unwrap();
+        assert!(is_not_found(&read_log(&path, None).unwrap_err()));
     }
 }
