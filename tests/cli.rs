@@ -277,6 +277,91 @@ fn check_json_is_one_document_with_numbers_as_numbers() {
     assert_eq!(first["severity"], "error");
 }
 
+/// A lab with programs: `lab check` shows what `lab run` starts where, process by process
+/// with the command line filled in (the first 3 per group, then how many more), the built-in
+/// agents in one line; `--json` lists every process in `programs`.
+#[test]
+fn check_shows_what_will_be_started_where() {
+    let file = temp_lab(
+        "cli-programs",
+        r#"name = "progs"
+[lans.lan]
+subnet = "192.168.49.0/24"
+[hosts.client-host]
+lan = "lan"
+addresses = ["192.168.49.6"]
+[hosts.server-host]
+lan = "lan"
+addresses = ["192.168.49.5"]
+[servers.srv]
+host = "server-host"
+port = 9000
+command = ["/opt/bench/server", "-l", "0.0.0.0:{port}", "-id", "{process}/{processes}"]
+processes = 2
+[servers.plain]
+host = "server-host"
+port = 9001
+[containers.c]
+host = "client-host"
+replicas = 3
+[clients.load]
+containers = ["c"]
+connect = ["192.168.49.5:9000"]
+connections = 25000
+processes = 2
+command = ["/opt/bench/client", "-rip", "{target_host}", "-n", "{connections}"]
+[clients.builtin]
+containers = ["c"]
+connect = ["192.168.49.5:9001"]
+connections = 10
+"#,
+    );
+    let out = lab(&["check", file.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = stdout(&out);
+    let expected = "\nprograms (what `lab run` starts where):\n\
+        \x20 server srv#0 on server-host: /opt/bench/server -l 0.0.0.0:9000 -id 0/2\n\
+        \x20 server srv#1 on server-host: /opt/bench/server -l 0.0.0.0:9000 -id 1/2\n\
+        \x20 server plain: built-in, on server-host\n\
+        \x20 client load c1#0 in c1: /opt/bench/client -rip 192.168.49.5 -n 12500\n\
+        \x20 client load c1#1 in c1: /opt/bench/client -rip 192.168.49.5 -n 12500\n\
+        \x20 client load c2#0 in c2: /opt/bench/client -rip 192.168.49.5 -n 12500\n\
+        \x20 ... and 3 more\n\
+        \x20 client builtin: built-in, in c1, c2, c3\n";
+    assert!(shown.contains(expected), "{shown}");
+
+    let out = lab(&["check", "--json", file.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let doc: Value = json_of(schema::Kind::Check, &out);
+    let programs = doc["programs"].as_array().expect("programs");
+    assert_eq!(programs.len(), 2 + 3 * 2, "{programs:#?}");
+    assert_eq!(
+        programs[0],
+        serde_json::json!({"role": "server", "name": "srv", "node": "server-host", "process": 0,
+            "argv": ["/opt/bench/server", "-l", "0.0.0.0:9000", "-id", "0/2"]})
+    );
+    assert_eq!(
+        programs[7],
+        serde_json::json!({"role": "client", "name": "load", "node": "c3", "process": 1,
+            "argv": ["/opt/bench/client", "-rip", "192.168.49.5", "-n", "12500"]})
+    );
+    // A lab of built-in agents only: no paragraph, an empty list.
+    let plain = lab(&[
+        "check",
+        lab_file("02-cross-host.toml").to_str().expect("utf-8"),
+    ]);
+    assert!(!stdout(&plain).contains("programs ("), "{}", text(&plain));
+    let plain = lab(&[
+        "check",
+        "--json",
+        lab_file("02-cross-host.toml").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        json_of(schema::Kind::Check, &plain)["programs"],
+        serde_json::json!([])
+    );
+}
+
 // ---- lab schema ----
 
 use std::collections::{BTreeMap, BTreeSet};

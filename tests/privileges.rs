@@ -135,7 +135,7 @@ fn log_during_hold(name: &str, file: &TempLab, env: &[(&str, &str)]) -> (String,
         run.err.paused_at("run:hold", Duration::from_secs(30)),
         "never reached the hold"
     );
-    let log = Path::new(RUN_DIR).join(name).join("logs/server-srv-0.log");
+    let log = Path::new(RUN_DIR).join(name).join("logs/server@srv#0.log");
     let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
     // SAFETY: the process group of our own child, by pid.
     assert_eq!(unsafe { libc::kill(-(run.pid() as i32), libc::SIGINT) }, 0);

@@ -88,8 +88,16 @@ fn shared_definitions_are_identical_and_every_definition_is_used() {
 }
 
 /// Fields an output leaves out in some documents: `help` of a diagnostic without advice,
-/// `signal` of a run not interrupted, and `plan`, `prediction`, `capacity` of a rejected file.
-const OPTIONAL: &[&str] = &["help", "signal", "plan", "prediction", "capacity"];
+/// `signal` of a run not interrupted, and `plan`, `prediction`, `capacity`, `programs` of a
+/// rejected file.
+const OPTIONAL: &[&str] = &[
+    "help",
+    "signal",
+    "plan",
+    "prediction",
+    "capacity",
+    "programs",
+];
 
 /// Walks every subschema: each object schema with `properties` is closed
 /// (`additionalProperties: false`, or discriminated by `allOf` of if/then on `kind`), and

@@ -7,7 +7,7 @@ use anyhow::Result;
 use super::{read_lab, rejection_summary};
 use crate::lab::capacity::Capacity;
 use crate::nat::paths::predict_lab;
-use crate::report::{nat, topology};
+use crate::report::{nat, programs, topology};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,7 +17,8 @@ pub struct Args {
     #[arg(long)]
     pub name: Option<String>,
     /// Print one JSON document: `ok`, the validated `plan`, the NAT `prediction`, the machine
-    /// `capacity` it needs, and `diagnostics` (each with file, line, column, message, help).
+    /// `capacity` it needs, your `programs` (each process: role, name, node, process, argv),
+    /// and `diagnostics` (each with file, line, column, message, help).
     #[arg(long)]
     pub json: bool,
 }
@@ -32,6 +33,7 @@ pub fn run(args: Args) -> Result<()> {
                     "plan": loaded.plan,
                     "prediction": predict_lab(&loaded.plan),
                     "capacity": Capacity::of(&loaded.plan),
+                    "programs": programs::json(&loaded.plan),
                     "diagnostics": warnings,
                 });
                 println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -41,6 +43,7 @@ pub fn run(args: Args) -> Result<()> {
                 }
                 print!("{}", topology::render(&loaded.plan));
                 print!("{}", nat::render_prediction(&predict_lab(&loaded.plan)));
+                print!("{}", programs::render(&loaded.plan));
                 print!("{}", crate::report::capacity(&Capacity::of(&loaded.plan)));
             }
             Ok(())

@@ -19,6 +19,7 @@ mod exec;
 mod graph;
 mod list;
 pub mod log;
+mod logs;
 mod nat;
 mod new;
 mod run;
@@ -104,6 +105,14 @@ pub enum Command {
     ///
     /// Example: sudo lab nat cross-host --json | jq '.[].paths'
     Nat(nat::Args),
+    /// Print what your own programs (`command = [...]`) wrote in a running lab, per process.
+    ///
+    /// Each log comes under a `==> FILE <==` line, as `tail` prints several files; a NODE
+    /// keeps a host's servers or a container's clients. The logs go with the lab at teardown
+    /// (`lab run --out DIR` keeps a copy in DIR/logs/).
+    ///
+    /// Example: sudo lab logs my-bench server-host --tail 20
+    Logs(logs::Args),
     /// Print the `ip`, `nft` and `sysctl` commands that build a lab by hand.
     ///
     /// Example: lab show labs/02-cross-host.toml --commands
@@ -157,6 +166,7 @@ impl Command {
                 | Command::Graph(_)
                 | Command::List(_)
                 | Command::Nat(_)
+                | Command::Logs(_)
                 | Command::Schema(_)
                 | Command::Completions(_)
         )
@@ -173,6 +183,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Exec(a) => exec::run(a),
         Command::Clean(a) => clean::run(a),
         Command::Nat(a) => nat::run(a),
+        Command::Logs(a) => logs::run(a),
         Command::Run(a) => run::run(a),
         Command::Show(a) => show::run(a),
         Command::Graph(a) => graph::run(a),

@@ -2,13 +2,13 @@
 //! and found, writes `--out`, and turns the outcome into the exit code.
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
 use super::{absolute, load_lab, runtime};
-use crate::error::Fail;
+use crate::error::{Fail, invalid};
 use crate::lab::plan::Hold;
 use crate::report::live::Live;
 use crate::report::run::{RunReport, established_svg, render, series_csv};
@@ -28,7 +28,8 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Also write report.json, established.csv (time series per client group) and
-    /// established.svg (its plot) here.
+    /// established.svg (its plot) here, and your programs' logs into DIR/logs/ (a symlink as
+    /// DIR is refused; nothing is written outside it).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Stop when the counts have not moved for this long: seconds (`2.5`) or with a unit
@@ -90,6 +91,22 @@ fn hold(s: &str) -> Result<Hold, String> {
     seconds_or_zero(s).map(Hold::For)
 }
 
+/// `--out DIR`, made if missing before anything runs: a symlink is refused, so that what is
+/// written lands inside DIR itself.
+fn out_dir(dir: &Path) -> Result<PathBuf> {
+    if dir.is_symlink() {
+        return Err(invalid(format!(
+            "--out {}: is a symlink; give a directory itself",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    if !dir.is_dir() {
+        return Err(invalid(format!("--out {}: not a directory", dir.display())));
+    }
+    Ok(dir.to_path_buf())
+}
+
 pub fn run(args: Args) -> Result<()> {
     let loaded = load_lab(&args.file, args.name.as_deref())?;
     let opts = RunOptions {
@@ -100,9 +117,13 @@ pub fn run(args: Args) -> Result<()> {
         in_flight: args.in_flight,
         rate: args.rate,
     };
-    let prepared = session::prepare(loaded.plan)?;
+    let out_dir = args.out.as_deref().map(out_dir).transpose()?;
+    let mut prepared = session::prepare(loaded.plan)?;
     for w in &prepared.warnings {
         errln!("lab: warning: {w}");
+    }
+    if let Some(dir) = &out_dir {
+        prepared = prepared.copy_logs_to(&dir.join("logs"));
     }
     if !args.json {
         out!("{}", topology::render(&prepared.plan));
@@ -123,11 +144,19 @@ pub fn run(args: Args) -> Result<()> {
         .iter()
         .map(|g| g.name.to_string())
         .collect();
-    if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    if let Some(dir) = &out_dir {
         let write = |name: &str, bytes: &[u8]| {
+            use std::io::Write as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
             let path = dir.join(name);
-            std::fs::write(&path, bytes).with_context(|| format!("write {}", path.display()))
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .and_then(|mut f| f.write_all(bytes))
+                .with_context(|| format!("write {}", path.display()))
         };
         write("established.csv", series_csv(&report, &groups).as_bytes())?;
         write("report.json", &serde_json::to_vec_pretty(&report)?)?;

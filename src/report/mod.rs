@@ -7,6 +7,7 @@ pub mod live;
 pub mod nat;
 pub mod notice;
 pub mod plot;
+pub mod programs;
 pub mod run;
 pub mod topology;
 

@@ -166,6 +166,182 @@ pub fn display(argv: &[String]) -> String {
         .join(" ")
 }
 
+/// One process of the user's programs in a plan, as `lab run` starts it: who it is, where it
+/// runs, what it is told, and the log it writes. Pure: `lab check` shows these, `lab logs`
+/// finds a node's logs with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// `server` or `client`.
+    pub role: &'static str,
+    /// The server's or the client group's name.
+    pub name: String,
+    /// The node it runs on: a server's host, a client's container.
+    pub node: String,
+    /// Its index among the processes of its server, or of its client group in its container.
+    pub process: u32,
+    /// How many processes its server (or its client group in its container) has.
+    pub processes: u32,
+    /// `server srv#0`, `client load c1#1`: the agent's label, as `lab run` names it.
+    pub label: String,
+    pub launch: Launch,
+}
+
+impl Planned {
+    /// The name of its log file under the lab's log directory ([`open_log`]'s).
+    pub fn log_name(&self) -> String {
+        log_name(&self.label)
+    }
+}
+
+/// The label `lab run` gives process `process` of a server.
+pub fn server_label(server: &Server, process: u32) -> String {
+    format!("server {}#{process}", server.name)
+}
+
+/// The label `lab run` gives process `process` of a client group in `container`.
+pub fn client_label(group: &ClientGroup, container: &Container, process: u32) -> String {
+    format!("client {} {}#{process}", group.name, container.name)
+}
+
+/// The file name of a log whose process is labelled `label`: `server srv#0` ->
+/// `server@srv#0.log` (what [`open_log`] creates).
+pub fn log_name(label: &str) -> String {
+    // Names hold letters, digits, `-`, `_` and `.`: `@` between the words and the label's `#`
+    // keep two labels from ever sharing a file (`a-b c` and `a b-c` would, with `-`).
+    let name: String = label
+        .chars()
+        .map(|c| match c {
+            c if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '#') => c,
+            _ => '@',
+        })
+        .collect();
+    format!("{name}.log")
+}
+
+/// Every process of the user's programs in `plan`, in the order `lab run` starts them:
+/// servers, then each client group container by container. Built-in agents are not listed.
+pub fn planned(plan: &Plan) -> Vec<Planned> {
+    let mut out = Vec::new();
+    for server in &plan.servers {
+        let Some(command) = &server.command else {
+            continue;
+        };
+        let processes = server.processes.map_or(1, |p| p.get());
+        for p in 0..processes {
+            out.push(Planned {
+                role: "server",
+                name: server.name.to_string(),
+                node: plan.host(server.host).name.to_string(),
+                process: p,
+                processes,
+                label: server_label(server, p),
+                launch: server_launch(plan, server, command, p, processes),
+            });
+        }
+    }
+    for group in &plan.clients {
+        let Some(command) = &group.command else {
+            continue;
+        };
+        let processes = group.processes.map_or(1, |p| p.get());
+        for (i, &cid) in group.containers.iter().enumerate() {
+            let c = plan.container(cid);
+            for p in 0..processes {
+                out.push(Planned {
+                    role: "client",
+                    name: group.name.to_string(),
+                    node: c.name.to_string(),
+                    process: p,
+                    processes,
+                    label: client_label(group, c, p),
+                    launch: client_launch(
+                        plan,
+                        group,
+                        c,
+                        group.target_of(i),
+                        command,
+                        p,
+                        processes,
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The log files (names under the lab's log directory) of the programs that run on `node`
+/// (a host's servers, a container's clients), or of every program when `node` is `None`; in
+/// start order, each once.
+pub fn logs_of(plan: &Plan, node: Option<&str>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for p in planned(plan) {
+        if node.is_none_or(|n| n == p.node) {
+            let name = p.log_name();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+/// Copies every log of `from` (the lab's log directory) into `to`, which is created (0700)
+/// if missing and must not be a symlink; no file is read or written through a symlink.
+/// Returns the files written, by name.
+pub fn copy_logs(from: &Path, to: &Path) -> Result<Vec<String>> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let entries = match std::fs::read_dir(from) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("read {}", from.display())),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Ok(names);
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let meta = std::fs::symlink_metadata(to)
+                .with_context(|| format!("inspect {}", to.display()))?;
+            if !meta.is_dir() {
+                anyhow::bail!(
+                    "{} is not a directory (a symlink is refused); the logs are not copied",
+                    to.display()
+                );
+            }
+        }
+        Err(e) => return Err(e).with_context(|| format!("create {}", to.display())),
+    }
+    for name in &names {
+        let src = from.join(name);
+        let dst = to.join(name);
+        let mut input = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&src)
+            .with_context(|| format!("read {}", src.display()))?;
+        let mut output = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&dst)
+            .with_context(|| format!("write {}", dst.display()))?;
+        std::io::copy(&mut input, &mut output)
+            .with_context(|| format!("copy {} to {}", src.display(), dst.display()))?;
+    }
+    Ok(names)
+}
+
 /// Process `process`'s share of `total`: the remainder goes to the first ones.
 pub fn share(total: u32, process: u32, processes: u32) -> u32 {
     let n = processes.max(1);
@@ -175,17 +351,7 @@ pub fn share(total: u32, process: u32, processes: u32) -> u32 {
 /// Creates the log file of one process under `dir` (0600, never through a symlink), for its
 /// stdout and stderr.
 pub fn open_log(dir: &Path, label: &str) -> Result<(File, PathBuf)> {
-    let name: String = label
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let path = dir.join(format!("{name}.log"));
+    let path = dir.join(log_name(label));
     let file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -314,7 +480,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lab-program-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (mut f, path) = open_log(&dir, "server srv#0").unwrap();
-        assert_eq!(path.file_name().unwrap(), "server-srv-0.log");
+        assert_eq!(path.file_name().unwrap(), "server@srv#0.log");
         use std::io::Write as _;
         for i in 0..500 {
             writeln!(f, "line {i}").unwrap();
@@ -325,9 +491,27 @@ mod tests {
         let t = tail(&path);
         assert!(t.ends_with("line 499") && t.starts_with("line 490"), "{t}");
         // A symlink planted where the log goes is refused.
-        let planted = dir.join("client-x.log");
+        let planted = dir.join("client@x.log");
         std::os::unix::fs::symlink("/etc/passwd", &planted).unwrap();
         assert!(open_log(&dir, "client x").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    #[test]
+    fn log_names_are_open_logs_names() {
+        let dir = std::env::temp_dir().join(format!("lab-program-names-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for label in ["server srv#0", "client load c1#12", "client a.b x-y#3"] {
+            let (_, path) = open_log(&dir, label).unwrap();
+            assert_eq!(path.file_name().unwrap().to_str().unwrap(), log_name(label));
+        }
+        // Copied into a new directory, file by file; a symlink as the target is refused.
+        let to = dir.join("out");
+        let copied = copy_logs(&dir, &to).unwrap();
+        assert_eq!(copied.len(), 3, "{copied:?}");
+        assert!(to.join("server@srv#0.log").is_file());
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&to, &link).unwrap();
+        assert!(copy_logs(&dir, &link).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -187,7 +187,7 @@ impl Workload {
                     .with_context(|| format!("server {}", server.name))?;
                 for p in 0..processes {
                     let launch = program::server_launch(plan, server, command, p, processes);
-                    let label = format!("server {}#{p}", server.name);
+                    let label = program::server_label(server, p);
                     let spec = AgentSpec::Program {
                         netns: host.netns.to_string(),
                         argv: launch.argv,
@@ -212,7 +212,7 @@ impl Workload {
                     backlog: SERVER_BACKLOG,
                     expected: expected.div_ceil(processes),
                 };
-                let label = format!("server {}#{p}", server.name);
+                let label = program::server_label(server, p as u32);
                 batch.push((label, role.clone(), spec));
             }
         }
@@ -252,7 +252,7 @@ impl Workload {
                             user: user.ids,
                             runs_as: user.to_string(),
                         };
-                        let label = format!("client {} {}#{p}", group.name, c.name);
+                        let label = program::client_label(group, c, p);
                         let role = Role::Client {
                             group: gi,
                             container: cid,
@@ -295,7 +295,7 @@ impl Workload {
                         rate,
                         in_flight,
                     };
-                    let label = format!("client {} {}#{p}", group.name, c.name);
+                    let label = program::client_label(group, c, p as u32);
                     let role = Role::Client {
                         group: gi,
                         container: cid,

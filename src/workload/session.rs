@@ -4,7 +4,7 @@
 //! callback and [`Notice`](crate::lab::events::Notice)s; what was found comes back as values
 //! for `cli` to render.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -30,6 +30,8 @@ pub struct Prepared {
     /// What will go wrong for the machine's sake but is not a reason to refuse the lab (a
     /// program that will run out of open files), for the person to read before it runs.
     pub warnings: Vec<String>,
+    /// Where the programs' logs are copied before teardown (`lab run --out DIR/logs`).
+    logs_to: Option<PathBuf>,
 }
 
 /// What a run found. The lab is gone; every limit raised for it was given back.
@@ -54,10 +56,18 @@ pub fn prepare(plan: Plan) -> Result<Prepared> {
         prediction,
         raises: capacity.raises(),
         warnings: capacity.crowded,
+        logs_to: None,
     })
 }
 
 impl Prepared {
+    /// Copies the programs' logs into `dir` (made if missing, never through a symlink) once
+    /// they have stopped, before teardown removes them with the lab's record.
+    pub fn copy_logs_to(mut self, dir: &Path) -> Self {
+        self.logs_to = Some(dir.to_path_buf());
+        self
+    }
+
     /// Runs the lab to its end. `progress` gets a snapshot every 100 ms during the ramp. A
     /// signal during the ramp ends the watch early (the outcome says so); afterwards it is
     /// only noted (see [`Signals::defer`]). On a failure the lab is torn down and the error
@@ -72,6 +82,7 @@ impl Prepared {
             plan,
             prediction,
             raises,
+            logs_to,
             ..
         } = self;
         let mut signals = Signals::catch()?;
@@ -108,10 +119,17 @@ impl Prepared {
         crate::lab::events::emit(crate::lab::events::Notice::TearingDown {
             lab: lab.plan.name.to_string(),
         });
+        let logs = match &logs_to {
+            Some(dir) => lab
+                .log_dir()
+                .and_then(|from| super::program::copy_logs(&from, dir)),
+            None => Ok(Vec::new()),
+        };
         let raised = lab.raised().to_vec();
         let (plan, down) = lab.down();
         let (outcome, nat) = result?;
         down?;
+        logs?;
         Ok(Ran {
             plan,
             prediction,
