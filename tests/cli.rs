@@ -296,7 +296,7 @@ addresses = ["192.168.49.5"]
 [servers.srv]
 host = "server-host"
 port = 9000
-command = ["/opt/bench/server", "-l", "0.0.0.0:{port}", "-id", "{process}/{processes}"]
+command = ["bench-server", "-l", "0.0.0.0:{port}", "-id", "{process}/{processes}"]
 processes = 2
 [servers.plain]
 host = "server-host"
@@ -309,24 +309,32 @@ containers = ["c"]
 connect = ["192.168.49.5:9000"]
 connections = 25000
 processes = 2
-command = ["/opt/bench/client", "-rip", "{target_host}", "-n", "{connections}"]
+command = ["bench-client", "-rip", "{target_host}", "-n", "{connections}"]
 [clients.builtin]
 containers = ["c"]
 connect = ["192.168.49.5:9001"]
 connections = 10
 "#,
     );
-    let out = lab(&["check", file.to_str().expect("utf-8")]);
+    // Not under sudo, whatever runs the suite: the programs will run as nobody.
+    let out = lab_command()
+        .args(["check", file.to_str().expect("utf-8")])
+        .env_remove("SUDO_UID")
+        .env_remove("SUDO_GID")
+        .output()
+        .expect("run lab check");
     assert!(out.status.success(), "{}", text(&out));
     let shown = stdout(&out);
     let expected = "\nprograms (what `lab run` starts where):\n\
-        \x20 server srv#0 on server-host: /opt/bench/server -l 0.0.0.0:9000 -id 0/2\n\
-        \x20 server srv#1 on server-host: /opt/bench/server -l 0.0.0.0:9000 -id 1/2\n\
+        \x20 server srv runs as nobody (uid 65534):\n\
+        \x20   server srv#0 on server-host: bench-server -l 0.0.0.0:9000 -id 0/2\n\
+        \x20   server srv#1 on server-host: bench-server -l 0.0.0.0:9000 -id 1/2\n\
         \x20 server plain: built-in, on server-host\n\
-        \x20 client load c1#0 in c1: /opt/bench/client -rip 192.168.49.5 -n 12500\n\
-        \x20 client load c1#1 in c1: /opt/bench/client -rip 192.168.49.5 -n 12500\n\
-        \x20 client load c2#0 in c2: /opt/bench/client -rip 192.168.49.5 -n 12500\n\
-        \x20 ... and 3 more\n\
+        \x20 client load runs as nobody (uid 65534):\n\
+        \x20   client load c1#0 in c1: bench-client -rip 192.168.49.5 -n 12500\n\
+        \x20   client load c1#1 in c1: bench-client -rip 192.168.49.5 -n 12500\n\
+        \x20   client load c2#0 in c2: bench-client -rip 192.168.49.5 -n 12500\n\
+        \x20   ... and 3 more\n\
         \x20 client builtin: built-in, in c1, c2, c3\n";
     assert!(shown.contains(expected), "{shown}");
 
@@ -338,12 +346,12 @@ connections = 10
     assert_eq!(
         programs[0],
         serde_json::json!({"role": "server", "name": "srv", "node": "server-host", "process": 0,
-            "argv": ["/opt/bench/server", "-l", "0.0.0.0:9000", "-id", "0/2"]})
+            "argv": ["bench-server", "-l", "0.0.0.0:9000", "-id", "0/2"]})
     );
     assert_eq!(
         programs[7],
         serde_json::json!({"role": "client", "name": "load", "node": "c3", "process": 1,
-            "argv": ["/opt/bench/client", "-rip", "192.168.49.5", "-n", "12500"]})
+            "argv": ["bench-client", "-rip", "192.168.49.5", "-n", "12500"]})
     );
     // A lab of built-in agents only: no paragraph, an empty list.
     let plain = lab(&[

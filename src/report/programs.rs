@@ -53,6 +53,7 @@ pub fn render(plan: &Plan) -> String {
         if s.command.is_none() {
             out.push_str(&format!("  server {}: built-in, on {host}\n", s.name));
         } else {
+            out.push_str(&format!("  server {} runs as {}:\n", s.name, runs_as(s.user.as_deref())));
             lines(&mut out, &of("server", s.name.as_str()), "on");
         }
     }
@@ -69,23 +70,32 @@ pub fn render(plan: &Plan) -> String {
             }
             out.push_str(&format!("  client {}: built-in, in {shown}\n", g.name));
         } else {
+            out.push_str(&format!("  client {} runs as {}:\n", g.name, runs_as(g.user.as_deref())));
             lines(&mut out, &of("client", g.name.as_str()), "in");
         }
     }
     out
 }
 
+/// Who a program will run as, as `lab run` will decide it on this machine.
+fn runs_as(user: Option<&str>) -> String {
+    match crate::workload::program::run_as(user) {
+        Ok(who) => who.to_string(),
+        Err(e) => format!("? ({e:#})"),
+    }
+}
+
 /// The first processes of one server or client group, then how many more.
 fn lines(out: &mut String, procs: &[&Planned], on: &str) {
     for p in procs.iter().take(SHOWN) {
         out.push_str(&format!(
-            "  {} {on} {}: {}\n",
+            "    {} {on} {}: {}\n",
             p.label,
             p.node,
             crate::workload::program::display(&p.launch.argv)
         ));
     }
     if procs.len() > SHOWN {
-        out.push_str(&format!("  ... and {} more\n", procs.len() - SHOWN));
+        out.push_str(&format!("    ... and {} more\n", procs.len() - SHOWN));
     }
 }
