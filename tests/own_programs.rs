@@ -85,8 +85,10 @@ processes = {processes}
     )
 }
 
-/// A small lab: one container, `connections` from the Go client to the Go server.
-fn small_go_lab(progs: &GoPrograms, connections: u32, run: &str) -> String {
+/// A small lab: one container, `connections` from the Go client to the Go server. The client
+/// is started by `sh`, which first leaves a child of its own behind, `sleep SLEEP` (in the
+/// program's process group), then becomes the Go client.
+fn small_go_lab(progs: &GoPrograms, connections: u32, run: &str, sleep: &str) -> String {
     format!(
         r#"
 [lans.lan]
@@ -105,7 +107,10 @@ host = "client-host"
 {run}
 "#,
         go_server(progs, 1),
-        go_client(progs, r#""192.168.49.5:9000""#, connections, 1)
+        go_client(progs, r#""192.168.49.5:9000""#, connections, 1).replace(
+            "command = [",
+            &format!(r#"command = ["/bin/sh", "-c", "sleep {sleep} & exec \"$0\" \"$@\"", "#)
+        )
     )
 }
 
@@ -207,6 +212,16 @@ fn processes_with_arg(needle: &str) -> Vec<u32> {
                 .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == needle.as_bytes()))
         })
         .collect()
+}
+
+/// No process has `arg` among its arguments (allowing a moment for the kernel).
+fn assert_arg_gone(arg: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with_arg(arg).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = processes_with_arg(arg);
+    assert!(left.is_empty(), "a program's child is left: pids {left:?}");
 }
 
 /// `lab run FILE --name NAME ARGS...` without the `--timeout` that [`Running::start`] adds (so
@@ -677,10 +692,12 @@ fn ctrl_c_ends_a_hold_forever_of_go_programs() {
     let test = "ctrl_c_ends_a_hold_forever_of_go_programs";
     let Some(progs) = go(test) else { return };
     let name = unique_name("pint");
+    // The client's child, by an argument of this test's own.
+    let sleep = format!("300.{}1", std::process::id());
     let _guard = LabGuard { name: name.clone() };
     let file = temp_lab(
         "pint",
-        &small_go_lab(&progs, 200, "settle = \"1s\"\nhold = \"forever\""),
+        &small_go_lab(&progs, 200, "settle = \"1s\"\nhold = \"forever\"", &sleep),
     );
     let run = Running::start_env(
         &file,
@@ -695,6 +712,11 @@ fn ctrl_c_ends_a_hold_forever_of_go_programs() {
     );
     let procs = programs_in_lab(&name, &[&progs.server, &progs.client]);
     assert_eq!(procs.len(), 2, "{procs:?}");
+    assert_eq!(
+        processes_with_arg(&sleep).len(),
+        1,
+        "the client's child runs"
+    );
     assert!(
         run.err
             .wait_for_line(Duration::from_secs(15), |l| l.starts_with("holding")
@@ -710,6 +732,7 @@ fn ctrl_c_ends_a_hold_forever_of_go_programs() {
     assert_eq!(u(&r["established"]), 200);
     assert_gone(&name);
     assert_procs_gone(&procs);
+    assert_arg_gone(&sleep);
 }
 
 /// `kill -9` of `lab run` during a hold: the programs die with it or with `lab down`, and
@@ -719,10 +742,11 @@ fn kill_9_of_lab_run_then_lab_down_leaves_no_program() {
     let test = "kill_9_of_lab_run_then_lab_down_leaves_no_program";
     let Some(progs) = go(test) else { return };
     let name = unique_name("pkill");
+    let sleep = format!("300.{}2", std::process::id());
     let _guard = LabGuard { name: name.clone() };
     let file = temp_lab(
         "pkill",
-        &small_go_lab(&progs, 200, "settle = \"1s\"\nhold = \"forever\""),
+        &small_go_lab(&progs, 200, "settle = \"1s\"\nhold = \"forever\"", &sleep),
     );
     let mut run = Running::start_env(
         &file,
@@ -737,6 +761,11 @@ fn kill_9_of_lab_run_then_lab_down_leaves_no_program() {
     );
     let procs = programs_in_lab(&name, &[&progs.server, &progs.client]);
     assert_eq!(procs.len(), 2, "{procs:?}");
+    assert_eq!(
+        processes_with_arg(&sleep).len(),
+        1,
+        "the client's child runs"
+    );
     // SAFETY: our own child, by pid.
     assert_eq!(unsafe { libc::kill(run.pid() as i32, libc::SIGKILL) }, 0);
     let _ = run.child.wait();
@@ -745,6 +774,7 @@ fn kill_9_of_lab_run_then_lab_down_leaves_no_program() {
     assert!(out.status.success(), "{}", text_of(&out));
     assert_gone(&name);
     assert_procs_gone(&procs);
+    assert_arg_gone(&sleep);
 }
 
 // ---- the file's run settings and the flags ----------------------------------------------
