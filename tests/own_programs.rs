@@ -633,7 +633,11 @@ fn a_client_program_that_exits_early_is_reported_dead() {
 settle = "5s""#,
         ),
     );
-    let run = Running::start(&file, &name, &["--json"], None).wait(RUN_LIMIT);
+    let run = Running::start(&file, &name, &["--json"], None);
+    // Every process of the run in the lab's namespaces: the built-in server's agent and the
+    // client's sh.
+    let procs = wait_for_programs(&name, &[Path::new(LAB), Path::new("/usr/bin/dash")], 2);
+    let run = run.wait(RUN_LIMIT);
     assert_eq!(run.code, Some(4), "{}", run.text());
     let r = run.report();
     let dead = r["outcome"]["last"]["dead_agents"].as_array().unwrap();
@@ -643,6 +647,7 @@ settle = "5s""#,
     assert!(message.contains("client load"), "{message}");
     assert!(run.stderr.contains(message), "{}", run.text());
     assert_gone(&name);
+    assert_procs_gone(&procs);
 }
 
 /// A command that does not exist: an absolute path is refused by `lab check` (exit 2) at its
