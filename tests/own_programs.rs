@@ -407,12 +407,13 @@ fn go_programs_pass_the_wall_with_three_server_addresses_if_processes_fit_the_li
         "{last:#}"
     );
     assert_eq!(u(&r["outcome"]["max_open_files"]), 20_000);
+    assert_eq!(u(&last["servers"][0]["queued"]), 0, "{last:#}");
     assert_gone(&name);
 
     // One server process: it cannot hold 75,000 descriptors under 20,000.
     let file = lab(1);
     let run = Running::start(&file, &name, &["--json"], Some(20_000));
-    let log = Path::new(RUN_DIR).join(&name).join("logs/server-srv-0.log");
+    let log = Path::new(RUN_DIR).join(&name).join("logs/server@srv#0.log");
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut said = false;
     while !said && Instant::now() < deadline {
@@ -426,11 +427,22 @@ fn go_programs_pass_the_wall_with_three_server_addresses_if_processes_fit_the_li
         run.text()
     );
     let r = run.report();
-    // The kernel's count cannot tell accepted from queued: what the server could not accept
-    // waits, established, in its accept queue (backlog 65,535, the host's somaxconn), so the
-    // count is still 75,000 although the program holds some 20,000.
+    // What the server could not accept waits, established, in its accept queue (backlog
+    // 65,535, the host's somaxconn): the kernel's count is still 75,000, and the listen queue
+    // says how many of them the program never took (it holds under 20,000).
     assert_eq!(u(&r["established"]), 75_000, "{}", run.text());
-    assert_eq!(u(&r["outcome"]["last"]["servers"][0]["processes"]), 1);
+    let server = &r["outcome"]["last"]["servers"][0];
+    assert_eq!(u(&server["processes"]), 1);
+    let queued = u(&server["queued"]);
+    assert!(
+        (55_000..=75_000).contains(&queued) && 75_000 - queued < 20_000,
+        "{server:#}"
+    );
+    assert!(
+        r["verdict"].to_string().contains("has not accepted"),
+        "{:#}",
+        r["verdict"]
+    );
     assert_eq!(
         r["outcome"]["last"]["dead_agents"],
         serde_json::json!([]),

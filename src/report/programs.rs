@@ -53,7 +53,11 @@ pub fn render(plan: &Plan) -> String {
         if s.command.is_none() {
             out.push_str(&format!("  server {}: built-in, on {host}\n", s.name));
         } else {
-            out.push_str(&format!("  server {} runs as {}:\n", s.name, runs_as(s.user.as_deref())));
+            out.push_str(&format!(
+                "  server {} runs as {}:\n",
+                s.name,
+                runs_as(s.user.as_deref())
+            ));
             lines(&mut out, &of("server", s.name.as_str()), "on");
         }
     }
@@ -70,7 +74,11 @@ pub fn render(plan: &Plan) -> String {
             }
             out.push_str(&format!("  client {}: built-in, in {shown}\n", g.name));
         } else {
-            out.push_str(&format!("  client {} runs as {}:\n", g.name, runs_as(g.user.as_deref())));
+            out.push_str(&format!(
+                "  client {} runs as {}:\n",
+                g.name,
+                runs_as(g.user.as_deref())
+            ));
             lines(&mut out, &of("client", g.name.as_str()), "in");
         }
     }

@@ -180,6 +180,15 @@ fn verdict(outcome: &Outcome, nat: &[NatView]) -> Vec<String> {
             detail.map(|d| format!(": {d}")).unwrap_or_default()
         ));
     }
+    for s in last.servers.iter().filter(|s| s.queued > 0) {
+        out.push(format!(
+            "server {}'s program has not accepted {} of its {} connections: they wait in its listen \
+             queue (the NAT's wall is one thing, the program's own limits another)",
+            s.server,
+            count(s.queued),
+            count(s.established)
+        ));
+    }
     for d in &last.dead_agents {
         out.push(format!("agent died: {d}"));
     }
@@ -274,6 +283,14 @@ pub fn render(r: &RunReport) -> String {
         );
         for (ip, n) in &s.by_local_address {
             let _ = writeln!(out, "    local address {ip}: {}", count(*n));
+        }
+        if s.queued > 0 {
+            let _ = writeln!(
+                out,
+                "    {} of them wait in the listen queue: the kernel completed them, the program \
+                 has not accepted them (out of open files? see its log)",
+                count(s.queued)
+            );
         }
     }
     for v in &r.nat {

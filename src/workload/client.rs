@@ -595,6 +595,7 @@ impl Handler for Client<'_> {
             failed: self.failed.clone(),
             by_local_address: Vec::new(),
             detail: self.detail.clone(),
+            queued: 0,
             rss_bytes: 0,
             pss_bytes: 0,
         }

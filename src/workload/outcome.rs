@@ -59,6 +59,9 @@ pub struct ServerResult {
     /// The user's program (its first process's command line), counted by the kernel; `None`:
     /// the built-in server.
     pub program: Option<String>,
+    /// Of `established`, connections waiting in the listen queue: completed by the kernel,
+    /// not accepted by the program (0 for the built-in server, which accepts at once).
+    pub queued: u64,
     /// Who the program runs as; `None`: the built-in server.
     pub runs_as: Option<String>,
 }

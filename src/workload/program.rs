@@ -417,6 +417,7 @@ pub fn server_progress(counts: &TcpCounts, port: u16) -> Progress {
     Progress {
         established: by_local_address.iter().map(|(_, n)| n).sum(),
         by_local_address,
+        queued: counts.queued.get(&port).copied().unwrap_or(0),
         ..Progress::default()
     }
 }

@@ -163,6 +163,10 @@ pub struct Progress {
     pub failed: Failures,
     /// Server: open connections per local address (the article's "localaddr" proof).
     pub by_local_address: Vec<(Ipv4Addr, u64)>,
+    /// Server program: of `established`, those waiting in its listen queue, which the kernel
+    /// completed but the program has not accepted.
+    #[serde(default)]
+    pub queued: u64,
     /// Client: the first error text per cause that was `Other`, for the report.
     pub detail: Option<String>,
     /// Resident memory of the agent process, bytes (from /proc/self/statm). Counts pages

@@ -869,9 +869,11 @@ impl Workload {
                     for (ip, n) in a.last.by_local_address.iter().filter(|_| alive) {
                         *locals.entry(*ip).or_default() += n;
                     }
+                    let queued = if alive { a.last.queued } else { 0 };
                     match servers.iter_mut().find(|r| r.server == s.name.as_str()) {
                         Some(r) => {
                             r.established += established;
+                            r.queued += queued;
                             r.processes += 1;
                         }
                         None => servers.push(ServerResult {
@@ -880,6 +882,7 @@ impl Workload {
                             port: s.port.get(),
                             established,
                             by_local_address: Vec::new(),
+                            queued,
                             processes: 1,
                             program: a.program.as_ref().map(|p| program::display(&p.argv)),
                             runs_as: a.program.as_ref().map(|p| p.runs_as.clone()),

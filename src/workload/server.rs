@@ -263,6 +263,7 @@ impl Handler for Server {
             failed: Failures::default(),
             by_local_address,
             detail: self.detail.clone(),
+            queued: 0,
             rss_bytes: 0,
             pss_bytes: 0,
         }

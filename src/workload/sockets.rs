@@ -218,6 +218,10 @@ pub struct DumpStats {
 pub struct TcpCounts {
     /// LISTEN sockets' local addresses (one entry per socket: SO_REUSEPORT listeners repeat).
     pub listening: Vec<SocketAddrV4>,
+    /// Per listening port, connections the kernel established that wait in the listeners'
+    /// accept queues (a listener's `idiag_rqueue`): counted in `by_local` as established, but
+    /// not (yet) accepted by the program.
+    pub queued: HashMap<u16, u64>,
     /// The client's view: non-listening sockets per remote (destination) address.
     pub by_remote: HashMap<SocketAddrV4, StateCounts>,
     /// The server's view: non-listening sockets per local address.
@@ -437,6 +441,9 @@ fn add(msg: &[u8], family: u8, filter: Filter, counts: &mut TcpCounts) -> Result
     let local = SocketAddrV4::new(local, sport);
     if st == state::LISTEN {
         counts.listening.push(local);
+        // idiag_rqueue, host order: a listener's accept queue length.
+        let queue = u32::from_ne_bytes([msg[56], msg[57], msg[58], msg[59]]);
+        *counts.queued.entry(sport).or_default() += u64::from(queue);
         return Ok(());
     }
     let remote = SocketAddrV4::new(remote, dport);
