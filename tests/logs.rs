@@ -63,17 +63,7 @@ fn lab_logs_prints_a_held_runs_program_logs() {
     let name = unique_name("logs");
     let _guard = LabGuard { name: name.clone() };
     let file = program_lab("logs", "hold = \"forever\"");
-    let run = Running::start_env(
-        &file,
-        &name,
-        &["--quiet"],
-        None,
-        &[("LAB_PAUSE_AT", "run:hold")],
-    );
-    assert!(
-        run.err.paused_at("run:hold", Duration::from_secs(30)),
-        "never reached the hold"
-    );
+    let run = Running::until_hold(&file, &name, &["--quiet"]);
     let header = format!("==> {RUN_DIR}/{name}/logs/server@srv#0.log <==\n");
     let whole = format!("{header}hello from server-host\nsecond line\n");
     let all = lab(&["logs", &name]);
@@ -104,9 +94,7 @@ fn lab_logs_prints_a_held_runs_program_logs() {
         "{}",
         text(&nowhere)
     );
-    // SAFETY: signalling the process group of our own child, by pid.
-    assert_eq!(unsafe { libc::kill(-(run.pid() as i32), libc::SIGINT) }, 0);
-    let run = run.wait(RUN_LIMIT);
+    let run = run.interrupt(RUN_LIMIT);
     assert_eq!(run.code, Some(0), "{}", run.text());
     assert_gone(&name);
     assert_eq!(before, host_snapshot(), "the initial namespace changed");

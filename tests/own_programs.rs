@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::programs::{GoPrograms, go_programs};
+use common::programs::{GoPrograms, go_programs, user_line};
 use common::*;
 use serde_json::Value;
 
@@ -65,8 +65,9 @@ host = "server-host"
 port = 9000
 command = [{}, "-l", "0.0.0.0:{{port}}"]
 processes = {processes}
-"#,
-        quoted(&progs.server)
+{}"#,
+        quoted(&progs.server),
+        user_line(progs)
     )
 }
 
@@ -80,8 +81,9 @@ connect = [{connect}]
 connections = {connections}
 command = [{}, "-target", "{{target}}", "-n", "{{connections}}", "-timeout", "10s"]
 processes = {processes}
-"#,
-        quoted(&progs.client)
+{}"#,
+        quoted(&progs.client),
+        user_line(progs)
     )
 }
 
@@ -488,6 +490,8 @@ fn nginx_and_wrk_fill_a_nat_path_of_300_ports() {
 host = "server-host"
 port = 9000
 command = ["/usr/sbin/nginx", "-e", "stderr", "-p", {dir}, "-c", {conf}]
+# Its config and pid file are in the suite's temporary directory, which is root's alone.
+user = "root"
 
 [clients.load]
 containers = ["c"]
@@ -691,7 +695,7 @@ fn a_command_that_does_not_exist_is_refused_or_fails_the_run() {
     assert_eq!(run.code, Some(4), "{}", run.text());
     assert!(
         run.stderr
-            .contains("run no-such-program-xyz: No such file or directory"),
+            .contains("run no-such-program-xyz: not found in PATH ("),
         "{}",
         run.text()
     );
@@ -716,17 +720,7 @@ fn ctrl_c_ends_a_hold_forever_of_go_programs() {
         "pint",
         &small_go_lab(&progs, 200, "settle = \"1s\"\nhold = \"forever\"", &sleep),
     );
-    let run = Running::start_env(
-        &file,
-        &name,
-        &["--json"],
-        None,
-        &[("LAB_PAUSE_AT", "run:hold")],
-    );
-    assert!(
-        run.err.paused_at("run:hold", Duration::from_secs(30)),
-        "never reached the hold"
-    );
+    let run = Running::until_hold(&file, &name, &["--json"]);
     let procs = programs_in_lab(&name, &[&progs.server, &progs.client]);
     assert_eq!(procs.len(), 2, "{procs:?}");
     assert_eq!(
@@ -740,9 +734,7 @@ fn ctrl_c_ends_a_hold_forever_of_go_programs() {
                 && l.contains("200 established")),
         "no hold line"
     );
-    // SAFETY: signalling the process group of our own child, by pid.
-    assert_eq!(unsafe { libc::kill(-(run.pid() as i32), libc::SIGINT) }, 0);
-    let run = run.wait(RUN_LIMIT);
+    let run = run.interrupt(RUN_LIMIT);
     assert_eq!(run.code, Some(0), "{}", run.text());
     let r = run.report();
     assert_eq!(r["outcome"]["hold"]["ended_by"], libc::SIGINT, "{r:#}");

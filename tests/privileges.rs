@@ -137,9 +137,7 @@ fn log_during_hold(name: &str, file: &TempLab, env: &[(&str, &str)]) -> (String,
     );
     let log = Path::new(RUN_DIR).join(name).join("logs/server@srv#0.log");
     let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-    // SAFETY: the process group of our own child, by pid.
-    assert_eq!(unsafe { libc::kill(-(run.pid() as i32), libc::SIGINT) }, 0);
-    (text, run.wait(RUN_LIMIT))
+    (text, run.interrupt(RUN_LIMIT))
 }
 
 /// The program runs as nobody with nothing of root's: every try fails, the host is as it was,

@@ -859,26 +859,14 @@ fn ctrl_c_ends_a_hold_forever_and_losses_are_counted() {
     let name = unique_name("wforever");
     let _guard = LabGuard { name: name.clone() };
     let file = held_lab("wforever", "forever");
-    let run = Running::start_env(
-        &file,
-        &name,
-        &["--json"],
-        None,
-        &[("LAB_PAUSE_AT", "run:hold")],
-    );
-    assert!(
-        run.err.paused_at("run:hold", Duration::from_secs(30)),
-        "never reached the hold"
-    );
+    let run = Running::until_hold(&file, &name, &["--json"]);
     // Past the pause, the hold itself: its first line comes 5 s in.
     assert!(
         run.err.wait_for_line(Duration::from_secs(15), |l| l
             .starts_with("holding 5 s (until Ctrl-C): 200 established")),
         "no hold line"
     );
-    // SAFETY: signalling the process group of our own child, by pid.
-    assert_eq!(unsafe { libc::kill(-(run.pid() as i32), libc::SIGINT) }, 0);
-    let run = run.wait(RUN_LIMIT);
+    let run = run.interrupt(RUN_LIMIT);
     assert_eq!(run.code, Some(0), "{}", run.text());
     let h = &run.report()["outcome"]["hold"];
     assert_eq!(h["ended_by"], libc::SIGINT, "{h}");
@@ -888,14 +876,7 @@ fn ctrl_c_ends_a_hold_forever_and_losses_are_counted() {
     assert_gone(&name);
 
     // A server killed during the hold: its 200 connections are lost, reset.
-    let run = Running::start_env(
-        &file,
-        &name,
-        &["--json"],
-        None,
-        &[("LAB_PAUSE_AT", "run:hold")],
-    );
-    assert!(run.err.paused_at("run:hold", Duration::from_secs(30)));
+    let run = Running::until_hold(&file, &name, &["--json"]);
     let server = agent_in(&run, &format!("{name}-server-host"));
     // SAFETY: an agent our own child started, by pid.
     assert_eq!(unsafe { libc::kill(server.pid as i32, libc::SIGKILL) }, 0);
@@ -905,9 +886,7 @@ fn ctrl_c_ends_a_hold_forever_and_losses_are_counted() {
                 && l.ends_with("200 lost")),
         "no hold line with the loss"
     );
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(-(run.pid() as i32), libc::SIGINT) }, 0);
-    let run = run.wait(RUN_LIMIT);
+    let run = run.interrupt(RUN_LIMIT);
     assert_eq!(run.code, Some(4), "a dead agent: {}", run.text());
     let h = &run.report()["outcome"]["hold"];
     assert_eq!(
@@ -942,9 +921,7 @@ fn a_signal_mid_run_reports_and_tears_down() {
         for a in &agents {
             assert_eq!(process_group(a.pid), Some(a.pid), "{a:?}");
         }
-        // SAFETY: the process group of our own child (it is its leader), by id.
-        assert_eq!(unsafe { libc::kill(-(run.pid() as i32), libc::SIGINT) }, 0);
-        let run = run.wait(RUN_LIMIT);
+        let run = run.interrupt(RUN_LIMIT);
         assert_eq!(run.code, Some(130), "{}", run.text());
         let line = run
             .stdout

@@ -141,12 +141,39 @@ fn become_program(argv: &[String], env: &[(String, String)]) -> anyhow::Error {
     if let Err(e) = sys::unblock_stop_signals() {
         return anyhow::Error::from(e).context("unblock SIGTERM/SIGINT for the program");
     }
-    let err = std::process::Command::new(program)
+    let path = match find_program(program) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let err = std::process::Command::new(path)
+        .arg0(program)
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .exec();
     anyhow::Error::from(err).context(format!("run {program}"))
+}
+
+/// Where a bare program name is in `PATH`, as the user the program runs as can see it: a
+/// directory it may not read (root's own) is passed over, and a name found nowhere says so
+/// (execvp would say "Permission denied" for the first directory it could not search).
+fn find_program(program: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if program.contains('/') {
+        return Ok(PathBuf::from(program));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|c| {
+            std::fs::metadata(c).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "run {program}: not found in PATH ({}); give its full path in `command`",
+                path.to_string_lossy()
+            )
+        })
 }
 
 /// /run/netns/NAME, for a plain name only.

@@ -709,6 +709,24 @@ impl Running {
         self.child.id()
     }
 
+    /// `lab run` held at the start of its hold (pause point `run:hold`): the ramp has settled
+    /// and the hold begins once the pause ends.
+    pub fn until_hold(file: &Path, name: &str, args: &[&str]) -> Self {
+        let run = Self::start_env(file, name, args, None, &[("LAB_PAUSE_AT", "run:hold")]);
+        assert!(
+            run.err.paused_at("run:hold", Duration::from_secs(30)),
+            "never reached the hold"
+        );
+        run
+    }
+
+    /// Ctrl-C as a terminal sends it (SIGINT to the run's process group), then waits.
+    pub fn interrupt(self, limit: Duration) -> Finished {
+        // SAFETY: the process group of our own child, by pid.
+        assert_eq!(unsafe { libc::kill(-(self.pid() as i32), libc::SIGINT) }, 0);
+        self.wait(limit)
+    }
+
     /// Waits for the run to end; past `limit` kills it (by pid: our own child) and fails.
     pub fn wait(mut self, limit: Duration) -> Finished {
         let deadline = Instant::now() + limit;

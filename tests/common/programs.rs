@@ -112,3 +112,22 @@ fn build() -> Result<GoPrograms, String> {
         go_version,
     })
 }
+
+/// `user = "root"` for a lab file whose programs are the test binaries, when a user other than
+/// root could not reach them (a clone under a directory of root's alone, such as a CI job's
+/// `mktemp -d`), else nothing: programs run as nobody by default, and these tests are about
+/// counting, not privileges (tests/privileges.rs is).
+pub fn user_line(progs: &GoPrograms) -> &'static str {
+    use std::os::unix::fs::PermissionsExt as _;
+    let others_may = |p: &Path, bits: u32| {
+        std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & bits == bits)
+    };
+    let reachable = |bin: &Path| {
+        others_may(bin, 0o005) && bin.ancestors().skip(1).all(|d| others_may(d, 0o001))
+    };
+    if reachable(&progs.server) && reachable(&progs.client) {
+        ""
+    } else {
+        "user = \"root\"\n"
+    }
+}
