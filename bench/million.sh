@@ -31,7 +31,8 @@
 #                      -p SECONDS (its pings are one burst per interval, not spread); default:
 #                      the lab file's (100 s) for both
 #   C_BATCH=512        connects the C client starts per loop turn (compiles a copy)
-#   IN_FLIGHT=8192     connects in progress per client process (lab --in-flight, C -i)
+#   IN_FLIGHT=8192     connects in progress per client process (C -i; lab gets --in-flight only
+#                      when it is not the default, and lab's flag is per container)
 #   TOPO=lab|notes     lab: labs/million.toml scaled; notes: the kernel notes' probe topology
 #                      (4 hosts x 12 containers, 4 server addresses, 64 server processes)
 #   SERVERS=K          server processes for c (default: what lab computes)
@@ -399,7 +400,10 @@ run_one() { # KIND N DIR
   local lab_hwm=0 t_up=- up0 spread=-
   if [[ $kind == lab ]]; then
     ours+=("$name")
-    local args=(run "$file" --out "$dir" --timeout "$RUN_TIMEOUT" --in-flight "$IN_FLIGHT")
+    local args=(run "$file" --out "$dir" --timeout "$RUN_TIMEOUT")
+    # lab's --in-flight is per container (shared by its processes); its default is 8192 per
+    # process, what IN_FLIGHT's default means here, so it is passed only when set otherwise.
+    [[ $IN_FLIGHT != 8192 ]] && args+=(--in-flight "$IN_FLIGHT")
     up0=$EPOCHREALTIME
     # Its progress lines on stderr, timestamped: "stopping agents: 0 of K exited" comes as it
     # sends SIGTERM to its agents, "tearing down lab" as it starts `down`.

@@ -241,8 +241,11 @@ run_probe() { # c|go RUN_DIR
 
 run_lab() { # RUN_DIR
   local dir=$1 i k first= up now t
+  # lab's --in-flight is per container, its default 8192 per process (IN_FLIGHT's default).
+  local flight=()
+  [[ $IN_FLIGHT != 8192 ]] && flight=(--in-flight "$IN_FLIGHT")
   "$LAB" run "$LAB_FILE" --name "$RUN_NAME" --out "$dir" -q --timeout $RUN_TIMEOUT \
-    --in-flight "$IN_FLIGHT" \
+    "${flight[@]}" \
     >"$dir/lab.log" 2>&1 &
   lab_pid=$!
   # The sampler, as soon as the lab's server namespace exists; the agents' start times.
