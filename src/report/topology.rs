@@ -48,7 +48,21 @@ pub fn render(plan: &Plan) -> String {
                 );
             }
             for s in plan.servers.iter().filter(|s| s.host.0 == *host_id) {
-                let _ = writeln!(out, "{stem}   server {} listens on :{}", s.name, s.port);
+                let who = match (&s.command, s.processes) {
+                    (None, _) => String::new(),
+                    (Some(_), p) => {
+                        let n = p.map_or(1, |p| p.get());
+                        format!(
+                            " (your program, {n} process{})",
+                            if n == 1 { "" } else { "es" }
+                        )
+                    }
+                };
+                let _ = writeln!(
+                    out,
+                    "{stem}   server {} listens on :{}{who}",
+                    s.name, s.port
+                );
             }
             if let Some(d) = &host.docker {
                 let _ = writeln!(
