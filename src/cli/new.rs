@@ -114,6 +114,11 @@ sysctls = { "net.ipv4.tcp_syn_retries" = "1" }
 [servers.srv]
 host = "server-host"
 port = 9000
+# Your own server instead of the built-in one ({port}, {process}, {processes}, {node}, {lab}
+# are filled in, and set as LAB_* variables); it runs as the user who ran sudo, else nobody.
+# command = ["/opt/bench/server", "-l", "0.0.0.0:{port}"]
+# processes = 4            # copies sharing the port (SO_REUSEPORT)
+# user = "nobody"
 
 # A client in each container: the i-th container connects to connect[i % len].
 [clients.load]
@@ -121,6 +126,19 @@ containers = ["c"]
 connect = ["192.168.49.5:9000"]
 connections = 100          # per container
 ping_interval = "10s"      # each connection sends a ping this often
+# Your own load tester instead ({target}, {target_host}, {target_port}, {connections} = this
+# process's share, {container}, ...), or the built-in client's pace per container:
+# command = ["/opt/bench/client", "-rip", "{target_host}", "-n", "{connections}"]
+# processes = 2
+# rate = 5000              # new connects per second
+# in_flight = 4096         # connects in progress at once
+# connect_timeout = "3s"
+
+# How `lab run` paces the run; its flags (--settle, --timeout, --hold) override each.
+# [run]
+# settle = "3s"
+# timeout = "5m"
+# hold = "30s"             # keep the connections open after the ramp; "forever": until Ctrl-C
 
 # What `lab run` checks at the end; it exits 1 when this does not hold.
 [expect]

@@ -29,6 +29,17 @@ pub struct Sample {
     pub total: u64,
 }
 
+impl Sample {
+    /// The point of `snap`, taken `at` after the clients started.
+    pub fn of(snap: &Snapshot, at: std::time::Duration) -> Self {
+        Self {
+            t_ms: at.as_millis() as u64,
+            groups: snap.groups.iter().map(|g| g.1).collect(),
+            total: snap.established,
+        }
+    }
+}
+
 /// One container's client, summed over its processes.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClientResult {

@@ -704,11 +704,7 @@ impl Workload {
                     let snap = self.snapshot(plan);
                     live(&snap);
                     let now = Instant::now();
-                    series.push(Sample {
-                        t_ms: now.duration_since(start).as_millis() as u64,
-                        groups: snap.groups.iter().map(|g| g.1).collect(),
-                        total: snap.established,
-                    });
+                    series.push(Sample::of(&snap, now.duration_since(start)));
                     let clients = || self.agents.iter().filter(|a| matches!(a.role, Role::Client { .. }));
                     let tick = Tick {
                         now,
@@ -770,11 +766,7 @@ impl Workload {
                 _ = ticker.tick() => {
                     let snap = self.snapshot(plan);
                     let now = Instant::now();
-                    outcome.series.push(Sample {
-                        t_ms: now.duration_since(t0).as_millis() as u64,
-                        groups: snap.groups.iter().map(|g| g.1).collect(),
-                        total: snap.established,
-                    });
+                    outcome.series.push(Sample::of(&snap, now.duration_since(t0)));
                     let elapsed = now.duration_since(start);
                     let done = length.is_some_and(|l| elapsed >= l);
                     if elapsed >= next_line || done {
