@@ -396,7 +396,7 @@ fn dump_lab(plan: &Plan) -> Dump {
         subst.push((l.mac.to_string(), format!("mac<lan {}>", l.name)));
     }
     for h in &plan.hosts {
-        if let Some(d) = &h.docker {
+        if let Some(d) = h.docker.as_ref().map(|d| &d.default_bridge) {
             subst.push((d.mac.to_string(), format!("mac<docker {}>", h.name)));
         }
     }

@@ -8,7 +8,7 @@ use anyhow::Result;
 use super::{absolute, load_lab, runtime};
 use crate::lab::lifecycle::{Signals, up};
 use crate::lab::preflight;
-use crate::nat::firewall::Docker;
+use crate::nat::firewall::DockerFirewall;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,7 +29,7 @@ pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     runtime()?.block_on(async {
         let mut signals = Signals::catch()?;
-        let lab = up(plan, Some(&file), &[], &mut signals, &Docker).await?;
+        let lab = up(plan, Some(&file), &[], &mut signals, &DockerFirewall).await?;
         lab.leave_up()
     })?;
     super::log::status!(

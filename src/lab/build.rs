@@ -119,22 +119,21 @@ async fn build_host(host: &Host, lan: &LanNode, firewall: &dyn Firewall) -> Resu
     let docker_bridge = match &host.docker {
         None => None,
         Some(docker) => {
-            // What dockerd does at start: forwarding on, docker0 with the gateway address.
+            // What dockerd does at start: forwarding on, a bridge with the gateway address for
+            // each network.
             netns.write_sysctl("net.ipv4.ip_forward", "1")?;
-            let bridge = netns.add_bridge(&docker.bridge, docker.mac).await?;
-            netns
-                .add_address(
-                    bridge,
-                    &docker.bridge,
-                    docker.gateway,
-                    docker.subnet.prefix_len(),
-                )
-                .await?;
+            let mut default_bridge = None;
+            for net in docker.all_networks() {
+                let bridge = netns.add_bridge(&net.bridge, net.mac).await?;
+                netns
+                    .add_address(bridge, &net.bridge, net.gateway, net.subnet.prefix_len())
+                    .await?;
+                default_bridge.get_or_insert(bridge);
+            }
             // Docker's NAT and forward rules, one atomic nftables batch inside the host.
             tracing::debug!(
                 netns = %host.netns,
-                bridge = %docker.bridge,
-                nat = ?docker.nat,
+                firewall = ?docker.firewall,
                 "write Docker's nftables rules"
             );
             fault::pause("up:rules").await;
@@ -142,7 +141,7 @@ async fn build_host(host: &Host, lan: &LanNode, firewall: &dyn Firewall) -> Resu
                 .run(|| firewall.apply(docker))?
                 .with_context(|| format!("write Docker's nftables rules in {}", host.netns))?;
             fault::pause("up:rules-done").await;
-            Some(bridge)
+            default_bridge
         }
     };
     Ok(HostNode {
@@ -156,6 +155,7 @@ async fn build_container(plan: &Plan, c: &Container, host: &HostNode) -> Result<
     let (Some(docker), Some(bridge)) = (&h.docker, host.docker_bridge) else {
         anyhow::bail!("host {} has no docker bridge", h.name);
     };
+    let docker = &docker.default_bridge;
     tracing::debug!(
         netns = %c.netns,
         address = %c.address,

@@ -568,7 +568,35 @@ pub struct Host {
     /// user without NAT sets up on the network, so that replies find their way back).
     #[serde(default)]
     pub routes: Vec<Route>,
-    pub docker: Option<DockerNet>,
+    pub docker: Option<Docker>,
+}
+
+/// A host's Docker: how its daemon writes firewall rules, and its bridge networks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Docker {
+    /// daemon.json's `firewall-backend`.
+    pub firewall: FirewallBackend,
+    /// Docker's default bridge network (`docker0`), which every Docker host has.
+    pub default_bridge: DockerNet,
+    /// User-defined bridge networks (`docker network create`), in creation order.
+    #[serde(default)]
+    pub networks: Vec<DockerNet>,
+}
+
+impl Docker {
+    /// Every bridge network of the host, the default bridge first, in creation order.
+    pub fn all_networks(&self) -> impl Iterator<Item = &DockerNet> {
+        std::iter::once(&self.default_bridge).chain(&self.networks)
+    }
+}
+
+/// How a Docker daemon writes its firewall (daemon.json `"firewall-backend"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FirewallBackend {
+    /// Docker's default: iptables rules, stored by iptables-nft as `table ip nat` / `ip filter`.
+    #[default]
+    IptablesNft,
 }
 
 /// A route in a host's main table: `dst via gateway dev eth0`.

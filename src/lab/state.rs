@@ -210,7 +210,7 @@ impl LabState {
         let hosts = plan.hosts.iter().map(|host| {
             let mut addresses: Vec<String> =
                 host.addresses.iter().map(ToString::to_string).collect();
-            if let Some(d) = &host.docker {
+            for d in host.docker.iter().flat_map(|d| d.all_networks()) {
                 addresses.push(format!("{} ({})", d.gateway, d.bridge));
             }
             Node {

@@ -52,7 +52,10 @@ impl HostNat {
     /// The NAT of `host`: its docker network's, or none when it runs no Docker.
     pub fn of(host: &Host) -> Self {
         Self {
-            nat: host.docker.as_ref().map_or(Nat::None, |d| d.nat.clone()),
+            nat: host
+                .docker
+                .as_ref()
+                .map_or(Nat::None, |d| d.default_bridge.nat.clone()),
             primary: host.addresses[0],
         }
     }
@@ -74,10 +77,10 @@ impl HostNat {
     pub fn translates(&self, host: &Host, dst: SocketAddrV4) -> bool {
         let ip = *dst.ip();
         let to_self = host.addresses.contains(&ip)
-            || host
-                .docker
-                .as_ref()
-                .is_some_and(|d| d.gateway == ip || d.subnet.contains(&ip));
+            || host.docker.as_ref().is_some_and(|d| {
+                d.all_networks()
+                    .any(|d| d.gateway == ip || d.subnet.contains(&ip))
+            });
         !to_self && self.kind() != NatKind::None
     }
 

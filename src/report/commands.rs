@@ -100,28 +100,31 @@ fn host_commands(s: &mut String, plan: &Plan, host: &Host) {
         let _ = writeln!(s, "ip -n {ns} route add {} via {} dev {nic}", r.dst, r.via);
     }
     sysctl_commands(s, &ns, &host.sysctls);
-    if let Some(d) = &host.docker {
-        let br = q(d.bridge.as_str());
+    if let Some(docker) = &host.docker {
+        let bridges: Vec<&str> = docker.all_networks().map(|d| d.bridge.as_str()).collect();
         let _ = writeln!(
             s,
             "# what dockerd does on this host: forwarding, {} and its NAT rules",
-            d.bridge
+            bridges.join(", ")
         );
         let _ = writeln!(s, "ip netns exec {ns} sysctl -qw net.ipv4.ip_forward=1");
-        let _ = writeln!(
-            s,
-            "ip -n {ns} link add name {br} address {} type bridge",
-            d.mac
-        );
-        let _ = writeln!(
-            s,
-            "ip -n {ns} addr add {}/{} brd + dev {br}",
-            d.gateway,
-            d.subnet.prefix_len()
-        );
-        let _ = writeln!(s, "ip -n {ns} link set dev {br} up");
+        for d in docker.all_networks() {
+            let br = q(d.bridge.as_str());
+            let _ = writeln!(
+                s,
+                "ip -n {ns} link add name {br} address {} type bridge",
+                d.mac
+            );
+            let _ = writeln!(
+                s,
+                "ip -n {ns} addr add {}/{} brd + dev {br}",
+                d.gateway,
+                d.subnet.prefix_len()
+            );
+            let _ = writeln!(s, "ip -n {ns} link set dev {br} up");
+        }
         let _ = writeln!(s, "ip netns exec {ns} nft -f - <<'NFT'");
-        s.push_str(&nft_script(d));
+        s.push_str(&nft_script(docker));
         if !s.ends_with('\n') {
             s.push('\n');
         }
@@ -131,7 +134,9 @@ fn host_commands(s: &mut String, plan: &Plan, host: &Host) {
 
 fn container_commands(s: &mut String, plan: &Plan, c: &Container) {
     let host = plan.host(c.host);
-    let Some(d) = &host.docker else { return };
+    let Some(d) = host.docker.as_ref().map(|d| &d.default_bridge) else {
+        return;
+    };
     let ns = q(c.netns.as_str());
     let host_ns = q(host.netns.as_str());
     let veth = q(c.veth.as_str());

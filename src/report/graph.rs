@@ -40,7 +40,7 @@ fn build(plan: &Plan) -> Graph {
         ));
         g.edges
             .push((format!("host{i}"), format!("lan{}", h.lan.0), "eth0".into()));
-        if let Some(d) = &h.docker {
+        if let Some(d) = h.docker.as_ref().map(|d| &d.default_bridge) {
             g.nodes.push((
                 format!("br{i}"),
                 format!(

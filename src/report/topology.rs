@@ -64,7 +64,7 @@ pub fn render(plan: &Plan) -> String {
                     s.name, s.port
                 );
             }
-            if let Some(d) = &host.docker {
+            if let Some(d) = host.docker.as_ref().map(|d| &d.default_bridge) {
                 let _ = writeln!(
                     out,
                     "{stem}   {} {}/{}  nat: {}",

@@ -16,7 +16,7 @@ use crate::lab::lifecycle::{Signals, up};
 use crate::lab::limits::{Need, Raised};
 use crate::lab::plan::Plan;
 use crate::lab::preflight;
-use crate::nat::firewall::Docker;
+use crate::nat::firewall::DockerFirewall;
 use crate::nat::paths::{HostPrediction, predict_lab};
 use crate::nat::view::NatView;
 
@@ -86,7 +86,7 @@ impl Prepared {
             ..
         } = self;
         let mut signals = Signals::catch()?;
-        let mut lab = up(plan, file, &raises, &mut signals, &Docker).await?;
+        let mut lab = up(plan, file, &raises, &mut signals, &DockerFirewall).await?;
         lab.set_running()?;
         let ran = async {
             let mut w = Workload::start_servers(&mut lab, &mut signals).await?;

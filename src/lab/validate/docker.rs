@@ -453,6 +453,7 @@ host = "b"
                 .docker
                 .as_ref()
                 .unwrap()
+                .default_bridge
                 .bridge
                 .as_str(),
             "br-1.x_y"
@@ -476,7 +477,7 @@ addresses = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5"]
 
     fn nat_of(nat: &str) -> Nat {
         let plan = ok(&format!("{NAT_BASE}nat = {nat}\n")).plan;
-        plan.hosts[0].docker.clone().unwrap().nat
+        plan.hosts[0].docker.clone().unwrap().default_bridge.nat
     }
 
     fn nat_error(nat: &str, message: &str, col: usize) -> Diagnostic {

@@ -33,8 +33,9 @@ use ipnet::Ipv4Net;
 
 use super::diag::{Diagnostic, Source};
 use super::plan::{
-    ClientGroup, Container, DockerNet, Expect, GlobalLimit, Host, HostId, IfName, Lan, LanId, Mac,
-    Name, Nat, NetnsName, Plan, Route, RunSettings, Server, Sysctl, veth_name,
+    ClientGroup, Container, Docker, DockerNet, Expect, FirewallBackend, GlobalLimit, Host, HostId,
+    IfName, Lan, LanId, Mac, Name, Nat, NetnsName, Plan, Route, RunSettings, Server, Sysctl,
+    veth_name,
 };
 use super::spec::{self, ContainerSpec, HostSpec, LabSpec, LanSpec, Named, Span, Spanned};
 
@@ -236,7 +237,11 @@ impl<'s> Validator<'s, '_> {
                 let name = h.name.clone()?;
                 let lan = h.lan?;
                 let docker = match &h.docker {
-                    Some(d) => Some(docker_net(d, Mac::derived(&format!("{lab}/{name}")))?),
+                    Some(d) => Some(Docker {
+                        firewall: FirewallBackend::default(),
+                        default_bridge: docker_net(d, Mac::derived(&format!("{lab}/{name}")))?,
+                        networks: Vec::new(),
+                    }),
                     None => None,
                 };
                 Some(Host {
@@ -284,15 +289,21 @@ impl<'s> Validator<'s, '_> {
 fn routes_to_untranslated(hosts: &mut [Host]) {
     let routed: Vec<(LanId, Route)> = hosts
         .iter()
-        .filter_map(|h| {
-            let d = h.docker.as_ref().filter(|d| d.nat == Nat::None)?;
-            Some((
-                h.lan,
-                Route {
-                    dst: d.subnet,
-                    via: *h.addresses.first()?,
-                },
-            ))
+        .flat_map(|h| {
+            let via = h.addresses.first().copied();
+            h.docker
+                .iter()
+                .flat_map(|d| d.all_networks())
+                .filter(|d| d.nat == Nat::None)
+                .filter_map(move |d| {
+                    Some((
+                        h.lan,
+                        Route {
+                            dst: d.subnet,
+                            via: via?,
+                        },
+                    ))
+                })
         })
         .collect();
     for host in hosts.iter_mut() {
@@ -332,8 +343,12 @@ fn containers(
             let address = c.address?;
             // The docker bridge lives in the same namespace as the veths.
             let taken = used.entry(host).or_insert_with(|| {
-                let bridge = hosts.get(host.0).and_then(|h| h.docker.as_ref());
-                bridge.map(|d| d.bridge.clone()).into_iter().collect()
+                let docker = hosts.get(host.0).and_then(|h| h.docker.as_ref());
+                docker
+                    .iter()
+                    .flat_map(|d| d.all_networks())
+                    .map(|d| d.bridge.clone())
+                    .collect()
             });
             let veth = (0..=u32::MAX)
                 .map(|salt| veth_name(lab, &name, salt))
@@ -389,7 +404,7 @@ mod tests {
         assert_eq!(client.addresses, [ip("192.168.49.6")]);
         assert_eq!(client.sysctls[0].key(), "net.ipv4.tcp_syn_retries");
         assert_eq!(client.sysctls[0].value(), "2");
-        let docker = client.docker.as_ref().unwrap();
+        let docker = &client.docker.as_ref().unwrap().default_bridge;
         assert_eq!(docker.bridge.as_str(), "docker0");
         assert_eq!(docker.subnet.to_string(), "172.17.0.0/16");
         assert_eq!(docker.gateway, ip("172.17.0.1"));
@@ -470,7 +485,7 @@ mod tests {
         // One replica keeps the group's name; the host gets Docker's default network.
         assert_eq!(plan.containers[0].name.as_str(), "c");
         assert_eq!(plan.containers[0].address, ip("172.17.0.2"));
-        let docker = plan.hosts[0].docker.as_ref().unwrap();
+        let docker = &plan.hosts[0].docker.as_ref().unwrap().default_bridge;
         assert_eq!(docker.bridge.as_str(), "docker0");
         assert_eq!(docker.subnet, DEFAULT_DOCKER_SUBNET);
         assert_eq!(docker.nat, Nat::Masquerade { ports: None });

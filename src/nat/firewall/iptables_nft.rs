@@ -43,7 +43,7 @@ use super::nat_rules::postrouting;
 use super::ruleset::{
     Action, BaseChain, ChainSpec, ChainType, Hook, Match, Policy, RuleSpec, TableSpec,
 };
-use crate::lab::plan::DockerNet;
+use crate::lab::plan::{Docker, DockerNet, IfName};
 
 const NAT_TABLE: &CStr = c"nat";
 const FILTER_TABLE: &CStr = c"filter";
@@ -60,30 +60,33 @@ const DOCKER_INTERNAL: &CStr = c"DOCKER-INTERNAL";
 pub(super) struct IptablesNft;
 
 impl Layout for IptablesNft {
-    fn header(&self, docker: &DockerNet) -> Vec<String> {
+    fn header(&self, docker: &Docker) -> Vec<String> {
+        let nets: Vec<String> = docker
+            .all_networks()
+            .map(|n| format!("{} ({})", n.bridge, n.subnet.trunc()))
+            .collect();
         vec![
             format!(
-                "Docker 29.x rules for the bridge {} ({}), as `nft list ruleset` shows what Docker",
-                docker.bridge,
-                docker.subnet.trunc()
+                "Docker 29.x rules for the bridge {}, as `nft list ruleset` shows what Docker",
+                nets.join(", ")
             ),
             "writes through iptables-nft. Load it inside the host's namespace with `nft -f`."
                 .into(),
         ]
     }
 
-    fn ruleset(&self, docker: &DockerNet) -> Vec<TableSpec> {
+    fn ruleset(&self, docker: &Docker) -> Vec<TableSpec> {
         ruleset(docker)
     }
 }
 
-fn ruleset(docker: &DockerNet) -> Vec<TableSpec> {
-    let br = &docker.bridge;
-    let oif = |equal| Match::Oif {
+fn ruleset(docker: &Docker) -> Vec<TableSpec> {
+    let nets: Vec<&DockerNet> = docker.all_networks().collect();
+    let oif = |equal, br: &IfName| Match::Oif {
         equal,
         name: br.clone(),
     };
-    let iif = |equal| Match::Iif {
+    let iif = |equal, br: &IfName| Match::Iif {
         equal,
         name: br.clone(),
     };
@@ -91,8 +94,18 @@ fn ruleset(docker: &DockerNet) -> Vec<TableSpec> {
         matches: vec![],
         action: Action::Jump(to),
     };
+    let per_bridge = |rule: &dyn Fn(&IfName) -> RuleSpec| -> Vec<RuleSpec> {
+        nets.iter().map(|n| rule(&n.bridge)).collect()
+    };
 
-    let (nat_rules, nat_notes) = postrouting(docker);
+    // Each later network's rule is inserted above the earlier ones', as Docker does (-I).
+    let mut nat_rules = Vec::new();
+    let mut nat_notes = Vec::new();
+    for net in nets.iter().rev() {
+        let (rules, notes) = postrouting(net);
+        nat_rules.extend(rules);
+        nat_notes.extend(notes);
+    }
     let nat = TableSpec {
         name: NAT_TABLE,
         chains: vec![ChainSpec {
@@ -109,6 +122,11 @@ fn ruleset(docker: &DockerNet) -> Vec<TableSpec> {
         }],
     };
 
+    let mut forward = vec![jump(DOCKER_CT), jump(DOCKER_INTERNAL), jump(DOCKER_BRIDGE)];
+    forward.extend(per_bridge(&|br| RuleSpec {
+        matches: vec![iif(true, br)],
+        action: Action::Accept,
+    }));
     let filter = TableSpec {
         name: FILTER_TABLE,
         chains: vec![
@@ -131,41 +149,33 @@ fn ruleset(docker: &DockerNet) -> Vec<TableSpec> {
                 notes: vec!["the user's own rules; Docker never writes here".into()],
                 ..ChainSpec::regular(DOCKER_USER, vec![])
             },
-            ChainSpec::regular(
-                DOCKER_FORWARD,
-                vec![
-                    jump(DOCKER_CT),
-                    jump(DOCKER_INTERNAL),
-                    jump(DOCKER_BRIDGE),
-                    RuleSpec {
-                        matches: vec![iif(true)],
-                        action: Action::Accept,
-                    },
-                ],
-            ),
+            ChainSpec::regular(DOCKER_FORWARD, forward),
             ChainSpec::regular(
                 DOCKER_CT,
-                vec![RuleSpec {
-                    matches: vec![oif(true), Match::CtEstablishedRelated],
+                per_bridge(&|br| RuleSpec {
+                    matches: vec![oif(true, br), Match::CtEstablishedRelated],
                     action: Action::Accept,
-                }],
+                }),
             ),
             ChainSpec::regular(
                 DOCKER_BRIDGE,
-                vec![RuleSpec {
-                    matches: vec![oif(true)],
+                per_bridge(&|br| RuleSpec {
+                    matches: vec![oif(true, br)],
                     action: Action::Jump(DOCKER),
-                }],
+                }),
             ),
             ChainSpec::regular(
                 DOCKER,
-                vec![RuleSpec {
-                    matches: vec![iif(false), oif(true)],
+                per_bridge(&|br| RuleSpec {
+                    matches: vec![iif(false, br), oif(true, br)],
                     action: Action::Drop,
-                }],
+                }),
             ),
             ChainSpec {
-                notes: vec!["rules of --internal networks; this bridge is not one".into()],
+                notes: vec![match nets.len() {
+                    1 => "rules of --internal networks; this bridge is not one".into(),
+                    _ => "rules of --internal networks; these bridges are not".into(),
+                }],
                 ..ChainSpec::regular(DOCKER_INTERNAL, vec![])
             },
         ],

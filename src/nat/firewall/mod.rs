@@ -32,20 +32,21 @@ use anyhow::{Context as _, bail};
 pub use readback::{RuleText, read_back};
 use ruleset::TableSpec;
 
-use crate::lab::plan::{DockerNet, Nat};
+use crate::lab::plan::{Docker, FirewallBackend, Nat};
 
 /// One way Docker arranges a host's firewall.
 trait Layout: Sync {
     /// The first lines of the script, saying which Docker writes this and how to load it.
-    fn header(&self, docker: &DockerNet) -> Vec<String>;
-    /// The tables this layout writes for `docker`, NAT rules included.
-    fn ruleset(&self, docker: &DockerNet) -> Vec<TableSpec>;
+    fn header(&self, docker: &Docker) -> Vec<String>;
+    /// The tables this layout writes for `docker`'s networks, NAT rules included.
+    fn ruleset(&self, docker: &Docker) -> Vec<TableSpec>;
 }
 
-/// The layout of a host's rules. Docker 29's default backend, iptables through iptables-nft,
-/// is the only one so far; a host's choice of backend will select here.
-fn layout_of(_docker: &DockerNet) -> &'static dyn Layout {
-    &iptables_nft::IptablesNft
+/// The layout of the rules the host's daemon writes, by its firewall backend.
+fn layout_of(docker: &Docker) -> &'static dyn Layout {
+    match docker.firewall {
+        FirewallBackend::IptablesNft => &iptables_nft::IptablesNft,
+    }
 }
 
 /// The ruleset [`apply`] writes, as `nft -f` input, for `lab show --commands` and the docs.
@@ -54,7 +55,7 @@ fn layout_of(_docker: &DockerNet) -> &'static dyn Layout {
 /// it with `nft -f` in a fresh namespace gives the same `nft list ruleset` as [`apply`]. Like
 /// [`apply`], it replaces its tables, so it can be loaded again. What each NAT form writes is
 /// in [`nat_rules`].
-pub fn nft_script(docker: &DockerNet) -> String {
+pub fn nft_script(docker: &Docker) -> String {
     let layout = layout_of(docker);
     ruleset::script(&layout.header(docker), &layout.ruleset(docker))
 }
@@ -70,31 +71,36 @@ pub fn nft_script(docker: &DockerNet) -> String {
 /// \`ip saddr 172.17.0.0/16 oifname != "docker0" counter masquerade\` to chain nat POSTROUTING".
 /// A kernel without nf_tables, its NAT chain type or the masq/nat/ct expressions gives an error
 /// whose chain holds [`crate::error::Fail::Unsupported`].
-pub fn apply(docker: &DockerNet) -> anyhow::Result<()> {
-    if let Nat::Snat { pool, .. } = &docker.nat
-        && pool.is_empty()
-    {
-        bail!(
-            "cannot write the SNAT rule for {}: its address pool is empty",
-            docker.bridge
-        );
+pub fn apply(docker: &Docker) -> anyhow::Result<()> {
+    for net in docker.all_networks() {
+        if let Nat::Snat { pool, .. } = &net.nat
+            && pool.is_empty()
+        {
+            bail!(
+                "cannot write the SNAT rule for {}: its address pool is empty",
+                net.bridge
+            );
+        }
     }
     let planned = batch::plan_batch(&layout_of(docker).ruleset(docker));
     batch::send(&planned).with_context(|| {
+        let nets: Vec<String> = docker
+            .all_networks()
+            .map(|n| format!("{} ({})", n.bridge, n.subnet.trunc()))
+            .collect();
         format!(
-            "write Docker's NAT and forward rules for {} ({})",
-            docker.bridge,
-            docker.subnet.trunc()
+            "write Docker's NAT and forward rules for {}",
+            nets.join(", ")
         )
     })
 }
 
 /// Docker's firewall in the layout each host calls for: the driver `lab up` is handed, so the
 /// lab engine builds hosts without naming this module (which reads the plan).
-pub struct Docker;
+pub struct DockerFirewall;
 
-impl crate::lab::firewall::Firewall for Docker {
-    fn apply(&self, docker: &DockerNet) -> anyhow::Result<()> {
+impl crate::lab::firewall::Firewall for DockerFirewall {
+    fn apply(&self, docker: &Docker) -> anyhow::Result<()> {
         apply(docker)
     }
 }
@@ -109,10 +115,10 @@ mod tests {
     use super::readback::parse_rule;
     use super::ruleset::UNSUPPORTED_NAT;
     use super::*;
-    use crate::lab::plan::{IfName, Mac, PortRange};
+    use crate::lab::plan::{DockerNet, IfName, Mac, PortRange};
     use crate::nfnl::{NFNL_SUBSYS_NFTABLES, NLMSG_HDRLEN};
 
-    fn ruleset(d: &DockerNet) -> Vec<TableSpec> {
+    fn ruleset(d: &Docker) -> Vec<TableSpec> {
         layout_of(d).ruleset(d)
     }
 
@@ -137,13 +143,18 @@ mod tests {
         out
     }
 
-    fn docker(nat: Nat) -> DockerNet {
-        DockerNet {
-            bridge: IfName::new("docker0").unwrap(),
-            mac: Mac::derived("t/a"),
-            subnet: "172.17.0.0/16".parse().unwrap(),
-            gateway: Ipv4Addr::new(172, 17, 0, 1),
-            nat,
+    /// A Docker host with the default bridge only, docker0 on 172.17.0.0/16.
+    fn docker(nat: Nat) -> Docker {
+        Docker {
+            firewall: FirewallBackend::IptablesNft,
+            default_bridge: DockerNet {
+                bridge: IfName::new("docker0").unwrap(),
+                mac: Mac::derived("t/a"),
+                subnet: "172.17.0.0/16".parse().unwrap(),
+                gateway: Ipv4Addr::new(172, 17, 0, 1),
+                nat,
+            },
+            networks: vec![],
         }
     }
 
@@ -384,7 +395,7 @@ mod tests {
     fn saddr_prefixes_are_encoded_like_nft() {
         let enc = |net: &str| {
             let mut d = docker(Nat::Masquerade { ports: None });
-            d.subnet = net.parse().unwrap();
+            d.default_bridge.subnet = net.parse().unwrap();
             let text = &postrouting_of_docker(&d)[0];
             text.lines().take(3).collect::<Vec<_>>().join("\n")
         };
@@ -410,7 +421,7 @@ mod tests {
         assert!(enc("172.17.0.1/16").contains("cmp eq reg 1 0x000011ac"));
     }
 
-    fn postrouting_of_docker(d: &DockerNet) -> Vec<String> {
+    fn postrouting_of_docker(d: &Docker) -> Vec<String> {
         let planned = plan_batch(&ruleset(d));
         batch_messages(&planned)
             .into_iter()
