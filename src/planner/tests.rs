@@ -1,0 +1,1 @@
+//! Unit tests of the planner against the measured labs.
