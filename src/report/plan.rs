@@ -169,8 +169,7 @@ pub fn render(l: &Layout) -> String {
         }
     }
     for r in std::iter::once(head.map(String::from)).chain(rows) {
-        let _ = writeln!(
-            t,
+        let row = format!(
             "  {:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {}",
             r[0],
             r[1],
@@ -182,6 +181,7 @@ pub fn render(l: &Layout) -> String {
             w2 = width[2],
             w3 = width[3],
         );
+        let _ = writeln!(t, "{}", row.trim_end());
     }
     let _ = writeln!(t, "\nwhy:");
     for d in &l.decisions {
