@@ -9,6 +9,33 @@ use crate::planner::{Layout, LimitStatus};
 /// Paths listed before the rest are summed up in one line.
 const PATHS_SHOWN: usize = 12;
 
+/// Rows under `head`, columns as wide as their widest cell, the first `left` columns flush
+/// left and the others (numbers) flush right but the last, which is free text when empty-headed.
+fn table<const N: usize>(head: [&str; N], rows: &[[String; N]], left: usize) -> String {
+    let mut width = head.map(str::len);
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(head.map(String::from)).chain(rows.iter().cloned()) {
+        let mut line = String::from(" ");
+        for (i, (cell, w)) in r.iter().zip(width).enumerate() {
+            let free = i == N - 1 && head[i].is_empty();
+            if i < left || free {
+                let _ = write!(line, " {cell:<w$}");
+            } else {
+                let _ = write!(line, " {cell:>w$}");
+            }
+            line.push(' ');
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 pub fn render(l: &Layout) -> String {
     let mut t = String::new();
     let hosts = l.client_hosts.len();
@@ -61,33 +88,7 @@ pub fn render(l: &Layout) -> String {
         "connections",
         "processes",
     ];
-    let mut width = head.map(str::len);
-    for r in &rows {
-        for (w, c) in width.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let line = |cells: [&str; 6]| {
-        format!(
-            "  {:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}  {:>w5$}\n",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            cells[4],
-            cells[5],
-            w0 = width[0],
-            w1 = width[1],
-            w2 = width[2],
-            w3 = width[3],
-            w4 = width[4],
-            w5 = width[5],
-        )
-    };
-    t.push_str(&line(head));
-    for r in &rows {
-        t.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
-    }
+    t.push_str(&table(head, &rows, 3));
     let servers: Vec<String> = l.server.addresses.iter().map(|a| a.to_string()).collect();
     let _ = writeln!(
         t,
@@ -162,27 +163,7 @@ pub fn render(l: &Layout) -> String {
         })
         .collect();
     let head = ["limit", "per", "allows", "planned", ""];
-    let mut width = head.map(str::len);
-    for r in &rows {
-        for (w, c) in width.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
-        }
-    }
-    for r in std::iter::once(head.map(String::from)).chain(rows) {
-        let row = format!(
-            "  {:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            w0 = width[0],
-            w1 = width[1],
-            w2 = width[2],
-            w3 = width[3],
-        );
-        let _ = writeln!(t, "{}", row.trim_end());
-    }
+    t.push_str(&table(head, &rows, 2));
     let _ = writeln!(t, "\nwhy:");
     for d in &l.decisions {
         let _ = writeln!(t, "  - {d}");
