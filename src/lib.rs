@@ -35,6 +35,7 @@ pub mod error;
 pub mod lab;
 pub mod nat;
 pub mod nfnl;
+pub mod planner;
 pub mod report;
 pub mod sys;
 pub mod workload;

@@ -154,7 +154,7 @@ fn every_object_is_closed_and_every_top_level_field_is_described() {
             problems.join("\n  ")
         );
         let top = match kind {
-            Kind::Run | Kind::Check => &schema,
+            Kind::Run | Kind::Check | Kind::Plan => &schema,
             Kind::List => &schema["$defs"]["lab"],
             Kind::Nat => &schema["$defs"]["nat_view"],
         };
@@ -647,4 +647,77 @@ fn wrong_run_reports_are_rejected() {
     doc["raised"] = json!([{"limit": "net.netfilter.nf_conntrack_max", "before": 262144,
         "set": 304128}]);
     assert_valid(Kind::Run, &doc);
+}
+
+// ---- lab plan ---------------------------------------------------------------------------
+
+fn plan_json(args: &[&str]) -> Value {
+    let mut all = vec!["plan", "--json"];
+    all.extend_from_slice(args);
+    let out = lab(&all);
+    assert_eq!(out.status.code(), Some(0), "{}", common::text(&out));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("lab plan --json printed no JSON ({e})"))
+}
+
+/// `lab plan --json` (no root) validates for plans of one host and of several, masquerade and
+/// pools, a widened port range and a what-if conntrack limit.
+#[test]
+fn lab_plan_json_validates() {
+    for args in [
+        &["-n", "64512"][..],
+        &["-n", "1000000"],
+        &["-n", "150000", "--nat", "snat-pool"],
+        &[
+            "-n",
+            "130000",
+            "--nat",
+            "snat-pool",
+            "--conntrack-max",
+            "100000",
+        ],
+        &[
+            "-n",
+            "70000",
+            "--containers-per-host",
+            "1",
+            "--port",
+            "8080",
+        ],
+    ] {
+        let doc = plan_json(args);
+        assert_valid(Kind::Plan, &doc);
+    }
+}
+
+/// A plan document, then each wrong version of it.
+#[test]
+fn wrong_plan_documents_are_rejected() {
+    let good = plan_json(&["-n", "150000", "--nat", "snat-pool"]);
+    assert_valid(Kind::Plan, &good);
+
+    let mut doc = good.clone();
+    doc.as_object_mut().expect("plan").remove("lab_file");
+    assert_rejected(Kind::Plan, &doc, "/", "a plan without its lab file");
+
+    let mut doc = good.clone();
+    doc["nat"] = json!("aws-nat-gateway");
+    assert_rejected(
+        Kind::Plan,
+        &doc,
+        "/nat",
+        "a NAT the planner does not know yet",
+    );
+
+    let mut doc = good.clone();
+    doc["limits"][0]["status"] = json!("tight");
+    assert_rejected(Kind::Plan, &doc, "/limits/0/status", "an unknown status");
+
+    let mut doc = good.clone();
+    doc["paths"][0]["server"] = json!("192.168.49.5");
+    assert_rejected(Kind::Plan, &doc, "/paths/0/server", "a server without port");
+
+    let mut doc = good;
+    doc["client_hosts"][0]["extra"] = json!(1);
+    assert_rejected(Kind::Plan, &doc, "/client_hosts/0", "an unknown field");
 }

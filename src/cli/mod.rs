@@ -22,6 +22,7 @@ pub mod log;
 mod logs;
 mod nat;
 mod new;
+mod plan;
 mod run;
 pub mod schema;
 mod shell;
@@ -122,6 +123,16 @@ pub enum Command {
     /// Example: lab graph labs/02-cross-host.toml --format dot -o lab.dot
     #[command(mut_arg("format", |a| a.help("Output format (svg needs Graphviz's `dot`).")))]
     Graph(graph::Args),
+    /// Plan the smallest lab that holds N connections, with the limits that decide it.
+    ///
+    /// Reads this machine's limits (nf_conntrack_max, the open-files limit, fs.file-max,
+    /// memory) and finds the fewest client hosts, NAT paths and containers; `--write` writes
+    /// the lab file, which `lab run` turns into exactly N established connections.
+    ///
+    /// Example: lab plan --connections 1000000
+    ///
+    /// Example: lab plan -n 150000 --nat snat-pool --write both.toml
+    Plan(plan::Args),
     /// Write a commented starter lab file that `lab check` accepts.
     ///
     /// Example: lab new my-lab  (writes my-lab.toml; `-o PATH` writes elsewhere)
@@ -188,6 +199,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Show(a) => show::run(a),
         Command::Graph(a) => graph::run(a),
         Command::New(a) => new::run(a),
+        Command::Plan(a) => plan::run(a),
         Command::Shell(a) => shell::run(a),
         Command::Schema(a) => schema::run(a),
         Command::Completions(a) => completions::run(a),

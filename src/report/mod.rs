@@ -6,6 +6,7 @@ pub mod graph;
 pub mod live;
 pub mod nat;
 pub mod notice;
+pub mod plan;
 pub mod plot;
 pub mod programs;
 pub mod run;

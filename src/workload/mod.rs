@@ -12,6 +12,6 @@ pub mod run;
 pub mod server;
 pub mod session;
 mod settle;
-mod share;
+pub mod share;
 pub mod sockets;
 pub mod sys;

@@ -34,7 +34,9 @@ use super::outcome::{
 use super::program;
 use super::protocol::{AgentSpec, Event, Failures, Progress};
 use super::settle::{Settle, Tick};
-use super::share::{expected_at_server, spaced, split, walk_starts};
+use super::share::{
+    client_processes, expected_at_server, server_processes, spaced, split, walk_starts,
+};
 use super::sockets::TcpCounts;
 use crate::lab::events::{Notice, emit};
 use crate::lab::lifecycle::{Lab, Signals};
@@ -42,11 +44,6 @@ use crate::lab::plan::{ContainerId, Hold, NetnsName, Plan, SERVER_BACKLOG};
 use crate::lab::state::Process;
 use crate::nat::paths::HostPrediction;
 
-/// Sockets an agent needs besides its connections (stdio, epoll, signalfd, listener, slack).
-const FD_RESERVE: u64 = 64;
-/// Server processes get this much headroom, because SO_REUSEPORT spreads connections by hash,
-/// not evenly.
-const SERVER_HEADROOM: f64 = 1.25;
 const TICK: Duration = Duration::from_millis(100);
 /// The kernel is asked what programs hold this often.
 const KERNEL_TICK: Duration = Duration::from_secs(1);
@@ -159,7 +156,6 @@ impl Workload {
         // What each agent raises its soft limit to, and so how many sockets it may hold.
         let max_open_files =
             crate::sys::open_files_hard_limit().context("read the open-files limit")?;
-        let per_process = max_open_files.saturating_sub(FD_RESERVE).max(1);
         let plan = &lab.plan;
         let mut w = Self {
             agents: Vec::new(),
@@ -201,10 +197,7 @@ impl Workload {
             }
             // `lab up` gave the host queues as long as this backlog (the Plan's sysctls).
             let expected = expected_at_server(plan, si);
-            let needed = ((expected as f64 * SERVER_HEADROOM) / per_process as f64)
-                .ceil()
-                .max(1.0) as u64;
-            let processes = needed.max(server.processes.map_or(1, |p| u64::from(p.get())));
+            let processes = server_processes(expected, server.processes, max_open_files);
             for p in 0..processes {
                 let spec = AgentSpec::Server {
                     netns: host.netns.to_string(),
@@ -230,7 +223,6 @@ impl Workload {
         prediction: &[HostPrediction],
     ) -> Result<()> {
         let plan = &lab.plan;
-        let per_process = self.max_open_files.saturating_sub(FD_RESERVE).max(1);
         let starts = walk_starts(plan, prediction);
         let mut batch = Vec::new();
         for (gi, group) in plan.clients.iter().enumerate() {
@@ -265,9 +257,7 @@ impl Workload {
                 }
                 let ports = c.local_ports();
                 let (lo, hi) = (ports.lo(), ports.hi());
-                let needed = u64::from(connections).div_ceil(per_process).max(1);
-                // Never fewer than the file asks, nor than the open-files limit needs.
-                let processes = needed.max(group.processes.map_or(1, |p| u64::from(p.get())));
+                let processes = client_processes(connections, group.processes, self.max_open_files);
                 let pace = opts.client_pace(group);
                 let (rate, in_flight) = pace.per_process(processes);
                 let (rank, sharing) = starts.get(&(gi, i)).copied().unwrap_or((0, 1));

@@ -5,9 +5,40 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::num::NonZeroU32;
 
 use crate::lab::plan::{HostId, Plan};
 use crate::nat::paths::{HostPrediction, predicted_source};
+
+/// Descriptors an agent needs besides its connections (stdio, epoll, signalfd, listener, slack).
+pub const FD_RESERVE: u64 = 64;
+
+/// Server processes get this much headroom (in quarters: 5/4), because SO_REUSEPORT spreads
+/// connections by hash, not evenly.
+const SERVER_HEADROOM_QUARTERS: u64 = 5;
+
+/// Connections one agent process may hold under an open-files limit of `max_open_files`.
+pub fn per_process(max_open_files: u64) -> u64 {
+    max_open_files.saturating_sub(FD_RESERVE).max(1)
+}
+
+/// Processes of a built-in client container holding `connections`: never fewer than the file
+/// asks (`asked`), nor than the open-files limit needs.
+pub fn client_processes(connections: u32, asked: Option<NonZeroU32>, max_open_files: u64) -> u64 {
+    let needed = u64::from(connections)
+        .div_ceil(per_process(max_open_files))
+        .max(1);
+    needed.max(asked.map_or(1, |p| u64::from(p.get())))
+}
+
+/// Processes of a built-in server expecting `expected` connections, with the headroom the
+/// SO_REUSEPORT hash needs; never fewer than the file asks.
+pub fn server_processes(expected: u64, asked: Option<NonZeroU32>, max_open_files: u64) -> u64 {
+    let needed = (expected * SERVER_HEADROOM_QUARTERS)
+        .div_ceil(4 * per_process(max_open_files))
+        .max(1);
+    needed.max(asked.map_or(1, |p| u64::from(p.get())))
+}
 
 /// Connections the clients aim at a server (every address of its host, its port).
 pub(super) fn expected_at_server(plan: &Plan, server: usize) -> u64 {
@@ -87,6 +118,18 @@ pub(super) fn spaced(slice: (u16, u16), rank: u32, sharing: u32) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_follow_the_open_files_limit() {
+        // 20,000 files here: 19,936 connections per process.
+        assert_eq!(client_processes(19_936, None, 20_000), 1);
+        assert_eq!(client_processes(19_937, None, 20_000), 2);
+        assert_eq!(client_processes(10, NonZeroU32::new(3), 20_000), 3);
+        // A million on one server: 1.25M / 19,936.
+        assert_eq!(server_processes(1_000_000, None, 20_000), 63);
+        assert_eq!(server_processes(0, None, 20_000), 1);
+        assert_eq!(server_processes(75_000, NonZeroU32::new(8), 20_000), 8);
+    }
 
     #[test]
     fn split_shares_connections_and_disjoint_port_slices() {

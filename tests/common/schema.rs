@@ -24,18 +24,21 @@ pub enum Kind {
     List,
     /// `lab nat LAB [HOST] --json`.
     Nat,
+    /// `lab plan --connections N --json`.
+    Plan,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Run, Kind::Check, Kind::List, Kind::Nat];
+    pub const ALL: [Kind; 5] = [Kind::Run, Kind::Check, Kind::List, Kind::Nat, Kind::Plan];
 
-    /// `run`, `check`, `list` or `nat`: the verb, and the schema's file name stem.
+    /// `run`, `check`, `list`, `nat` or `plan`: the verb, and the schema's file name stem.
     pub fn name(self) -> &'static str {
         match self {
             Kind::Run => "run",
             Kind::Check => "check",
             Kind::List => "list",
             Kind::Nat => "nat",
+            Kind::Plan => "plan",
         }
     }
 
@@ -57,7 +60,8 @@ impl Kind {
 
     /// The compiled schema (draft 2020-12, formats validated), built once per process.
     pub fn validator(self) -> &'static jsonschema::Validator {
-        static COMPILED: [OnceLock<jsonschema::Validator>; 4] = [
+        static COMPILED: [OnceLock<jsonschema::Validator>; 5] = [
+            OnceLock::new(),
             OnceLock::new(),
             OnceLock::new(),
             OnceLock::new(),
