@@ -956,3 +956,229 @@ fn yaml_key(key: &str) -> String {
         && !WORDS.contains(&key.to_ascii_lowercase().as_str());
     if plain { key.to_owned() } else { yaml_str(key) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::plan::Mac;
+    use crate::lab::{LoadOptions, Source, load};
+
+    fn lab(file: &str) -> Plan {
+        let path = format!("{}/labs/{file}.toml", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).expect("lab file");
+        load(&Source::new(file, text), &LoadOptions::default())
+            .map_err(|d| format!("{d:?}"))
+            .expect("valid")
+            .plan
+    }
+
+    /// `text` equals the golden file `tests/goldens/show-docker/NAME`; `LAB_BLESS=1` writes it.
+    fn golden(name: &str, text: &str) {
+        let path = format!(
+            "{}/tests/goldens/show-docker/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        if std::env::var_os("LAB_BLESS").is_some() {
+            std::fs::write(&path, text).expect("write golden");
+        }
+        let want = std::fs::read_to_string(&path).expect("golden file (LAB_BLESS=1 writes it)");
+        assert!(
+            text == want,
+            "{name} differs from its golden (LAB_BLESS=1 rewrites it):\n{text}"
+        );
+    }
+
+    #[test]
+    fn goldens_of_labs_02_04_05() {
+        for file in ["02-cross-host", "04-more-source-addresses", "05-both-fixes"] {
+            let plan = lab(file);
+            golden(&format!("{file}.sh"), &commands(&plan).expect("commands"));
+            golden(&format!("{file}.yml"), &compose(&plan).expect("compose"));
+        }
+    }
+
+    /// Which network each container of the first Docker host is on, by name.
+    fn on(plan: &Plan) -> Vec<(String, String, Option<Ipv4Addr>)> {
+        let hosts = translate(plan).expect("translates");
+        hosts[0]
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.container.name.to_string(),
+                    hosts[0].networks[m.network].name.clone(),
+                    m.ip,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn masquerade_stays_on_the_default_bridge_without_addresses() {
+        let plan = lab("02-cross-host");
+        let hosts = translate(&plan).unwrap();
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(hosts[0].networks.len(), 1);
+        assert_eq!(hosts[0].networks[0].create, None);
+        for (_, net, ip) in on(&plan) {
+            assert_eq!(net, "bridge");
+            assert_eq!(ip, None, "Docker refuses --ip on the default bridge");
+        }
+        let text = commands(&plan).unwrap();
+        assert!(!text.contains("docker network create"), "{text}");
+        assert!(text.contains("75,000 connections from 3 containers, more than the 64,512"));
+    }
+
+    #[test]
+    fn a_pool_of_three_is_three_networks_round_robin() {
+        let plan = lab("04-more-source-addresses");
+        let hosts = translate(&plan).unwrap();
+        let v4: Vec<Option<Ipv4Addr>> = hosts[0]
+            .networks
+            .iter()
+            .map(|n| n.create.as_ref().and_then(|c| c.host_ipv4))
+            .collect();
+        let pool = ["192.168.49.6", "192.168.49.7", "192.168.49.8"];
+        assert_eq!(v4, pool.map(|a| Some(a.parse().unwrap())));
+        let subnets: Vec<String> = hosts[0]
+            .networks
+            .iter()
+            .map(|n| n.create.as_ref().unwrap().subnet.to_string())
+            .collect();
+        assert_eq!(subnets, ["172.18.0.0/16", "172.19.0.0/16", "172.20.0.0/16"]);
+        let want = [
+            ("c1", "more-src-snat1", "172.18.0.2"),
+            ("c2", "more-src-snat2", "172.19.0.2"),
+            ("c3", "more-src-snat3", "172.20.0.2"),
+        ];
+        let got = on(&plan);
+        for (g, w) in got.iter().zip(want) {
+            assert_eq!(
+                (g.0.as_str(), g.1.as_str(), g.2),
+                (w.0, w.1, w.2.parse().ok())
+            );
+        }
+    }
+
+    /// Round-robin over the containers would put c1, c3 and c5 (all to .15) on one network:
+    /// 75,000 connections on one path. Spreading per path puts at most two on any.
+    #[test]
+    fn a_pool_is_spread_per_path_not_per_container() {
+        let plan = lab("05-both-fixes");
+        let hosts = translate(&plan).unwrap();
+        let mut per_path: HashMap<(usize, SocketAddrV4), u64> = HashMap::new();
+        for m in &hosts[0].members {
+            for (g, i) in &m.clients {
+                *per_path.entry((m.network, g.target_of(*i))).or_default() +=
+                    u64::from(g.connections.get());
+            }
+        }
+        // Three containers per server over two addresses: two on one path is the least.
+        assert_eq!(per_path.len(), 4, "{per_path:?}");
+        assert_eq!(per_path.values().max(), Some(&50_000), "{per_path:?}");
+        assert_eq!(per_path.values().sum::<u64>(), 150_000);
+    }
+
+    #[test]
+    fn no_nat_is_a_network_without_masquerade_and_routes_elsewhere() {
+        let plan = lab("08-no-nat");
+        let text = commands(&plan).unwrap();
+        assert!(text.contains("-o com.docker.network.bridge.enable_ip_masquerade=false"));
+        assert!(
+            text.contains("#   ip route add 172.18.0.0/16 via 192.168.49.6"),
+            "{text}"
+        );
+        let yaml = compose(&plan).unwrap();
+        assert!(yaml.contains("com.docker.network.bridge.enable_ip_masquerade: \"false\""));
+    }
+
+    fn user_net(bridge: &str, subnet: &str, nat: Nat) -> DockerNet {
+        let subnet: Ipv4Net = subnet.parse().unwrap();
+        DockerNet {
+            bridge: IfName::new(bridge).unwrap(),
+            mac: Mac::derived(bridge),
+            subnet,
+            gateway: first_host(subnet),
+            nat,
+        }
+    }
+
+    /// User-defined networks are created as they are; only a pool is split, and Docker's
+    /// subnets for the split skip every subnet the lab has.
+    #[test]
+    fn user_networks_are_created_as_they_are() {
+        let mut plan = lab("02-cross-host");
+        let a = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
+        let docker = plan.hosts[0].docker.as_mut().unwrap();
+        docker.networks = vec![
+            user_net(
+                "br-egress",
+                "172.18.0.0/16",
+                Nat::Snat {
+                    pool: vec![a("192.168.49.6")],
+                    ports: None,
+                    persistent: false,
+                },
+            ),
+            user_net("br-plain", "10.9.0.0/24", Nat::Masquerade { ports: None }),
+            user_net(
+                "br-pool",
+                "172.19.0.0/16",
+                Nat::Snat {
+                    pool: vec![a("192.168.49.7"), a("192.168.49.8")],
+                    ports: None,
+                    persistent: false,
+                },
+            ),
+        ];
+        let text = commands(&plan).unwrap();
+        assert!(
+            text.contains(
+                "docker network create --driver bridge --subnet 172.18.0.0/16 --gateway \
+                 172.18.0.1 \\\n  -o com.docker.network.bridge.name=br-egress \\\n  -o \
+                 com.docker.network.host_ipv4=192.168.49.6 \\\n  br-egress\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "--subnet 10.9.0.0/24 --gateway 10.9.0.1 \\\n  -o \
+                 com.docker.network.bridge.name=br-plain \\\n  br-plain\n"
+            ),
+            "{text}"
+        );
+        // Split: fresh subnets past 172.18 and 172.19, which the lab's networks hold.
+        assert!(text.contains("--subnet 172.20.0.0/16"), "{text}");
+        assert!(
+            text.contains("host_ipv4=192.168.49.7 \\\n  br-pool-1\n"),
+            "{text}"
+        );
+        assert!(text.contains("--subnet 172.21.0.0/16"), "{text}");
+        assert!(
+            text.contains("host_ipv4=192.168.49.8 \\\n  br-pool-2\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("docker network create").count(), 4);
+    }
+
+    #[test]
+    fn bridge_names_fit_ifnamsiz() {
+        assert_eq!(bridge_name("more-src", 1).as_str(), "br-more-src-1");
+        assert_eq!(bridge_name("both-fixes", 2).as_str(), "br-both-fixes-2");
+        let long = bridge_name("a-very-long-lab-name", 12);
+        assert!(long.as_str().len() <= IFNAME_MAX, "{long}");
+        assert_eq!(long.as_str(), "br-a-very-lo-12");
+    }
+
+    #[test]
+    fn yaml_scalars_and_keys() {
+        assert_eq!(yaml_str("it's \"x\" \\"), "\"it's \\\"x\\\" \\\\\"");
+        assert_eq!(yaml_str("a\nb\u{85}é"), "\"a\\u000ab\\u0085\\u00e9\"");
+        assert_eq!(yaml_str("\u{1f600}"), "\"\\U0001f600\"");
+        assert_eq!(compose_str("$HOME"), "\"$$HOME\"");
+        assert_eq!(yaml_key("c1"), "c1");
+        assert_eq!(yaml_key("yes"), "\"yes\"");
+        assert_eq!(yaml_key("1x"), "\"1x\"");
+        assert_eq!(project_name("Cmd.Lab-h"), "cmd_lab-h");
+    }
+}
