@@ -19,7 +19,7 @@ use serde_json::Value;
 fn plan_of(file: &Path) -> Plan {
     let text = std::fs::read_to_string(file).expect("lab file");
     load(
-        &Source::new(&file.display().to_string(), text),
+        &Source::new(file.display().to_string(), text),
         &LoadOptions::default(),
     )
     .unwrap_or_else(|d| panic!("{}: {d:?}", file.display()))
