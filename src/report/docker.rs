@@ -744,10 +744,7 @@ fn path_loads(s: &mut String, d: &DockerHost, i: usize) {
     let translated = d.networks[i].create.as_ref().is_none_or(|c| c.masquerade);
     for (t, n, containers) in loads {
         let wall = if translated && n > NAT_PATH_PORTS {
-            format!(
-                ", more than the {} ports of one NAT path: the wall",
-                count(NAT_PATH_PORTS)
-            )
+            format!(", past one NAT path's {} ports", count(NAT_PATH_PORTS))
         } else {
             String::new()
         };
@@ -1026,7 +1023,7 @@ mod tests {
         }
         let text = commands(&plan).unwrap();
         assert!(!text.contains("docker network create"), "{text}");
-        assert!(text.contains("75,000 connections from 3 containers, more than the 64,512"));
+        assert!(text.contains("75,000 connections from 3 containers, past one NAT path's 64,512"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ IMAGE=${IMAGE:-your/load-tester}
 #   older did (add --mac-address to fix one).
 # network bridge: 3 containers (c1, c2, c3), leaving as 192.168.49.6, the host's primary address
 #   (MASQUERADE)
-#   to 192.168.49.5:9000: 75,000 connections from 3 containers, more than the 64,512 ports of one NAT path: the wall
+#   to 192.168.49.5:9000: 75,000 connections from 3 containers, past one NAT path's 64,512 ports
 # load (lab's built-in client): 25,000 connections to 192.168.49.5:9000, a ping on each every 100 s
 docker run -d --name cross-host-c1 --network bridge \
   --sysctl net.ipv4.ip_local_port_range='1024 65535' \
