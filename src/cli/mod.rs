@@ -114,9 +114,11 @@ pub enum Command {
     ///
     /// Example: sudo lab logs my-bench server-host --tail 20
     Logs(logs::Args),
-    /// Print the `ip`, `nft` and `sysctl` commands that build a lab by hand.
+    /// Print the `ip`, `nft` and `sysctl` commands that build a lab by hand, or the lab on Docker.
     ///
     /// Example: lab show labs/02-cross-host.toml --commands
+    ///
+    /// Example: lab show labs/04-more-source-addresses.toml --docker compose
     Show(show::Args),
     /// Write the topology as Mermaid or Graphviz DOT.
     ///

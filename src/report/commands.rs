@@ -177,7 +177,7 @@ fn sysctl_commands(s: &mut String, ns: &str, sysctls: &[Sysctl]) {
 
 /// `word` as one shell word: as it is when it needs no quoting (every name a lab validates),
 /// else in single quotes.
-fn q(word: &str) -> String {
+pub(super) fn q(word: &str) -> String {
     let plain = !word.is_empty()
         && word
             .chars()

@@ -2,6 +2,7 @@
 //! text; only the CLI prints.
 
 pub mod commands;
+pub mod docker;
 pub mod graph;
 pub mod live;
 pub mod nat;

@@ -19,6 +19,7 @@ mod sysctls;
 mod topology;
 mod values;
 
+pub use programs::CONTAINER_SYSCTLS;
 pub use values::parse_duration;
 mod workload;
 

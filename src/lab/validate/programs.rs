@@ -15,7 +15,7 @@ use super::values::parse_duration;
 
 /// What Docker sets in every container's namespace, so that programs without privilege may
 /// listen on low ports and ping.
-pub(super) const CONTAINER_SYSCTLS: [(&str, &str); 2] = [
+pub const CONTAINER_SYSCTLS: [(&str, &str); 2] = [
     ("net.ipv4.ip_unprivileged_port_start", "0"),
     ("net.ipv4.ping_group_range", "0 2147483647"),
 ];
