@@ -1,7 +1,8 @@
 //! The firewall seat: which layout writes a Docker host's rules, and how they reach the kernel.
 //!
-//! A [`Layout`] is one way Docker arranges its rules (today's iptables-nft tables; Docker 29's
-//! native nftables table is the next one): the tables and chains it writes, with the NAT form's
+//! A [`Layout`] is one way Docker arranges its rules (the iptables-nft tables of Docker's default
+//! backend, [`iptables_nft`], or Docker 29's native `docker-bridges` tables, [`nftables`]): the
+//! tables, verdict maps and chains it writes, with the NAT form's
 //! POSTROUTING rules ([`nat_rules`]) in the chain the layout keeps for them. Everything after
 //! that is the same for every layout: one description ([`ruleset`]) rendered as `nft` text for
 //! `lab show --commands` and encoded ([`encode`]) into one batch ([`batch`]) for `lab up`.
@@ -24,6 +25,7 @@ mod batch;
 mod encode;
 mod iptables_nft;
 mod nat_rules;
+mod nftables;
 mod readback;
 mod ruleset;
 
@@ -32,20 +34,22 @@ use anyhow::{Context as _, bail};
 pub use readback::{RuleText, read_back};
 use ruleset::TableSpec;
 
-use crate::lab::plan::{Docker, FirewallBackend, Nat};
+use crate::lab::plan::{Docker, Endpoint, FirewallBackend, Nat};
 
 /// One way Docker arranges a host's firewall.
 trait Layout: Sync {
     /// The first lines of the script, saying which Docker writes this and how to load it.
     fn header(&self, docker: &Docker) -> Vec<String>;
-    /// The tables this layout writes for `docker`'s networks, NAT rules included.
-    fn ruleset(&self, docker: &Docker) -> Vec<TableSpec>;
+    /// The tables this layout writes for `docker`'s networks, NAT rules included, and for the
+    /// containers on them (`endpoints`), where the layout has rules per container.
+    fn ruleset(&self, docker: &Docker, endpoints: &[Endpoint]) -> Vec<TableSpec>;
 }
 
 /// The layout of the rules the host's daemon writes, by its firewall backend.
 fn layout_of(docker: &Docker) -> &'static dyn Layout {
     match docker.firewall {
         FirewallBackend::IptablesNft => &iptables_nft::IptablesNft,
+        FirewallBackend::Nftables => &nftables::Nftables,
     }
 }
 
@@ -55,9 +59,9 @@ fn layout_of(docker: &Docker) -> &'static dyn Layout {
 /// it with `nft -f` in a fresh namespace gives the same `nft list ruleset` as [`apply`]. Like
 /// [`apply`], it replaces its tables, so it can be loaded again. What each NAT form writes is
 /// in [`nat_rules`].
-pub fn nft_script(docker: &Docker) -> String {
+pub fn nft_script(docker: &Docker, endpoints: &[Endpoint]) -> String {
     let layout = layout_of(docker);
-    ruleset::script(&layout.header(docker), &layout.ruleset(docker))
+    ruleset::script(&layout.header(docker), &layout.ruleset(docker, endpoints))
 }
 
 /// Writes the ruleset into the nftables of the namespace the calling thread is in, as one atomic
@@ -71,7 +75,7 @@ pub fn nft_script(docker: &Docker) -> String {
 /// \`ip saddr 172.17.0.0/16 oifname != "docker0" counter masquerade\` to chain nat POSTROUTING".
 /// A kernel without nf_tables, its NAT chain type or the masq/nat/ct expressions gives an error
 /// whose chain holds [`crate::error::Fail::Unsupported`].
-pub fn apply(docker: &Docker) -> anyhow::Result<()> {
+pub fn apply(docker: &Docker, endpoints: &[Endpoint]) -> anyhow::Result<()> {
     for net in docker.all_networks() {
         if let Nat::Snat { pool, .. } = &net.nat
             && pool.is_empty()
@@ -82,7 +86,7 @@ pub fn apply(docker: &Docker) -> anyhow::Result<()> {
             );
         }
     }
-    let planned = batch::plan_batch(&layout_of(docker).ruleset(docker));
+    let planned = batch::plan_batch(&layout_of(docker).ruleset(docker, endpoints));
     batch::send(&planned).with_context(|| {
         let nets: Vec<String> = docker
             .all_networks()
@@ -100,8 +104,8 @@ pub fn apply(docker: &Docker) -> anyhow::Result<()> {
 pub struct DockerFirewall;
 
 impl crate::lab::firewall::Firewall for DockerFirewall {
-    fn apply(&self, docker: &Docker) -> anyhow::Result<()> {
-        apply(docker)
+    fn apply(&self, docker: &Docker, endpoints: &[Endpoint]) -> anyhow::Result<()> {
+        apply(docker, endpoints)
     }
 }
 
@@ -119,7 +123,7 @@ mod tests {
     use crate::nfnl::{NFNL_SUBSYS_NFTABLES, NLMSG_HDRLEN};
 
     fn ruleset(d: &Docker) -> Vec<TableSpec> {
-        layout_of(d).ruleset(d)
+        layout_of(d).ruleset(d, &[])
     }
 
     fn nft_msg_type(nft_msg: u8) -> u16 {
@@ -598,11 +602,14 @@ table ip filter {
 	}
 }
 "#;
-        assert_eq!(nft_script(&docker(Nat::Masquerade { ports: None })), want);
+        assert_eq!(
+            nft_script(&docker(Nat::Masquerade { ports: None }), &[]),
+            want
+        );
     }
 
     fn script_postrouting(nat: Nat) -> Vec<String> {
-        let s = nft_script(&docker(nat));
+        let s = nft_script(&docker(nat), &[]);
         s.lines()
             .skip_while(|l| !l.contains("chain POSTROUTING"))
             .skip(1)
@@ -672,9 +679,33 @@ table ip filter {
             ports: None,
             persistent: false,
         });
-        let err = apply(&d).unwrap_err();
+        let err = apply(&d, &[]).unwrap_err();
         assert!(format!("{err:#}").contains("pool is empty"));
-        assert!(nft_script(&d).contains("# no SNAT rule: the address pool is empty"));
+        assert!(nft_script(&d, &[]).contains("# no SNAT rule: the address pool is empty"));
+    }
+
+    fn nftables(nat: Nat) -> Docker {
+        Docker {
+            firewall: FirewallBackend::Nftables,
+            ..docker(nat)
+        }
+    }
+
+    fn endpoints(last: u8) -> Vec<Endpoint> {
+        (2..=last)
+            .map(|i| Endpoint {
+                bridge: IfName::new("docker0").unwrap(),
+                address: Ipv4Addr::new(172, 17, 0, i),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nftables_script_dump() {
+        if let Ok(path) = std::env::var("LAB_DUMP_NFT") {
+            let s = nft_script(&nftables(Nat::Masquerade { ports: None }), &endpoints(3));
+            std::fs::write(path, s).unwrap();
+        }
     }
 
     #[test]
