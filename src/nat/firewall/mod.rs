@@ -123,7 +123,11 @@ mod tests {
     use crate::nfnl::{NFNL_SUBSYS_NFTABLES, NLMSG_HDRLEN};
 
     fn ruleset(d: &Docker) -> Vec<TableSpec> {
-        layout_of(d).ruleset(d, &[])
+        ruleset_with(d, &[])
+    }
+
+    fn ruleset_with(d: &Docker, endpoints: &[Endpoint]) -> Vec<TableSpec> {
+        layout_of(d).ruleset(d, endpoints)
     }
 
     fn nft_msg_type(nft_msg: u8) -> u16 {
@@ -700,12 +704,149 @@ table ip filter {
             .collect()
     }
 
+    /// The nftables layout's rules as encoded, against what `nft --debug=netlink -f` printed
+    /// for Docker 29's text (nft 1.0.6, libnftnl 1.2.4); the full listing is checked against
+    /// the kernel in tests/nftables.rs.
     #[test]
-    fn nftables_script_dump() {
-        if let Ok(path) = std::env::var("LAB_DUMP_NFT") {
-            let s = nft_script(&nftables(Nat::Masquerade { ports: None }), &endpoints(3));
-            std::fs::write(path, s).unwrap();
+    fn golden_nftables_rules() {
+        let d = nftables(Nat::Masquerade { ports: None });
+        let planned = plan_batch(&ruleset_with(&d, &endpoints(2)));
+        let rules: Vec<(String, String, String)> = batch_messages(&planned)
+            .into_iter()
+            .filter_map(|(_, r)| r)
+            .map(|r| (r.family, r.chain, r.text))
+            .collect();
+        let find = |family: &str, chain: &str| -> Vec<String> {
+            rules
+                .iter()
+                .filter(|r| r.0 == family && r.1 == chain)
+                .map(|r| r.2.clone())
+                .collect()
+        };
+        let vmap = |key: &str, map: &str| {
+            golden(&[
+                &format!("[ meta load {key} => reg 1 ]"),
+                &format!("[ lookup reg 1 set {map} dreg 0 ]"),
+            ])
+        };
+        let fib = "
+            [ fib daddr type => reg 1 ]
+            [ cmp eq reg 1 0x00000002 ]";
+        let to_dnat = "[ immediate reg 0 jump -> nat-prerouting-and-output ]";
+        assert_eq!(
+            find("ip", "filter-FORWARD"),
+            [
+                vmap("oifname", "filter-forward-in-jumps"),
+                vmap("iifname", "filter-forward-out-jumps")
+            ]
+        );
+        assert_eq!(
+            find("ip", "nat-POSTROUTING"),
+            [
+                vmap("iifname", "nat-postrouting-out-jumps"),
+                vmap("oifname", "nat-postrouting-in-jumps")
+            ]
+        );
+        let not_lo = "
+            [ payload load 1b @ network header + 16 => reg 1 ]
+            [ cmp neq reg 1 0x0000007f ]";
+        assert_eq!(
+            find("ip", "nat-OUTPUT"),
+            [golden(&[not_lo, fib, COUNTER, to_dnat])]
+        );
+        assert_eq!(
+            find("ip", "nat-PREROUTING"),
+            [golden(&[fib, COUNTER, to_dnat])]
+        );
+        let not_lo6 = "
+            [ payload load 16b @ network header + 24 => reg 1 ]
+            [ cmp neq reg 1 0x00000000 0x00000000 0x00000000 0x01000000 ]";
+        assert_eq!(
+            find("ip6", "nat-OUTPUT"),
+            [golden(&[not_lo6, fib, COUNTER, to_dnat])]
+        );
+        assert_eq!(
+            find("ip", "raw-PREROUTING"),
+            [golden(&[
+                "[ payload load 4b @ network header + 16 => reg 1 ]",
+                "[ cmp eq reg 1 0x020011ac ]",
+                "[ meta load iifname => reg 1 ]",
+                "[ cmp neq reg 1 0x6b636f64 0x00307265 0x00000000 0x00000000 ]",
+                COUNTER,
+                "[ immediate reg 0 drop ]",
+                r"userdata = { \x00\x13DROP DIRECT ACCESS\x00 }",
+            ])]
+        );
+        assert_eq!(
+            find("ip", "nat-postrouting-out__docker0"),
+            [golden(&[
+                "[ meta load oifname => reg 1 ]",
+                "[ cmp neq reg 1 0x6b636f64 0x00307265 0x00000000 0x00000000 ]",
+                "[ payload load 2b @ network header + 12 => reg 1 ]",
+                "[ cmp eq reg 1 0x000011ac ]",
+                COUNTER,
+                "[ masq ]",
+                r"userdata = { \x00\x0bMASQUERADE\x00 }",
+            ])]
+        );
+        assert_eq!(find("ip", "filter-forward-in__docker0").len(), 3);
+        assert_eq!(find("ip", "filter-forward-out__docker0").len(), 2);
+
+        // Order: per table, the tables, the chains, the four maps, their elements (ip only:
+        // the ip6 maps have none), then the rules.
+        let t = |m: i32| nft_msg_type(m as u8);
+        let types: Vec<u16> = batch_messages(&planned)
+            .into_iter()
+            .map(|(ty, _)| ty)
+            .filter(|ty| *ty >> 8 == u16::from(NFNL_SUBSYS_NFTABLES))
+            .collect();
+        let table = [
+            t(libc::NFT_MSG_NEWTABLE),
+            t(libc::NFT_MSG_DELTABLE),
+            t(libc::NFT_MSG_NEWTABLE),
+        ];
+        let mut want = table.to_vec();
+        want.extend([t(libc::NFT_MSG_NEWCHAIN); 10]);
+        want.extend([t(libc::NFT_MSG_NEWSET); 4]);
+        want.extend([t(libc::NFT_MSG_NEWSETELEM); 4]);
+        want.extend([t(libc::NFT_MSG_NEWRULE); 13]);
+        want.extend(table);
+        want.extend([t(libc::NFT_MSG_NEWCHAIN); 6]);
+        want.extend([t(libc::NFT_MSG_NEWSET); 4]);
+        want.extend([t(libc::NFT_MSG_NEWRULE); 6]);
+        assert_eq!(types, want);
+        assert_eq!(planned.batch.sequence_numbers().len(), planned.steps.len());
+    }
+
+    #[test]
+    fn nftables_script_writes_docker_29_comments_and_host_ipv4() {
+        let s = nft_script(&nftables(Nat::Masquerade { ports: None }), &endpoints(3));
+        for line in [
+            "\t\tip daddr 172.17.0.2 iifname != \"docker0\" counter drop comment \"DROP DIRECT ACCESS\"\n\t\tip daddr 172.17.0.3 iifname != \"docker0\" counter drop comment \"DROP DIRECT ACCESS\"\n",
+            "\t\toifname != \"docker0\" ip saddr 172.17.0.0/16 counter masquerade comment \"MASQUERADE\"\n",
+            "\t\tiifname \"docker0\" counter accept comment \"ICC\"\n",
+            "\t\telements = { \"docker0\" : jump nat-postrouting-out__docker0 }\n",
+            "table ip6 docker-bridges\ndelete table ip6 docker-bridges\ntable ip6 docker-bridges {\n",
+            "\t\ttype nat hook output priority -100; policy accept;\n",
+        ] {
+            assert!(s.contains(line), "{line:?} not in:\n{s}");
         }
+        let host_ipv4 = Nat::Snat {
+            pool: pool(41, 41),
+            ports: None,
+            persistent: false,
+        };
+        let s = nft_script(&nftables(host_ipv4), &[]);
+        assert!(s.contains(
+            "oifname != \"docker0\" ip saddr 172.17.0.0/16 counter snat to 192.168.49.41 comment \"SNAT\"\n"
+        ));
+        // Routed (nat = "none"): no direct-access drop, ICMP accepted, no NAT rule.
+        let s = nft_script(&nftables(Nat::None), &endpoints(2));
+        assert!(!s.contains("drop comment \"DROP DIRECT ACCESS\""), "{s}");
+        assert!(
+            s.contains("ip protocol icmp counter accept comment \"ICMP\""),
+            "{s}"
+        );
     }
 
     #[test]
