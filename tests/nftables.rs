@@ -488,3 +488,30 @@ fn nat_none_is_the_routed_gateway_mode_and_reaches_the_server() {
     }
     assert_gone(&name);
 }
+
+/// A misspelt backend is refused at its place, with the allowed values.
+#[test]
+fn an_unknown_backend_is_refused_with_the_allowed_ones() {
+    let file = temp_lab(
+        "nftbad",
+        &LAB_TEXT.replacen("firewall = \"nftables\"", "firewall = \"nftable\"", 1),
+    );
+    let out = common::lab(&["check", file.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = LAB_TEXT
+        .lines()
+        .position(|l| l == "firewall = \"nftables\"")
+        .expect("a firewall line")
+        + 1;
+    assert!(
+        err.contains(&format!(
+            "nftbad.toml:{line}:12: error: unknown firewall backend `nftable`"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("did you mean \"nftables\"?") && err.contains("\"iptables-nft\""),
+        "{err}"
+    );
+}
