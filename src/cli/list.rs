@@ -75,10 +75,12 @@ fn lab_json(s: &LabState) -> serde_json::Value {
         })
     });
     let hosts = plan.hosts.iter().map(|h| {
-        let docker = h.docker.as_ref().map(|d| &d.default_bridge).map(|d| {
+        let docker = h.docker.as_ref().map(|docker| {
+            let d = &docker.default_bridge;
             json!({
                 "bridge": d.bridge, "subnet": d.subnet, "gateway": d.gateway,
                 "nat": NatKind::of(&d.nat), "nat_rule": d.nat,
+                "firewall": docker.firewall,
             })
         });
         json!({

@@ -13,7 +13,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use super::fault;
 use super::firewall::Firewall;
 use super::netlink::{Namespace, Veth};
-use super::plan::{Container, Host, IfName, Lan, Plan};
+use super::plan::{Container, Endpoint, Host, HostId, IfName, Lan, Plan};
 
 /// Containers built at once. Netlink requests are cheap; this bounds open sockets and fds.
 const CONTAINER_CONCURRENCY: usize = 16;
@@ -44,8 +44,9 @@ pub async fn build(plan: &Plan, firewall: &dyn Firewall) -> Result<()> {
         fault::pause("up:namespace").await;
     }
     let mut hosts = Vec::with_capacity(plan.hosts.len());
-    for host in &plan.hosts {
+    for (i, host) in plan.hosts.iter().enumerate() {
         let lan = &lans[host.lan.0];
+        let endpoints = plan.endpoints_of(HostId(i));
         tracing::info!(
             netns = %host.netns,
             addresses = ?host.addresses,
@@ -54,7 +55,7 @@ pub async fn build(plan: &Plan, firewall: &dyn Firewall) -> Result<()> {
             host.name
         );
         hosts.push(
-            build_host(host, lan, firewall)
+            build_host(host, &endpoints, lan, firewall)
                 .await
                 .with_context(|| format!("build host {}", host.name))?,
         );
@@ -88,7 +89,12 @@ async fn build_lan(lan: &Lan) -> Result<LanNode> {
     Ok(LanNode { netns, bridge })
 }
 
-async fn build_host(host: &Host, lan: &LanNode, firewall: &dyn Firewall) -> Result<HostNode> {
+async fn build_host(
+    host: &Host,
+    endpoints: &[Endpoint],
+    lan: &LanNode,
+    firewall: &dyn Firewall,
+) -> Result<HostNode> {
     let netns = Namespace::create(&host.netns)?;
     netns.loopback_up().await?;
     // The NIC: eth0 in the host, its peer a port of the LAN bridge named after the host.
@@ -130,7 +136,8 @@ async fn build_host(host: &Host, lan: &LanNode, firewall: &dyn Firewall) -> Resu
                     .await?;
                 default_bridge.get_or_insert(bridge);
             }
-            // Docker's NAT and forward rules, one atomic nftables batch inside the host.
+            // Docker's NAT and forward rules, one atomic nftables batch inside the host. The
+            // rules for its containers go in with them, before the containers exist.
             tracing::debug!(
                 netns = %host.netns,
                 firewall = ?docker.firewall,
@@ -138,7 +145,7 @@ async fn build_host(host: &Host, lan: &LanNode, firewall: &dyn Firewall) -> Resu
             );
             fault::pause("up:rules").await;
             netns
-                .run(|| firewall.apply(docker))?
+                .run(|| firewall.apply(docker, endpoints))?
                 .with_context(|| format!("write Docker's nftables rules in {}", host.netns))?;
             fault::pause("up:rules-done").await;
             default_bridge

@@ -597,6 +597,36 @@ pub enum FirewallBackend {
     /// Docker's default: iptables rules, stored by iptables-nft as `table ip nat` / `ip filter`.
     #[default]
     IptablesNft,
+    /// Docker 29's native nftables rules (`"firewall-backend": "nftables"`): the tables
+    /// `ip docker-bridges` and `ip6 docker-bridges`, with verdict maps and per-bridge chains.
+    Nftables,
+}
+
+impl FirewallBackend {
+    /// daemon.json's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            FirewallBackend::IptablesNft => "iptables-nft",
+            FirewallBackend::Nftables => "nftables",
+        }
+    }
+
+    /// What reports say about it, e.g. `nftables (Docker 29 native)`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FirewallBackend::IptablesNft => "iptables-nft (Docker's default)",
+            FirewallBackend::Nftables => "nftables (Docker 29 native)",
+        }
+    }
+}
+
+/// A container's address on a Docker network of its host: what Docker 29's nftables rules
+/// guard with a `DROP DIRECT ACCESS` rule per container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The bridge of the container's network.
+    pub bridge: IfName,
+    pub address: Ipv4Addr,
 }
 
 /// A route in a host's main table: `dst via gateway dev eth0`.
@@ -849,6 +879,20 @@ impl Plan {
     /// Containers attached to the docker bridge of `host`, in address order.
     pub fn containers_of(&self, host: HostId) -> impl Iterator<Item = &Container> {
         self.containers.iter().filter(move |c| c.host == host)
+    }
+
+    /// The containers of `host` as endpoints of its Docker networks, in creation order.
+    pub fn endpoints_of(&self, host: HostId) -> Vec<Endpoint> {
+        let Some(docker) = &self.host(host).docker else {
+            return Vec::new();
+        };
+        // Every container is on the default bridge until containers name a network.
+        self.containers_of(host)
+            .map(|c| Endpoint {
+                bridge: docker.default_bridge.bridge.clone(),
+                address: c.address,
+            })
+            .collect()
     }
 }
 

@@ -80,6 +80,8 @@ pub struct HostSpec {
 #[derive(Debug, Clone)]
 pub struct DockerSpec {
     pub span: Span,
+    /// daemon.json's `firewall-backend`.
+    pub firewall: Option<Spanned<String>>,
     pub bridge: Option<Spanned<String>>,
     pub subnet: Option<Spanned<String>>,
     pub nat: Option<NatSpec>,
@@ -187,7 +189,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 const LAN_KEYS: &[&str] = &["subnet"];
 const HOST_KEYS: &[&str] = &["lan", "addresses", "sysctls", "docker"];
-const DOCKER_KEYS: &[&str] = &["bridge", "subnet", "nat"];
+const DOCKER_KEYS: &[&str] = &["firewall", "bridge", "subnet", "nat"];
 const NAT_KEYS: &[&str] = &["snat", "masquerade", "ports", "persistent"];
 const CONTAINER_KEYS: &[&str] = &["host", "replicas", "address", "sysctls"];
 const SERVER_KEYS: &[&str] = &["host", "port", "command", "processes", "user"];
@@ -277,6 +279,7 @@ fn docker(t: TableView<'_>, d: &mut Vec<Diagnostic>) -> DockerSpec {
     let mut r = Reader::new(t, DOCKER_KEYS, d);
     DockerSpec {
         span,
+        firewall: r.optional("firewall", string),
         bridge: r.optional("bridge", string),
         subnet: r.optional("subnet", string),
         nat: r.optional("nat", nat),

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use crate::lab::plan::{Container, Host, Lan, Plan, Sysctl};
+use crate::lab::plan::{Container, Endpoint, Host, HostId, Lan, Plan, Sysctl};
 use crate::nat::firewall::nft_script;
 
 pub fn script(plan: &Plan) -> String {
@@ -24,8 +24,8 @@ pub fn script(plan: &Plan) -> String {
     for lan in &plan.lans {
         lan_commands(&mut s, lan);
     }
-    for host in &plan.hosts {
-        host_commands(&mut s, plan, host);
+    for (i, host) in plan.hosts.iter().enumerate() {
+        host_commands(&mut s, plan, host, &plan.endpoints_of(HostId(i)));
     }
     for c in &plan.containers {
         container_commands(&mut s, plan, c);
@@ -66,7 +66,7 @@ fn lan_commands(s: &mut String, lan: &Lan) {
     let _ = writeln!(s, "ip -n {ns} link set dev {br} up");
 }
 
-fn host_commands(s: &mut String, plan: &Plan, host: &Host) {
+fn host_commands(s: &mut String, plan: &Plan, host: &Host, endpoints: &[Endpoint]) {
     let ns = q(host.netns.as_str());
     let nic = q(host.nic.as_str());
     let lan = plan.lan(host.lan);
@@ -124,7 +124,7 @@ fn host_commands(s: &mut String, plan: &Plan, host: &Host) {
             let _ = writeln!(s, "ip -n {ns} link set dev {br} up");
         }
         let _ = writeln!(s, "ip netns exec {ns} nft -f - <<'NFT'");
-        s.push_str(&nft_script(docker));
+        s.push_str(&nft_script(docker, endpoints));
         if !s.ends_with('\n') {
             s.push('\n');
         }

@@ -64,14 +64,16 @@ pub fn render(plan: &Plan) -> String {
                     s.name, s.port
                 );
             }
-            if let Some(d) = host.docker.as_ref().map(|d| &d.default_bridge) {
+            if let Some(docker) = &host.docker {
+                let d = &docker.default_bridge;
                 let _ = writeln!(
                     out,
-                    "{stem}   {} {}/{}  nat: {}",
+                    "{stem}   {} {}/{}  nat: {}  firewall: {}",
                     d.bridge,
                     d.gateway,
                     d.subnet.prefix_len(),
-                    nat_summary(host, d)
+                    nat_summary(host, d),
+                    docker.firewall.describe()
                 );
                 let containers: Vec<_> = plan
                     .containers_of(crate::lab::plan::HostId(*host_id))

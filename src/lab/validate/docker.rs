@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use crate::lab::diag::{Diagnostic, did_you_mean};
-use crate::lab::plan::{IfName, Nat};
+use crate::lab::plan::{FirewallBackend, IfName, Nat};
 use crate::lab::spec::{
     DockerSpec, HostSpec, Named, NatSpec, NatTableSpec, Span, Spanned, StringList,
 };
@@ -90,6 +90,10 @@ impl<'s> Validator<'s, '_> {
     }
 
     fn docker(&mut self, h: usize, spec: &DockerSpec) -> DockerDraft {
+        let firewall = match &spec.firewall {
+            Some(raw) => firewall(raw, self.diags),
+            None => Some(FirewallBackend::default()),
+        };
         let bridge = match &spec.bridge {
             Some(raw) => self.docker_bridge(raw),
             None => IfName::new(DEFAULT_DOCKER_BRIDGE).ok(),
@@ -103,6 +107,7 @@ impl<'s> Validator<'s, '_> {
             None => Some(Nat::Masquerade { ports: None }),
         };
         DockerDraft {
+            firewall,
             bridge,
             subnet,
             subnet_span,
@@ -300,11 +305,34 @@ impl<'s> Validator<'s, '_> {
 /// Docker's default bridge network, for a host that has containers but no `docker` table.
 fn implicit_docker(spec: &Named<HostSpec>) -> DockerDraft {
     DockerDraft {
+        firewall: Some(FirewallBackend::default()),
         bridge: IfName::new(DEFAULT_DOCKER_BRIDGE).ok(),
         subnet: Some(DEFAULT_DOCKER_SUBNET),
         subnet_span: spec.span.clone(),
         nat: Some(Nat::Masquerade { ports: None }),
     }
+}
+
+/// daemon.json's `"firewall-backend"`: Docker's two, by their daemon.json names.
+fn firewall(raw: &Spanned<String>, d: &mut Vec<Diagnostic>) -> Option<FirewallBackend> {
+    const ALL: [FirewallBackend; 2] = [FirewallBackend::IptablesNft, FirewallBackend::Nftables];
+    if let Some(f) = ALL.into_iter().find(|f| f.name() == raw.value) {
+        return Some(f);
+    }
+    let diag = Diagnostic::error(
+        raw.span.clone(),
+        format!("unknown firewall backend `{}`", raw.value),
+    );
+    let names = ALL.map(FirewallBackend::name);
+    d.push(match did_you_mean(&raw.value, names) {
+        Some(s) => diag.with_help(format!(
+            "did you mean \"{s}\"? (allowed: \"iptables-nft\", Docker's default, or \"nftables\", Docker 29's native backend)"
+        )),
+        None => diag.with_help(
+            "use \"iptables-nft\" (Docker's default) or \"nftables\" (Docker 29's native backend)",
+        ),
+    });
+    None
 }
 
 fn nat_mode(mode: &Spanned<String>, d: &mut Vec<Diagnostic>) -> Option<Nat> {

@@ -144,6 +144,7 @@ struct HostDraft<'s> {
 }
 
 struct DockerDraft {
+    firewall: Option<FirewallBackend>,
     bridge: Option<IfName>,
     subnet: Option<Ipv4Net>,
     /// Where the subnet is written, or the table/host that implies the default.
@@ -239,7 +240,7 @@ impl<'s> Validator<'s, '_> {
                 let lan = h.lan?;
                 let docker = match &h.docker {
                     Some(d) => Some(Docker {
-                        firewall: FirewallBackend::default(),
+                        firewall: d.firewall?,
                         default_bridge: docker_net(d, Mac::derived(&format!("{lab}/{name}")))?,
                         networks: Vec::new(),
                     }),

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::anyhow;
 use nftnl::{Batch, Chain, FinalizedBatch, MsgType, ProtoFamily, Rule, Table};
 
-use super::encode;
-use super::ruleset::{TableSpec, UNSUPPORTED_NAT};
+use super::encode::{self, VerdictMap};
+use super::ruleset::{Family, TableSpec, UNSUPPORTED_NAT};
 use crate::nfnl;
 
 /// How long one `recv` on the netfilter socket may block. The kernel answers a batch within
@@ -69,26 +69,43 @@ impl Planned {
 }
 
 /// Builds the one transaction: per table, add + delete + add (so an earlier run's table is
-/// replaced), then its chains (all before any rule, so jumps find their targets), then its rules.
+/// replaced), then its chains (all before any rule, so jumps find their targets), its verdict
+/// maps and their elements (which jump to the chains), then its rules (which look the maps up).
 pub(super) fn plan_batch(tables: &[TableSpec]) -> Planned {
     let mut batch = Batch::new();
     let mut steps = Vec::new();
+    // A map's id is unique in the transaction, as nft numbers them.
+    let mut next_map_id = 1;
     for spec in tables {
-        let tname = spec.name.to_string_lossy();
-        let table = Table::new(spec.name, ProtoFamily::Ipv4);
+        let family = spec.family.nft();
+        let tname = format!("{family} {}", spec.name.to_string_lossy());
+        // The iptables layout's messages name its chains bare (`chain nat POSTROUTING`).
+        let cname = |chain: &std::ffi::CStr| match spec.family {
+            Family::Ip => format!(
+                "{} {}",
+                spec.name.to_string_lossy(),
+                chain.to_string_lossy()
+            ),
+            Family::Ip6 => format!("{tname} {}", chain.to_string_lossy()),
+        };
+        let proto = match spec.family {
+            Family::Ip => ProtoFamily::Ipv4,
+            Family::Ip6 => ProtoFamily::Ipv6,
+        };
+        let table = Table::new(spec.name, proto);
         batch.add(&table, MsgType::Add);
         steps.push(Step::new(
-            format!("add table ip {tname}"),
+            format!("add table {tname}"),
             Some(UNSUPPORTED_NAT),
         ));
         batch.add(&table, MsgType::Del);
         steps.push(Step::new(
-            format!("delete table ip {tname} (to replace an earlier run's rules)"),
+            format!("delete table {tname} (to replace an earlier run's rules)"),
             None,
         ));
         batch.add(&table, MsgType::Add);
         steps.push(Step::new(
-            format!("add table ip {tname}"),
+            format!("add table {tname}"),
             Some(UNSUPPORTED_NAT),
         ));
 
@@ -96,7 +113,7 @@ pub(super) fn plan_batch(tables: &[TableSpec]) -> Planned {
             .chains
             .iter()
             .map(|c| {
-                let mut chain = Chain::new(c.name, &table);
+                let mut chain = Chain::new(&c.name, &table);
                 if let Some(base) = &c.base {
                     chain.set_type(encode::chain_type(base.ty));
                     chain.set_hook(encode::hook(base.hook), base.priority);
@@ -108,21 +125,60 @@ pub(super) fn plan_batch(tables: &[TableSpec]) -> Planned {
         for (c, chain) in spec.chains.iter().zip(&chains) {
             batch.add(chain, MsgType::Add);
             let what = match &c.base {
-                Some(base) => format!(
-                    "add chain {tname} {} {{ {} }}",
-                    c.name.to_string_lossy(),
-                    base.nft
-                ),
-                None => format!("add chain {tname} {}", c.name.to_string_lossy()),
+                Some(base) => format!("add chain {} {{ {} }}", cname(&c.name), base.nft),
+                None => format!("add chain {}", cname(&c.name)),
             };
             steps.push(Step::new(what, c.base.as_ref().map(|_| UNSUPPORTED_NAT)));
         }
+
+        let maps: Vec<(&std::ffi::CStr, u32, VerdictMap)> = spec
+            .maps
+            .iter()
+            .map(|m| {
+                let id = next_map_id;
+                next_map_id += 1;
+                (m.name, id, VerdictMap::new(spec.name, proto, m, id))
+            })
+            .collect();
+        for (name, _, map) in &maps {
+            batch.add(map, MsgType::Add);
+            steps.push(Step::new(
+                format!(
+                    "add map {tname} {} {{ type ifname : verdict }}",
+                    name.to_string_lossy()
+                ),
+                Some(UNSUPPORTED_NAT),
+            ));
+        }
+        for ((name, _, map), m) in maps.iter().zip(&spec.maps) {
+            if m.elements.is_empty() {
+                continue;
+            }
+            batch.add(&map.elements(), MsgType::Add);
+            steps.push(Step::new(
+                format!(
+                    "add the elements of map {tname} {} (one per bridge)",
+                    name.to_string_lossy()
+                ),
+                None,
+            ));
+        }
+        // A map the layout does not declare cannot be looked up; id 0 makes the kernel refuse
+        // the rule (ENOENT), which names it.
+        let map_id = |name: &std::ffi::CStr| {
+            maps.iter()
+                .find(|(n, _, _)| *n == name)
+                .map_or(0, |(_, id, _)| *id)
+        };
         for (c, chain) in spec.chains.iter().zip(&chains) {
             for r in &c.rules {
                 let mut rule = Rule::new(chain);
-                r.add_to(&mut rule);
+                r.add_to(&mut rule, &map_id);
                 batch.add(&rule, MsgType::Add);
-                steps.push(Step::new(r.describe(spec.name, c.name), r.needs()));
+                steps.push(Step::new(
+                    r.describe(spec.family, spec.name, &c.name),
+                    r.needs(),
+                ));
             }
         }
     }

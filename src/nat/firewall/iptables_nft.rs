@@ -39,11 +39,11 @@
 use std::ffi::CStr;
 
 use super::Layout;
-use super::nat_rules::postrouting;
+use super::nat_rules::{Head, postrouting};
 use super::ruleset::{
-    Action, BaseChain, ChainSpec, ChainType, Hook, Match, Policy, RuleSpec, TableSpec,
+    Action, BaseChain, ChainSpec, ChainType, Family, Hook, Match, Policy, RuleSpec, TableSpec,
 };
-use crate::lab::plan::{Docker, DockerNet, IfName};
+use crate::lab::plan::{Docker, DockerNet, Endpoint, IfName};
 
 const NAT_TABLE: &CStr = c"nat";
 const FILTER_TABLE: &CStr = c"filter";
@@ -75,7 +75,7 @@ impl Layout for IptablesNft {
         ]
     }
 
-    fn ruleset(&self, docker: &Docker) -> Vec<TableSpec> {
+    fn ruleset(&self, docker: &Docker, _endpoints: &[Endpoint]) -> Vec<TableSpec> {
         ruleset(docker)
     }
 }
@@ -90,10 +90,7 @@ fn ruleset(docker: &Docker) -> Vec<TableSpec> {
         equal,
         name: br.clone(),
     };
-    let jump = |to| RuleSpec {
-        matches: vec![],
-        action: Action::Jump(to),
-    };
+    let jump = |to| RuleSpec::counted(vec![], Action::Jump(to));
     let per_bridge = |rule: &dyn Fn(&IfName) -> RuleSpec| -> Vec<RuleSpec> {
         nets.iter().map(|n| rule(&n.bridge)).collect()
     };
@@ -102,14 +99,16 @@ fn ruleset(docker: &Docker) -> Vec<TableSpec> {
     let mut nat_rules = Vec::new();
     let mut nat_notes = Vec::new();
     for net in nets.iter().rev() {
-        let (rules, notes) = postrouting(net);
+        let (rules, notes) = postrouting(net, Head::SaddrFirst);
         nat_rules.extend(rules);
         nat_notes.extend(notes);
     }
     let nat = TableSpec {
+        family: Family::Ip,
         name: NAT_TABLE,
+        maps: vec![],
         chains: vec![ChainSpec {
-            name: POSTROUTING,
+            name: POSTROUTING.into(),
             base: Some(BaseChain {
                 ty: ChainType::Nat,
                 hook: Hook::PostRouting,
@@ -123,15 +122,16 @@ fn ruleset(docker: &Docker) -> Vec<TableSpec> {
     };
 
     let mut forward = vec![jump(DOCKER_CT), jump(DOCKER_INTERNAL), jump(DOCKER_BRIDGE)];
-    forward.extend(per_bridge(&|br| RuleSpec {
-        matches: vec![iif(true, br)],
-        action: Action::Accept,
+    forward.extend(per_bridge(&|br| {
+        RuleSpec::counted(vec![iif(true, br)], Action::Accept)
     }));
     let filter = TableSpec {
+        family: Family::Ip,
         name: FILTER_TABLE,
+        maps: vec![],
         chains: vec![
             ChainSpec {
-                name: FORWARD,
+                name: FORWARD.into(),
                 base: Some(BaseChain {
                     ty: ChainType::Filter,
                     hook: Hook::Forward,
@@ -152,23 +152,21 @@ fn ruleset(docker: &Docker) -> Vec<TableSpec> {
             ChainSpec::regular(DOCKER_FORWARD, forward),
             ChainSpec::regular(
                 DOCKER_CT,
-                per_bridge(&|br| RuleSpec {
-                    matches: vec![oif(true, br), Match::CtEstablishedRelated],
-                    action: Action::Accept,
+                per_bridge(&|br| {
+                    RuleSpec::counted(
+                        vec![oif(true, br), Match::CtEstablishedRelated],
+                        Action::Accept,
+                    )
                 }),
             ),
             ChainSpec::regular(
                 DOCKER_BRIDGE,
-                per_bridge(&|br| RuleSpec {
-                    matches: vec![oif(true, br)],
-                    action: Action::Jump(DOCKER),
-                }),
+                per_bridge(&|br| RuleSpec::counted(vec![oif(true, br)], Action::Jump(DOCKER))),
             ),
             ChainSpec::regular(
                 DOCKER,
-                per_bridge(&|br| RuleSpec {
-                    matches: vec![iif(false, br), oif(true, br)],
-                    action: Action::Drop,
+                per_bridge(&|br| {
+                    RuleSpec::counted(vec![iif(false, br), oif(true, br)], Action::Drop)
                 }),
             ),
             ChainSpec {

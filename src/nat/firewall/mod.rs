@@ -1,7 +1,8 @@
 //! The firewall seat: which layout writes a Docker host's rules, and how they reach the kernel.
 //!
-//! A [`Layout`] is one way Docker arranges its rules (today's iptables-nft tables; Docker 29's
-//! native nftables table is the next one): the tables and chains it writes, with the NAT form's
+//! A [`Layout`] is one way Docker arranges its rules (the iptables-nft tables of Docker's default
+//! backend, [`iptables_nft`], or Docker 29's native `docker-bridges` tables, [`nftables`]): the
+//! tables, verdict maps and chains it writes, with the NAT form's
 //! POSTROUTING rules ([`nat_rules`]) in the chain the layout keeps for them. Everything after
 //! that is the same for every layout: one description ([`ruleset`]) rendered as `nft` text for
 //! `lab show --commands` and encoded ([`encode`]) into one batch ([`batch`]) for `lab up`.
@@ -24,6 +25,7 @@ mod batch;
 mod encode;
 mod iptables_nft;
 mod nat_rules;
+mod nftables;
 mod readback;
 mod ruleset;
 
@@ -32,20 +34,22 @@ use anyhow::{Context as _, bail};
 pub use readback::{RuleText, read_back};
 use ruleset::TableSpec;
 
-use crate::lab::plan::{Docker, FirewallBackend, Nat};
+use crate::lab::plan::{Docker, Endpoint, FirewallBackend, Nat};
 
 /// One way Docker arranges a host's firewall.
 trait Layout: Sync {
     /// The first lines of the script, saying which Docker writes this and how to load it.
     fn header(&self, docker: &Docker) -> Vec<String>;
-    /// The tables this layout writes for `docker`'s networks, NAT rules included.
-    fn ruleset(&self, docker: &Docker) -> Vec<TableSpec>;
+    /// The tables this layout writes for `docker`'s networks, NAT rules included, and for the
+    /// containers on them (`endpoints`), where the layout has rules per container.
+    fn ruleset(&self, docker: &Docker, endpoints: &[Endpoint]) -> Vec<TableSpec>;
 }
 
 /// The layout of the rules the host's daemon writes, by its firewall backend.
 fn layout_of(docker: &Docker) -> &'static dyn Layout {
     match docker.firewall {
         FirewallBackend::IptablesNft => &iptables_nft::IptablesNft,
+        FirewallBackend::Nftables => &nftables::Nftables,
     }
 }
 
@@ -55,9 +59,9 @@ fn layout_of(docker: &Docker) -> &'static dyn Layout {
 /// it with `nft -f` in a fresh namespace gives the same `nft list ruleset` as [`apply`]. Like
 /// [`apply`], it replaces its tables, so it can be loaded again. What each NAT form writes is
 /// in [`nat_rules`].
-pub fn nft_script(docker: &Docker) -> String {
+pub fn nft_script(docker: &Docker, endpoints: &[Endpoint]) -> String {
     let layout = layout_of(docker);
-    ruleset::script(&layout.header(docker), &layout.ruleset(docker))
+    ruleset::script(&layout.header(docker), &layout.ruleset(docker, endpoints))
 }
 
 /// Writes the ruleset into the nftables of the namespace the calling thread is in, as one atomic
@@ -71,7 +75,7 @@ pub fn nft_script(docker: &Docker) -> String {
 /// \`ip saddr 172.17.0.0/16 oifname != "docker0" counter masquerade\` to chain nat POSTROUTING".
 /// A kernel without nf_tables, its NAT chain type or the masq/nat/ct expressions gives an error
 /// whose chain holds [`crate::error::Fail::Unsupported`].
-pub fn apply(docker: &Docker) -> anyhow::Result<()> {
+pub fn apply(docker: &Docker, endpoints: &[Endpoint]) -> anyhow::Result<()> {
     for net in docker.all_networks() {
         if let Nat::Snat { pool, .. } = &net.nat
             && pool.is_empty()
@@ -82,7 +86,7 @@ pub fn apply(docker: &Docker) -> anyhow::Result<()> {
             );
         }
     }
-    let planned = batch::plan_batch(&layout_of(docker).ruleset(docker));
+    let planned = batch::plan_batch(&layout_of(docker).ruleset(docker, endpoints));
     batch::send(&planned).with_context(|| {
         let nets: Vec<String> = docker
             .all_networks()
@@ -100,8 +104,8 @@ pub fn apply(docker: &Docker) -> anyhow::Result<()> {
 pub struct DockerFirewall;
 
 impl crate::lab::firewall::Firewall for DockerFirewall {
-    fn apply(&self, docker: &Docker) -> anyhow::Result<()> {
-        apply(docker)
+    fn apply(&self, docker: &Docker, endpoints: &[Endpoint]) -> anyhow::Result<()> {
+        apply(docker, endpoints)
     }
 }
 
@@ -119,7 +123,11 @@ mod tests {
     use crate::nfnl::{NFNL_SUBSYS_NFTABLES, NLMSG_HDRLEN};
 
     fn ruleset(d: &Docker) -> Vec<TableSpec> {
-        layout_of(d).ruleset(d)
+        ruleset_with(d, &[])
+    }
+
+    fn ruleset_with(d: &Docker, endpoints: &[Endpoint]) -> Vec<TableSpec> {
+        layout_of(d).ruleset(d, endpoints)
     }
 
     fn nft_msg_type(nft_msg: u8) -> u16 {
@@ -598,11 +606,14 @@ table ip filter {
 	}
 }
 "#;
-        assert_eq!(nft_script(&docker(Nat::Masquerade { ports: None })), want);
+        assert_eq!(
+            nft_script(&docker(Nat::Masquerade { ports: None }), &[]),
+            want
+        );
     }
 
     fn script_postrouting(nat: Nat) -> Vec<String> {
-        let s = nft_script(&docker(nat));
+        let s = nft_script(&docker(nat), &[]);
         s.lines()
             .skip_while(|l| !l.contains("chain POSTROUTING"))
             .skip(1)
@@ -672,9 +683,170 @@ table ip filter {
             ports: None,
             persistent: false,
         });
-        let err = apply(&d).unwrap_err();
+        let err = apply(&d, &[]).unwrap_err();
         assert!(format!("{err:#}").contains("pool is empty"));
-        assert!(nft_script(&d).contains("# no SNAT rule: the address pool is empty"));
+        assert!(nft_script(&d, &[]).contains("# no SNAT rule: the address pool is empty"));
+    }
+
+    fn nftables(nat: Nat) -> Docker {
+        Docker {
+            firewall: FirewallBackend::Nftables,
+            ..docker(nat)
+        }
+    }
+
+    fn endpoints(last: u8) -> Vec<Endpoint> {
+        (2..=last)
+            .map(|i| Endpoint {
+                bridge: IfName::new("docker0").unwrap(),
+                address: Ipv4Addr::new(172, 17, 0, i),
+            })
+            .collect()
+    }
+
+    /// The nftables layout's rules as encoded, against what `nft --debug=netlink -f` printed
+    /// for Docker 29's text (nft 1.0.6, libnftnl 1.2.4); the full listing is checked against
+    /// the kernel in tests/nftables.rs.
+    #[test]
+    fn golden_nftables_rules() {
+        let d = nftables(Nat::Masquerade { ports: None });
+        let planned = plan_batch(&ruleset_with(&d, &endpoints(2)));
+        let rules: Vec<(String, String, String)> = batch_messages(&planned)
+            .into_iter()
+            .filter_map(|(_, r)| r)
+            .map(|r| (r.family, r.chain, r.text))
+            .collect();
+        let find = |family: &str, chain: &str| -> Vec<String> {
+            rules
+                .iter()
+                .filter(|r| r.0 == family && r.1 == chain)
+                .map(|r| r.2.clone())
+                .collect()
+        };
+        let vmap = |key: &str, map: &str| {
+            golden(&[
+                &format!("[ meta load {key} => reg 1 ]"),
+                &format!("[ lookup reg 1 set {map} dreg 0 ]"),
+            ])
+        };
+        let fib = "
+            [ fib daddr type => reg 1 ]
+            [ cmp eq reg 1 0x00000002 ]";
+        let to_dnat = "[ immediate reg 0 jump -> nat-prerouting-and-output ]";
+        assert_eq!(
+            find("ip", "filter-FORWARD"),
+            [
+                vmap("oifname", "filter-forward-in-jumps"),
+                vmap("iifname", "filter-forward-out-jumps")
+            ]
+        );
+        assert_eq!(
+            find("ip", "nat-POSTROUTING"),
+            [
+                vmap("iifname", "nat-postrouting-out-jumps"),
+                vmap("oifname", "nat-postrouting-in-jumps")
+            ]
+        );
+        let not_lo = "
+            [ payload load 1b @ network header + 16 => reg 1 ]
+            [ cmp neq reg 1 0x0000007f ]";
+        assert_eq!(
+            find("ip", "nat-OUTPUT"),
+            [golden(&[not_lo, fib, COUNTER, to_dnat])]
+        );
+        assert_eq!(
+            find("ip", "nat-PREROUTING"),
+            [golden(&[fib, COUNTER, to_dnat])]
+        );
+        let not_lo6 = "
+            [ payload load 16b @ network header + 24 => reg 1 ]
+            [ cmp neq reg 1 0x00000000 0x00000000 0x00000000 0x01000000 ]";
+        assert_eq!(
+            find("ip6", "nat-OUTPUT"),
+            [golden(&[not_lo6, fib, COUNTER, to_dnat])]
+        );
+        assert_eq!(
+            find("ip", "raw-PREROUTING"),
+            [golden(&[
+                "[ payload load 4b @ network header + 16 => reg 1 ]",
+                "[ cmp eq reg 1 0x020011ac ]",
+                "[ meta load iifname => reg 1 ]",
+                "[ cmp neq reg 1 0x6b636f64 0x00307265 0x00000000 0x00000000 ]",
+                COUNTER,
+                "[ immediate reg 0 drop ]",
+                r"userdata = { \x00\x13DROP DIRECT ACCESS\x00 }",
+            ])]
+        );
+        assert_eq!(
+            find("ip", "nat-postrouting-out__docker0"),
+            [golden(&[
+                "[ meta load oifname => reg 1 ]",
+                "[ cmp neq reg 1 0x6b636f64 0x00307265 0x00000000 0x00000000 ]",
+                "[ payload load 2b @ network header + 12 => reg 1 ]",
+                "[ cmp eq reg 1 0x000011ac ]",
+                COUNTER,
+                "[ masq ]",
+                r"userdata = { \x00\x0bMASQUERADE\x00 }",
+            ])]
+        );
+        assert_eq!(find("ip", "filter-forward-in__docker0").len(), 3);
+        assert_eq!(find("ip", "filter-forward-out__docker0").len(), 2);
+
+        // Order: per table, the tables, the chains, the four maps, their elements (ip only:
+        // the ip6 maps have none), then the rules.
+        let t = |m: i32| nft_msg_type(m as u8);
+        let types: Vec<u16> = batch_messages(&planned)
+            .into_iter()
+            .map(|(ty, _)| ty)
+            .filter(|ty| *ty >> 8 == u16::from(NFNL_SUBSYS_NFTABLES))
+            .collect();
+        let table = [
+            t(libc::NFT_MSG_NEWTABLE),
+            t(libc::NFT_MSG_DELTABLE),
+            t(libc::NFT_MSG_NEWTABLE),
+        ];
+        let mut want = table.to_vec();
+        want.extend([t(libc::NFT_MSG_NEWCHAIN); 10]);
+        want.extend([t(libc::NFT_MSG_NEWSET); 4]);
+        want.extend([t(libc::NFT_MSG_NEWSETELEM); 4]);
+        want.extend([t(libc::NFT_MSG_NEWRULE); 13]);
+        want.extend(table);
+        want.extend([t(libc::NFT_MSG_NEWCHAIN); 6]);
+        want.extend([t(libc::NFT_MSG_NEWSET); 4]);
+        want.extend([t(libc::NFT_MSG_NEWRULE); 6]);
+        assert_eq!(types, want);
+        assert_eq!(planned.batch.sequence_numbers().len(), planned.steps.len());
+    }
+
+    #[test]
+    fn nftables_script_writes_docker_29_comments_and_host_ipv4() {
+        let s = nft_script(&nftables(Nat::Masquerade { ports: None }), &endpoints(3));
+        for line in [
+            "\t\tip daddr 172.17.0.2 iifname != \"docker0\" counter drop comment \"DROP DIRECT ACCESS\"\n\t\tip daddr 172.17.0.3 iifname != \"docker0\" counter drop comment \"DROP DIRECT ACCESS\"\n",
+            "\t\toifname != \"docker0\" ip saddr 172.17.0.0/16 counter masquerade comment \"MASQUERADE\"\n",
+            "\t\tiifname \"docker0\" counter accept comment \"ICC\"\n",
+            "\t\telements = { \"docker0\" : jump nat-postrouting-out__docker0 }\n",
+            "table ip6 docker-bridges\ndelete table ip6 docker-bridges\ntable ip6 docker-bridges {\n",
+            "\t\ttype nat hook output priority -100; policy accept;\n",
+        ] {
+            assert!(s.contains(line), "{line:?} not in:\n{s}");
+        }
+        let host_ipv4 = Nat::Snat {
+            pool: pool(41, 41),
+            ports: None,
+            persistent: false,
+        };
+        let s = nft_script(&nftables(host_ipv4), &[]);
+        assert!(s.contains(
+            "oifname != \"docker0\" ip saddr 172.17.0.0/16 counter snat to 192.168.49.41 comment \"SNAT\"\n"
+        ));
+        // Routed (nat = "none"): no direct-access drop, ICMP accepted, no NAT rule.
+        let s = nft_script(&nftables(Nat::None), &endpoints(2));
+        assert!(!s.contains("drop comment \"DROP DIRECT ACCESS\""), "{s}");
+        assert!(
+            s.contains("ip protocol icmp counter accept comment \"ICMP\""),
+            "{s}"
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! A NAT form as POSTROUTING rules: what each [`Nat`] of the plan writes, whichever layout
 //! holds the chain. Pure.
 //!
-//! All start with Docker's match, `ip saddr <subnet> oifname != "<bridge>"`:
+//! All start with Docker's match, *from the subnet and not back out of the bridge*, in the
+//! order of the layout (`ip saddr <subnet> oifname != "<bridge>"` for iptables-nft,
+//! `oifname != "<bridge>" ip saddr <subnet>` for nftables):
 //! - `Masquerade { ports: None }`: `counter masquerade`, Docker's default.
 //! - `Masquerade { ports: Some(P-Q) }`: nft takes a port range only after a transport match, so
 //!   `ip protocol tcp counter masquerade to :P-Q`, the same for udp, then a plain
@@ -14,18 +16,29 @@
 use super::ruleset::{Action, L4, Match, RuleSpec};
 use crate::lab::plan::{DockerNet, Nat};
 
+/// Docker's match for the network's POSTROUTING rules, in the order the layout writes it.
+#[derive(Clone, Copy)]
+pub(super) enum Head {
+    /// `ip saddr <subnet> oifname != "<bridge>"` (iptables' `-s <subnet> ! -o <bridge>`).
+    SaddrFirst,
+    /// `oifname != "<bridge>" ip saddr <subnet>` (Docker 29's nftables rules).
+    OifFirst,
+}
+
 /// The POSTROUTING rules for the plan's [`Nat`], and comment lines for the script.
-pub(super) fn postrouting(docker: &DockerNet) -> (Vec<RuleSpec>, Vec<String>) {
+pub(super) fn postrouting(docker: &DockerNet, head: Head) -> (Vec<RuleSpec>, Vec<String>) {
     let rule = |proto: Option<L4>, action| {
-        let mut matches = vec![
-            Match::Saddr(docker.subnet.trunc()),
-            Match::Oif {
-                equal: false,
-                name: docker.bridge.clone(),
-            },
-        ];
+        let saddr = Match::Saddr(docker.subnet.trunc());
+        let oif = Match::Oif {
+            equal: false,
+            name: docker.bridge.clone(),
+        };
+        let mut matches = match head {
+            Head::SaddrFirst => vec![saddr, oif],
+            Head::OifFirst => vec![oif, saddr],
+        };
         matches.extend(proto.map(Match::Proto));
-        RuleSpec { matches, action }
+        RuleSpec::counted(matches, action)
     };
     let range_note = || {
         "nft takes a port range only after a tcp/udp match; other protocols (ICMP) get the last rule"

@@ -1,9 +1,9 @@
-//! The rules a firewall layout writes, described once as data: tables, chains (base or regular),
-//! rules of matches + a counter + a final statement. The same description is rendered as `nft`
+//! The rules a firewall layout writes, described once as data: tables (ip or ip6), verdict maps,
+//! chains (base or regular), rules of matches + a counter + a final statement + a comment. The same description is rendered as `nft`
 //! text here and encoded as nf_tables messages by [`super::encode`], so the script `lab show
 //! --commands` prints is what the kernel ends up with. Pure.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
@@ -17,14 +17,43 @@ pub(super) const UNSUPPORTED_NAT: &str =
 /// The same for the `ct state` match of DOCKER-CT, which lives in its own module.
 pub(super) const UNSUPPORTED_CT: &str =
     "this kernel lacks nf_tables conntrack matching (CONFIG_NFT_CT)";
+/// The same for `fib daddr type local` (Docker 29's nftables layout).
+pub(super) const UNSUPPORTED_FIB: &str =
+    "this kernel lacks nf_tables fib matching (CONFIG_NFT_FIB_IPV4, CONFIG_NFT_FIB_IPV6)";
 
 pub(super) struct TableSpec {
+    pub family: Family,
     pub name: &'static CStr,
+    /// Created before the chains' rules, which look them up.
+    pub maps: Vec<MapSpec>,
     pub chains: Vec<ChainSpec>,
 }
 
-pub(super) struct ChainSpec {
+/// The address families the layouts write tables in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Family {
+    Ip,
+    Ip6,
+}
+
+impl Family {
+    pub fn nft(self) -> &'static str {
+        match self {
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+        }
+    }
+}
+
+/// A named verdict map `type ifname : verdict`: each element sends packets of one interface to
+/// its chain (`"docker0" : jump filter-forward-in__docker0`).
+pub(super) struct MapSpec {
     pub name: &'static CStr,
+    pub elements: Vec<(IfName, CString)>,
+}
+
+pub(super) struct ChainSpec {
+    pub name: CString,
     pub base: Option<BaseChain>,
     /// Comment lines for the script.
     pub notes: Vec<String>,
@@ -32,9 +61,9 @@ pub(super) struct ChainSpec {
 }
 
 impl ChainSpec {
-    pub fn regular(name: &'static CStr, rules: Vec<RuleSpec>) -> Self {
+    pub fn regular(name: impl Into<CString>, rules: Vec<RuleSpec>) -> Self {
         Self {
-            name,
+            name: name.into(),
             base: None,
             notes: Vec::new(),
             rules,
@@ -61,6 +90,8 @@ pub(super) enum ChainType {
 /// The netfilter hooks the layouts attach to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Hook {
+    PreRouting,
+    Output,
     PostRouting,
     Forward,
 }
@@ -72,25 +103,70 @@ pub(super) enum Policy {
     Drop,
 }
 
-/// Every rule has this shape: matches, a counter (as iptables-nft adds one to each rule), and a
-/// final statement.
+/// Every rule has this shape: matches, a counter (as iptables-nft adds one to each rule, and
+/// Docker's nftables rules too, but for the vmap dispatches), a final statement and an optional
+/// comment.
 pub(super) struct RuleSpec {
     pub matches: Vec<Match>,
+    pub counter: bool,
     pub action: Action,
+    pub comment: Option<&'static CStr>,
 }
 
+impl RuleSpec {
+    /// `matches counter action`, the shape of most rules.
+    pub fn counted(matches: Vec<Match>, action: Action) -> Self {
+        Self {
+            matches,
+            counter: true,
+            action,
+            comment: None,
+        }
+    }
+
+    pub fn with_comment(self, comment: &'static CStr) -> Self {
+        Self {
+            comment: Some(comment),
+            ..self
+        }
+    }
+}
+
+#[derive(Clone)]
 pub(super) enum Match {
     Saddr(Ipv4Net),
-    Iif { equal: bool, name: IfName },
-    Oif { equal: bool, name: IfName },
+    Daddr {
+        equal: bool,
+        net: Ipv4Net,
+    },
+    /// `ip6 daddr != ::1`, the loopback guard of the ip6 table's nat-OUTPUT.
+    Ip6DaddrNotLoopback,
+    /// `fib daddr type local`: the destination is one of this host's addresses.
+    FibDaddrLocal,
+    Iif {
+        equal: bool,
+        name: IfName,
+    },
+    Oif {
+        equal: bool,
+        name: IfName,
+    },
     Proto(L4),
     CtEstablishedRelated,
 }
 
-#[derive(Clone, Copy)]
+/// Which interface name a verdict map is keyed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IfKey {
+    Iif,
+    Oif,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum L4 {
     Tcp,
     Udp,
+    Icmp,
 }
 
 impl L4 {
@@ -98,6 +174,7 @@ impl L4 {
         match self {
             L4::Tcp => libc::IPPROTO_TCP as u8,
             L4::Udp => libc::IPPROTO_UDP as u8,
+            L4::Icmp => libc::IPPROTO_ICMP as u8,
         }
     }
 
@@ -105,12 +182,18 @@ impl L4 {
         match self {
             L4::Tcp => "tcp",
             L4::Udp => "udp",
+            L4::Icmp => "icmp",
         }
     }
 }
 
 pub(super) enum Action {
     Jump(&'static CStr),
+    /// `iifname|oifname vmap @map`.
+    Vmap {
+        key: IfKey,
+        map: &'static CStr,
+    },
     Accept,
     Drop,
     Masquerade {
@@ -129,15 +212,25 @@ pub(super) enum Action {
 impl RuleSpec {
     pub fn nft(&self) -> String {
         let mut parts: Vec<String> = self.matches.iter().map(Match::nft).collect();
-        parts.push("counter".into());
+        if self.counter {
+            parts.push("counter".into());
+        }
         parts.push(self.action.nft());
+        if let Some(c) = self.comment {
+            parts.push(format!("comment \"{}\"", c.to_string_lossy()));
+        }
         parts.join(" ")
     }
 
     /// What a failure message calls this rule.
-    pub fn describe(&self, table: &CStr, chain: &CStr) -> String {
+    pub fn describe(&self, family: Family, table: &CStr, chain: &CStr) -> String {
+        let family = match family {
+            // The iptables layout's messages name its tables bare (`chain nat POSTROUTING`).
+            Family::Ip => String::new(),
+            Family::Ip6 => "ip6 ".into(),
+        };
         format!(
-            "add rule `{}` to chain {} {}",
+            "add rule `{}` to chain {family}{} {}",
             self.nft(),
             table.to_string_lossy(),
             chain.to_string_lossy()
@@ -153,6 +246,12 @@ impl RuleSpec {
             .any(|m| matches!(m, Match::CtEstablishedRelated))
         {
             Some(UNSUPPORTED_CT)
+        } else if self
+            .matches
+            .iter()
+            .any(|m| matches!(m, Match::FibDaddrLocal))
+        {
+            Some(UNSUPPORTED_FIB)
         } else if matches!(self.action, Action::Masquerade { .. } | Action::Snat { .. }) {
             Some(UNSUPPORTED_NAT)
         } else {
@@ -166,13 +265,33 @@ impl Match {
         let op = |equal: bool| if equal { "" } else { "!= " };
         match self {
             // nft prints a /32 as the bare address.
-            Match::Saddr(net) if net.prefix_len() == 32 => format!("ip saddr {}", net.addr()),
-            Match::Saddr(net) => format!("ip saddr {net}"),
+            Match::Saddr(net) => format!("ip saddr {}", net_nft(*net)),
+            Match::Daddr { equal, net } => format!("ip daddr {}{}", op(*equal), net_nft(*net)),
+            Match::Ip6DaddrNotLoopback => "ip6 daddr != ::1".into(),
+            Match::FibDaddrLocal => "fib daddr type local".into(),
             Match::Iif { equal, name } => format!("iifname {}\"{name}\"", op(*equal)),
             Match::Oif { equal, name } => format!("oifname {}\"{name}\"", op(*equal)),
             Match::Proto(p) => format!("ip protocol {}", p.name()),
             // nft's order; Docker's iptables text says RELATED,ESTABLISHED.
             Match::CtEstablishedRelated => "ct state established,related".into(),
+        }
+    }
+}
+
+/// nft prints a /32 as the bare address.
+fn net_nft(net: Ipv4Net) -> String {
+    if net.prefix_len() == 32 {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
+}
+
+impl IfKey {
+    pub fn nft(self) -> &'static str {
+        match self {
+            IfKey::Iif => "iifname",
+            IfKey::Oif => "oifname",
         }
     }
 }
@@ -190,6 +309,7 @@ impl Action {
     pub fn nft(&self) -> String {
         match self {
             Action::Jump(to) => format!("jump {}", to.to_string_lossy()),
+            Action::Vmap { key, map } => format!("{} vmap @{}", key.nft(), map.to_string_lossy()),
             Action::Accept => "accept".into(),
             Action::Drop => "drop".into(),
             Action::Masquerade { ports: None } => "masquerade".into(),
@@ -229,12 +349,31 @@ pub(super) fn script(header: &[String], tables: &[TableSpec]) -> String {
     s.push_str("# this again replaces the rules instead of adding a second copy.\n");
     for table in tables {
         let name = table.name.to_string_lossy();
+        let family = table.family.nft();
         let _ = writeln!(
             s,
-            "table ip {name}\ndelete table ip {name}\ntable ip {name} {{"
+            "table {family} {name}\ndelete table {family} {name}\ntable {family} {name} {{"
         );
-        for (i, chain) in table.chains.iter().enumerate() {
+        for (i, map) in table.maps.iter().enumerate() {
             if i > 0 {
+                s.push('\n');
+            }
+            let _ = writeln!(s, "\tmap {} {{", map.name.to_string_lossy());
+            s.push_str("\t\ttype ifname : verdict\n");
+            if !map.elements.is_empty() {
+                let elements: Vec<String> = map
+                    .elements
+                    .iter()
+                    .map(|(ifname, chain)| {
+                        format!("\"{ifname}\" : jump {}", chain.to_string_lossy())
+                    })
+                    .collect();
+                let _ = writeln!(s, "\t\telements = {{ {} }}", elements.join(", "));
+            }
+            s.push_str("\t}\n");
+        }
+        for (i, chain) in table.chains.iter().enumerate() {
+            if i > 0 || !table.maps.is_empty() {
                 s.push('\n');
             }
             let _ = writeln!(s, "\tchain {} {{", chain.name.to_string_lossy());
