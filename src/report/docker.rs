@@ -135,6 +135,15 @@ fn translate(plan: &Plan) -> Result<Vec<DockerHost<'_>>, String> {
         let mut networks = Vec::new();
         let mut placements = Vec::new();
         let mut caveats = Vec::new();
+        if docker.firewall == FirewallBackend::Nftables {
+            caveats.push(
+                "This host's Docker writes its rules with the nftables backend, as the lab's \
+                 `firewall = \"nftables\"`: put {\"firewall-backend\": \"nftables\"} in \
+                 /etc/docker/daemon.json and restart dockerd (Docker 29+, experimental, not with \
+                 Swarm; it needs net.ipv4.ip_forward=1 set first)."
+                    .into(),
+            );
+        }
         for (li, net) in docker.all_networks().enumerate() {
             placements.push(place(
                 plan,
@@ -357,6 +366,10 @@ fn place(
 fn backend(b: FirewallBackend) -> &'static str {
     match b {
         FirewallBackend::IptablesNft => "iptables (Docker's default, stored by iptables-nft)",
+        FirewallBackend::Nftables => {
+            "Docker 29's nftables backend (set \"firewall-backend\": \"nftables\" in \
+             /etc/docker/daemon.json and restart dockerd)"
+        }
     }
 }
 
