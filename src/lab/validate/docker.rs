@@ -1,6 +1,9 @@
-//! Each host's docker network: which hosts get one, its bridge name and subnet (clear of the
-//! LANs, and of a `nat = "none"` neighbour's), and how its containers leave the host (NAT:
-//! masquerade, an SNAT pool of the host's own addresses, or none).
+//! Each host's Docker networks: which hosts get one, the default bridge and the user-defined
+//! networks (`[hosts.X.docker.networks.NAME]`, Docker's `docker network create`): bridge names
+//! (valid, one per network), subnets (Docker's default address pools when none is given, clear
+//! of the LANs, of each other and of a `nat = "none"` neighbour's), how each network's
+//! containers leave the host (NAT: masquerade, an SNAT pool of the host's own addresses, or
+//! none), and which network each container group is attached to.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -8,19 +11,28 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use crate::lab::diag::{Diagnostic, did_you_mean};
-use crate::lab::plan::{IfName, Nat};
+use crate::lab::plan::{DEFAULT_BRIDGE_NETWORK, IfName, Name, Nat, NetworkId, user_bridge_name};
 use crate::lab::spec::{
-    DockerSpec, HostSpec, Named, NatSpec, NatTableSpec, Span, Spanned, StringList,
+    DockerSpec, HostSpec, Named, NatSpec, NatTableSpec, NetworkSpec, Spanned, StringList,
 };
 
-use super::values::{RESERVED_IFNAMES, address, join, overlaps, ports, subnet};
-use super::{DockerDraft, Validator};
+use super::values::{RESERVED_IFNAMES, address, join, name, overlaps, ports, subnet};
+use super::{DockerDraft, NetDraft, Validator};
 
 const DEFAULT_DOCKER_BRIDGE: &str = "docker0";
 
 /// Docker's default bridge subnet (checked at compile time).
 pub(super) const DEFAULT_DOCKER_SUBNET: Ipv4Net =
     Ipv4Net::new_assert(Ipv4Addr::new(172, 17, 0, 0), 16);
+
+/// Docker's default address pools for bridge networks (libnetwork's `ipamutils`): the /16s
+/// from 172.17.0.0/16 to 172.31.0.0/16, the default bridge taking the first.
+fn default_pools() -> impl Iterator<Item = Ipv4Net> {
+    (17..=31).map(|b| Ipv4Net::new_assert(Ipv4Addr::new(172, b, 0, 0), 16))
+}
+
+/// Network names every Docker daemon has already (`docker network ls`): none can be created.
+const PREDEFINED_NETWORKS: &[&str] = &[DEFAULT_BRIDGE_NETWORK, "host", "none"];
 
 impl<'s> Validator<'s, '_> {
     /// Every host with a `docker` table or with containers gets a docker network; without a
@@ -35,53 +47,214 @@ impl<'s> Validator<'s, '_> {
             let spec = self.hosts[h].spec;
             let docker = match &spec.body.docker {
                 Some(d) => self.docker(h, d),
-                None if used.contains(&h) => implicit_docker(spec),
+                None if used.contains(&h) => DockerDraft {
+                    default_bridge: implicit_default_bridge(spec),
+                    networks: Vec::new(),
+                },
                 None => continue,
             };
-            if let Some(net) = docker.subnet {
-                self.docker_vs_lans(h, net, docker.subnet_span.clone());
-            }
             self.hosts[h].docker = Some(docker);
+            self.docker_vs_lans(h);
+            self.disjoint_networks(h);
         }
+        self.default_subnets();
         self.untranslated_vs_docker();
+        self.container_networks();
     }
 
-    /// The other hosts of a LAN route a `nat = "none"` host's docker subnet to it: no other
+    /// Docker's default address pools: a network created without `--subnet` takes the next
+    /// /16 of 172.17.0.0/12 that overlaps nothing it knows of. Here that is the LANs, the
+    /// host's other networks, and the docker subnets the LAN routes (`nat = "none"`); an
+    /// untranslated network also keeps clear of every docker subnet on its LAN, which the LAN
+    /// would route to it.
+    fn default_subnets(&mut self) {
+        for h in 0..self.hosts.len() {
+            let count = self.hosts[h]
+                .docker
+                .as_ref()
+                .map_or(0, |d| d.networks.len());
+            for n in 0..count {
+                let Some(net) = self.hosts[h].docker.as_ref().map(|d| &d.networks[n]) else {
+                    continue;
+                };
+                if net.subnet.is_some() || net.subnet_written {
+                    continue;
+                }
+                let untranslated = net.nat == Some(Nat::None);
+                let taken = self.subnets_near(h, untranslated);
+                let free = default_pools().find(|c| !taken.iter().any(|t| overlaps(*t, *c)));
+                let host = self.hosts[h].spec.name.value.clone();
+                let Some(d) = self.hosts[h].docker.as_mut() else {
+                    continue;
+                };
+                let net = &mut d.networks[n];
+                match free {
+                    Some(free) => net.subnet = Some(free),
+                    None => {
+                        let message = format!(
+                            "none of Docker's default address pools (172.17.0.0/16 to \
+                             172.31.0.0/16) is free for network `{}` of host `{host}`",
+                            net.label
+                        );
+                        let help = "give it one with `subnet = \"...\"`";
+                        let span = net.subnet_span.clone();
+                        self.error(Diagnostic::error(span, message).with_help(help));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Subnets a default one for host `h` must keep clear of.
+    fn subnets_near(&self, h: usize, untranslated: bool) -> Vec<Ipv4Net> {
+        let mut taken: Vec<Ipv4Net> = self.lans.iter().filter_map(|l| l.subnet).collect();
+        let lan = self.hosts[h].lan;
+        for (i, host) in self.hosts.iter().enumerate() {
+            let Some(d) = &host.docker else { continue };
+            for net in d.all() {
+                let Some(s) = net.subnet else { continue };
+                let routed = net.nat == Some(Nat::None) || untranslated;
+                if i == h || (routed && lan.is_some() && host.lan == lan) {
+                    taken.push(s);
+                }
+            }
+        }
+        taken
+    }
+
+    /// One host's networks are told apart by address, as Docker refuses overlapping pools;
+    /// and each needs a bridge of its own.
+    fn disjoint_networks(&mut self, h: usize) {
+        let Some(d) = &self.hosts[h].docker else {
+            return;
+        };
+        let host = &self.hosts[h].spec.name.value;
+        let nets: Vec<&NetDraft> = d.all().collect();
+        let mut found = Vec::new();
+        for (i, b) in nets.iter().enumerate() {
+            for a in &nets[..i] {
+                if let (Some(na), Some(nb)) = (a.subnet, b.subnet)
+                    && overlaps(na, nb)
+                {
+                    found.push(
+                        Diagnostic::error(
+                            b.subnet_span.clone(),
+                            format!(
+                                "subnet {nb} of network `{}` overlaps subnet {na} of network \
+                                 `{}` on host `{host}`",
+                                b.label, a.label
+                            ),
+                        )
+                        .with_help(
+                            "each network of a host needs an address range of its own; leave \
+                             `subnet` out to take the next free one of Docker's default pool",
+                        ),
+                    );
+                }
+                if let (Some(ba), Some(bb)) = (&a.bridge, &b.bridge)
+                    && ba == bb
+                {
+                    found.push(
+                        Diagnostic::error(
+                            b.bridge_span.clone(),
+                            format!(
+                                "network `{}` of host `{host}` uses bridge `{bb}`, already the \
+                                 bridge of network `{}`",
+                                b.label, a.label
+                            ),
+                        )
+                        .with_help("every network has a bridge of its own; name another one"),
+                    );
+                }
+            }
+        }
+        for d in found {
+            self.error(d);
+        }
+    }
+
+    /// `network = "NAME"` of each container group: one of its host's networks, or the default
+    /// bridge, which Docker calls `bridge`.
+    fn container_networks(&mut self) {
+        for g in 0..self.groups.len() {
+            let group = &self.groups[g];
+            let Some(raw) = &group.spec.body.network else {
+                self.groups[g].network = Some(NetworkId::DEFAULT_BRIDGE);
+                continue;
+            };
+            let Some(h) = group.host else { continue };
+            let Some(d) = &self.hosts[h.0].docker else {
+                continue;
+            };
+            let names: Vec<&str> = d.all().map(|n| n.label.as_str()).collect();
+            let found = names.iter().position(|n| *n == raw.value);
+            if found.is_none() {
+                let host = &self.hosts[h.0].spec.name.value;
+                let diag = Diagnostic::error(
+                    raw.span.clone(),
+                    format!("unknown network `{}` on host `{host}`", raw.value),
+                );
+                let help = match did_you_mean(&raw.value, names.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!(
+                        "host `{host}` has: {}; define it in a [hosts.{host}.docker.networks.{}] \
+                         table",
+                        names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        raw.value
+                    ),
+                };
+                self.error(diag.with_help(help));
+            }
+            self.groups[g].network = found.map(NetworkId);
+        }
+    }
+
+    /// The other hosts of a LAN route a `nat = "none"` network's subnet to its host: no other
     /// docker subnet on that LAN may overlap it, or the route would take its containers'
     /// replies (or theirs) to the wrong host.
     fn untranslated_vs_docker(&mut self) {
         let mut found = Vec::new();
         for (a, ha) in self.hosts.iter().enumerate() {
-            let Some(da) = ha.docker.as_ref().filter(|d| d.nat == Some(Nat::None)) else {
-                continue;
-            };
-            let (Some(na), Some(lan)) = (da.subnet, ha.lan) else {
-                continue;
-            };
-            for (b, hb) in self.hosts.iter().enumerate() {
-                let Some(nb) = hb.docker.as_ref().and_then(|d| d.subnet) else {
-                    continue;
-                };
-                if a == b || hb.lan != Some(lan) || !overlaps(na, nb) {
-                    continue;
+            let Some(lan) = ha.lan else { continue };
+            let routed = ha
+                .docker
+                .iter()
+                .flat_map(|d| d.all())
+                .filter(|n| n.nat == Some(Nat::None));
+            for da in routed {
+                let Some(na) = da.subnet else { continue };
+                for (b, hb) in self.hosts.iter().enumerate() {
+                    if a == b || hb.lan != Some(lan) {
+                        continue;
+                    }
+                    let others = hb.docker.iter().flat_map(|d| d.all());
+                    for nb in others
+                        .filter_map(|n| n.subnet)
+                        .filter(|nb| overlaps(na, *nb))
+                    {
+                        let help = format!(
+                            "the other hosts of the LAN route {na} to host `{}`, whose \
+                             containers leave untranslated; give one of them another range with \
+                             `subnet = \"...\"` in its [hosts.X.docker]",
+                            ha.spec.name.value
+                        );
+                        found.push(
+                            Diagnostic::error(
+                                da.subnet_span.clone(),
+                                format!(
+                                    "docker subnet {na} of host `{}` (nat = \"none\") overlaps \
+                                     docker subnet {nb} of host `{}` on the same LAN",
+                                    ha.spec.name.value, hb.spec.name.value
+                                ),
+                            )
+                            .with_help(help),
+                        );
+                    }
                 }
-                let help = format!(
-                    "the other hosts of the LAN route {na} to host `{}`, whose containers \
-                     leave untranslated; give one of them another range with \
-                     `subnet = \"...\"` in its [hosts.X.docker]",
-                    ha.spec.name.value
-                );
-                found.push(
-                    Diagnostic::error(
-                        da.subnet_span.clone(),
-                        format!(
-                            "docker subnet {na} of host `{}` (nat = \"none\") overlaps docker \
-                             subnet {nb} of host `{}` on the same LAN",
-                            ha.spec.name.value, hb.spec.name.value
-                        ),
-                    )
-                    .with_help(help),
-                );
             }
         }
         for d in found {
@@ -102,10 +275,73 @@ impl<'s> Validator<'s, '_> {
             Some(nat) => self.nat(h, nat),
             None => Some(Nat::Masquerade { ports: None }),
         };
-        DockerDraft {
+        let default_bridge = NetDraft {
+            name: Name::new(DEFAULT_BRIDGE_NETWORK).ok(),
+            label: DEFAULT_BRIDGE_NETWORK.to_owned(),
             bridge,
+            bridge_span: spec
+                .bridge
+                .as_ref()
+                .map_or(spec.span.clone(), |b| b.span.clone()),
             subnet,
             subnet_span,
+            subnet_written: spec.subnet.is_some(),
+            nat,
+        };
+        let networks = spec
+            .networks
+            .iter()
+            .map(|n| self.user_network(h, n))
+            .collect();
+        DockerDraft {
+            default_bridge,
+            networks,
+        }
+    }
+
+    /// One `[hosts.X.docker.networks.NAME]`: its subnet is left empty when not written, for
+    /// [`Self::default_subnets`] to fill once every written one is known.
+    fn user_network(&mut self, h: usize, spec: &Named<NetworkSpec>) -> NetDraft {
+        let mut net_name = name(&spec.name, "network", self.diags);
+        if PREDEFINED_NETWORKS.contains(&spec.name.value.as_str()) {
+            let message = format!(
+                "`{}` is a network every Docker host has already",
+                spec.name.value
+            );
+            let help = "name the network otherwise; containers reach the default bridge with \
+                        `network = \"bridge\"` (or no `network` at all)";
+            self.error(Diagnostic::error(spec.name.span.clone(), message).with_help(help));
+            net_name = None;
+        }
+        let host = self.hosts[h].spec.name.value.clone();
+        let bridge = match &spec.body.bridge {
+            Some(raw) => self.docker_bridge(raw),
+            None => Some(user_bridge_name(&self.lab_seed, &host, &spec.name.value)),
+        };
+        let subnet = match &spec.body.subnet {
+            Some(raw) => self.docker_subnet(raw),
+            None => None,
+        };
+        let nat = match &spec.body.nat {
+            Some(nat) => self.nat(h, nat),
+            None => Some(Nat::Masquerade { ports: None }),
+        };
+        NetDraft {
+            name: net_name,
+            label: spec.name.value.clone(),
+            bridge,
+            bridge_span: spec
+                .body
+                .bridge
+                .as_ref()
+                .map_or(spec.span.clone(), |b| b.span.clone()),
+            subnet,
+            subnet_span: spec
+                .body
+                .subnet
+                .as_ref()
+                .map_or(spec.span.clone(), |s| s.span.clone()),
+            subnet_written: spec.body.subnet.is_some(),
             nat,
         }
     }
@@ -164,36 +400,51 @@ impl<'s> Validator<'s, '_> {
     }
 
     /// Container traffic is told apart from LAN traffic by address, so they cannot overlap.
-    fn docker_vs_lans(&mut self, h: usize, net: Ipv4Net, span: Span) {
-        let host = &self.hosts[h].spec;
-        let clash = self
-            .lans
-            .iter()
-            .filter_map(|l| Some((l, l.subnet?)))
-            .find(|(_, ln)| overlaps(*ln, net));
-        if let Some((lan, ln)) = clash {
-            let which = if host
-                .body
-                .docker
-                .as_ref()
-                .is_some_and(|d| d.subnet.is_some())
-            {
-                "docker subnet"
+    fn docker_vs_lans(&mut self, h: usize) {
+        let host = &self.hosts[h];
+        let Some(d) = &host.docker else { return };
+        let mut found = Vec::new();
+        for (i, net) in d.all().enumerate() {
+            let Some(subnet) = net.subnet else { continue };
+            let clash = self
+                .lans
+                .iter()
+                .filter_map(|l| Some((l, l.subnet?)))
+                .find(|(_, ln)| overlaps(*ln, subnet));
+            let Some((lan, ln)) = clash else { continue };
+            let host_name = &host.spec.name.value;
+            let (what, table) = if i == 0 {
+                let which = if net.subnet_written {
+                    "docker subnet"
+                } else {
+                    "default docker subnet"
+                };
+                (
+                    format!("{which} {subnet} of host `{host_name}`"),
+                    format!("[hosts.{host_name}.docker]"),
+                )
             } else {
-                "default docker subnet"
+                (
+                    format!(
+                        "subnet {subnet} of network `{}` of host `{host_name}`",
+                        net.label
+                    ),
+                    format!("[hosts.{host_name}.docker.networks.{}]", net.label),
+                )
             };
-            let help = format!(
-                "set another range with `subnet = \"...\"` in [hosts.{}.docker]",
-                host.name.value
+            let help = format!("set another range with `subnet = \"...\"` in {table}");
+            found.push(
+                Diagnostic::error(
+                    net.subnet_span.clone(),
+                    format!(
+                        "{what} overlaps subnet {ln} of LAN `{}`",
+                        lan.spec.name.value
+                    ),
+                )
+                .with_help(help),
             );
-            let d = Diagnostic::error(
-                span,
-                format!(
-                    "{which} {net} of host `{}` overlaps subnet {ln} of LAN `{}`",
-                    host.name.value, lan.spec.name.value
-                ),
-            )
-            .with_help(help);
+        }
+        for d in found {
             self.error(d);
         }
     }
@@ -298,11 +549,15 @@ impl<'s> Validator<'s, '_> {
 }
 
 /// Docker's default bridge network, for a host that has containers but no `docker` table.
-fn implicit_docker(spec: &Named<HostSpec>) -> DockerDraft {
-    DockerDraft {
+fn implicit_default_bridge(spec: &Named<HostSpec>) -> NetDraft {
+    NetDraft {
+        name: Name::new(DEFAULT_BRIDGE_NETWORK).ok(),
+        label: DEFAULT_BRIDGE_NETWORK.to_owned(),
         bridge: IfName::new(DEFAULT_DOCKER_BRIDGE).ok(),
+        bridge_span: spec.span.clone(),
         subnet: Some(DEFAULT_DOCKER_SUBNET),
         subnet_span: spec.span.clone(),
+        subnet_written: false,
         nat: Some(Nat::Masquerade { ports: None }),
     }
 }
