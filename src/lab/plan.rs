@@ -923,17 +923,13 @@ pub fn veth_name(lab: &Name, container: &Name, salt: u32) -> IfName {
 }
 
 /// The bridge of a user-defined network when the lab file names none: `br-` + 12 hex digits,
-/// as Docker names it after the network's id (random there; derived here from the lab, host
-/// and network names with 64-bit FNV-1a, so every run looks the same).
-pub fn user_bridge_name(lab: &str, host: &str, network: &str) -> IfName {
+/// as Docker names it after the network's id (random there; derived here from the host and
+/// network names with 64-bit FNV-1a, so every run looks the same). The bridge lives in the
+/// host's own namespace, so the lab's name is left out: `--name` copies and `lab show
+/// --commands` build the same names.
+pub fn user_bridge_name(host: &str, network: &str) -> IfName {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in lab
-        .bytes()
-        .chain([0])
-        .chain(host.bytes())
-        .chain([0])
-        .chain(network.bytes())
-    {
+    for b in host.bytes().chain([0]).chain(network.bytes()) {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -1034,10 +1030,10 @@ mod tests {
 
     #[test]
     fn user_bridge_names_are_stable_and_docker_shaped() {
-        let a = user_bridge_name("t", "h", "egress1");
-        assert_eq!(a, user_bridge_name("t", "h", "egress1"));
-        assert_ne!(a, user_bridge_name("t", "h", "egress2"));
-        assert_ne!(a, user_bridge_name("t", "h2", "egress1"));
+        let a = user_bridge_name("h", "egress1");
+        assert_eq!(a, user_bridge_name("h", "egress1"));
+        assert_ne!(a, user_bridge_name("h", "egress2"));
+        assert_ne!(a, user_bridge_name("h2", "egress1"));
         assert_eq!(a.as_str().len(), IFNAME_MAX);
         assert!(a.as_str().starts_with("br-"));
         assert!(a.as_str()[3..].chars().all(|c| c.is_ascii_hexdigit()));

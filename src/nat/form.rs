@@ -68,6 +68,14 @@ impl HostNat {
         }
     }
 
+    /// What a host without Docker does to its own traffic: nothing.
+    pub fn untranslated(host: &Host) -> Self {
+        Self {
+            nat: Nat::None,
+            primary: host.addresses[0],
+        }
+    }
+
     /// The NAT of each of `host`'s networks, the default bridge first; none when it runs no
     /// Docker.
     pub fn of_each(host: &Host) -> Vec<(&DockerNet, Self)> {
@@ -171,10 +179,7 @@ mod tests {
         let h = host(docker);
         match HostNat::of_each(&h).first() {
             Some((_, n)) => n.clone(),
-            None => HostNat {
-                nat: Nat::None,
-                primary: h.addresses[0],
-            },
+            None => HostNat::untranslated(&h),
         }
     }
 

@@ -21,10 +21,11 @@ pub fn docker_hosts(plan: &Plan) -> Vec<HostId> {
 }
 
 /// The networks of `host` a NAT view is made for: those with containers, or the default
-/// bridge when none has any (a Docker host without containers still has its rule).
+/// bridge when none has any (a Docker host without containers still has its rule, and a host
+/// without Docker its conntrack table).
 pub fn viewed_networks(plan: &Plan, host: HostId) -> Vec<NetworkId> {
     let Some(docker) = &plan.host(host).docker else {
-        return Vec::new();
+        return vec![NetworkId::DEFAULT_BRIDGE];
     };
     let with: Vec<NetworkId> = docker
         .networks_with_ids()

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::conntrack::{Flow, Stats};
 use super::form::HostNat;
 use super::paths::HostPrediction;
-use crate::lab::plan::{HostId, NetworkId, Plan};
+use crate::lab::plan::{DEFAULT_BRIDGE_NETWORK, HostId, NetworkId, Plan};
 
 const IPPROTO_TCP: u8 = 6;
 /// Translations listed as examples.
@@ -91,7 +91,8 @@ fn translation(f: &Flow) -> Translation {
 }
 
 /// Builds the view of `network` of `host` from the host's conntrack `flows` and `stats`;
-/// `None` when the host has no such network.
+/// `None` when the host has no such network. A host without Docker is viewed as its default
+/// bridge would be, translating nothing: its whole table.
 pub fn build(
     plan: &Plan,
     host: HostId,
@@ -101,14 +102,30 @@ pub fn build(
     predictions: &[HostPrediction],
 ) -> Option<NatView> {
     let h = plan.host(host);
-    let net = h.docker.as_ref()?.network(network)?;
+    let (net, nat, name) = match &h.docker {
+        Some(d) => {
+            let net = d.network(network)?;
+            (Some(net), HostNat::of(h, net), net.name.to_string())
+        }
+        None if network == NetworkId::DEFAULT_BRIDGE => (
+            None,
+            HostNat::untranslated(h),
+            DEFAULT_BRIDGE_NETWORK.to_owned(),
+        ),
+        None => return None,
+    };
     let prediction = predictions
         .iter()
         .find(|p| p.host == host && p.network == network);
-    let capacity = super::paths::path_capacity(h, net);
+    let capacity = net.map_or_else(
+        || super::predict::path_capacity(None),
+        |n| super::paths::path_capacity(h, n),
+    );
     let tcp: Vec<&Flow> = flows
         .iter()
-        .filter(|f| f.proto == IPPROTO_TCP && net.subnet.contains(f.orig_src.ip()))
+        .filter(|f| {
+            f.proto == IPPROTO_TCP && net.is_none_or(|n| n.subnet.contains(f.orig_src.ip()))
+        })
         .collect();
     let translated: Vec<&Flow> = tcp.iter().copied().filter(|f| f.is_translated()).collect();
 
@@ -140,8 +157,8 @@ pub fn build(
 
     Some(NatView {
         host: h.name.to_string(),
-        network: net.name.to_string(),
-        nat: HostNat::of(h, net),
+        network: name,
+        nat,
         entries: u64::from(stats.entries),
         max: stats.max,
         paths,

@@ -316,7 +316,7 @@ impl<'s> Validator<'s, '_> {
         let host = self.hosts[h].spec.name.value.clone();
         let bridge = match &spec.body.bridge {
             Some(raw) => self.docker_bridge(raw),
-            None => Some(user_bridge_name(&self.lab_seed, &host, &spec.name.value)),
+            None => Some(user_bridge_name(&host, &spec.name.value)),
         };
         let subnet = match &spec.body.subnet {
             Some(raw) => self.docker_subnet(raw),
@@ -674,6 +674,281 @@ host = "b"
              172.17.4.0/24 of host `c` on the same LAN",
             (7, 1),
         );
+    }
+
+    /// A host with two user-defined networks; appended to BASE, it starts on line 7.
+    const NETS: &str = r#"[hosts.a.docker.networks.one]
+nat = { snat = ["10.0.0.1"] }
+[hosts.a.docker.networks.two]
+subnet = "172.30.0.0/24"
+bridge = "br-two"
+[containers.c]
+host = "a"
+replicas = 2
+network = "one"
+[containers.d]
+host = "a"
+network = "two"
+address = "172.30.0.9"
+[containers.e]
+host = "a"
+"#;
+
+    #[test]
+    fn user_defined_networks_and_their_containers() {
+        let plan = ok(&with(NETS)).plan;
+        let docker = plan.hosts[0].docker.as_ref().unwrap();
+        assert_eq!(docker.default_bridge.name.as_str(), "bridge");
+        let names: Vec<_> = docker.all_networks().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["bridge", "one", "two"]);
+        let one = docker.network(NetworkId(1)).unwrap();
+        assert_eq!(one.bridge, user_bridge_name("a", "one"));
+        // Docker's next default pool after docker0's 172.17.0.0/16.
+        assert_eq!(one.subnet.to_string(), "172.18.0.0/16");
+        assert_eq!(one.gateway, ip("172.18.0.1"));
+        assert_eq!(
+            one.nat,
+            Nat::Snat {
+                pool: vec![ip("10.0.0.1")],
+                ports: None,
+                persistent: false
+            }
+        );
+        let two = docker.network(NetworkId(2)).unwrap();
+        assert_eq!(two.bridge.as_str(), "br-two");
+        assert_eq!(two.subnet.to_string(), "172.30.0.0/24");
+        assert_eq!(two.nat, Nat::Masquerade { ports: None });
+        let macs: HashSet<_> = docker.all_networks().map(|n| n.mac).collect();
+        assert_eq!(macs.len(), 3, "each bridge has a MAC of its own");
+        assert!(docker.network(NetworkId(3)).is_none());
+
+        let got: Vec<_> = plan
+            .containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.network, c.address.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("c1", NetworkId(1), "172.18.0.2".to_owned()),
+                ("c2", NetworkId(1), "172.18.0.3".to_owned()),
+                ("d", NetworkId(2), "172.30.0.9".to_owned()),
+                ("e", NetworkId::DEFAULT_BRIDGE, "172.17.0.2".to_owned()),
+            ]
+        );
+        let c1 = &plan.containers[0];
+        assert_eq!(plan.network_of(c1).unwrap().name.as_str(), "one");
+        assert_eq!(c1.mac.to_string(), "02:42:ac:12:00:02");
+        let on_one: Vec<_> = plan
+            .containers_on(HostId(0), NetworkId(1))
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(on_one, ["c1", "c2"]);
+
+        // `network = "bridge"` is the default bridge, as Docker calls it.
+        let text = with(&NETS.replace("network = \"one\"", "network = \"bridge\""));
+        let plan = ok(&text).plan;
+        assert_eq!(plan.containers[0].network, NetworkId::DEFAULT_BRIDGE);
+        assert_eq!(plan.containers[0].address, ip("172.17.0.2"));
+    }
+
+    #[test]
+    fn default_subnets_skip_lans_other_networks_and_routed_neighbours() {
+        let nets = "[hosts.a.docker.networks.one]\n[hosts.a.docker.networks.two]\n";
+        let subnets = |text: &str| -> Vec<String> {
+            let plan = ok(text).plan;
+            let d = plan.hosts[0].docker.clone().unwrap();
+            d.networks.iter().map(|n| n.subnet.to_string()).collect()
+        };
+        assert_eq!(subnets(&with(nets)), ["172.18.0.0/16", "172.19.0.0/16"]);
+        // A LAN in 172.18, and the second network's own subnet written as 172.20.
+        let text = BASE
+            .replace("10.0.0.0/24", "172.18.4.0/24")
+            .replace("10.0.0.1", "172.18.4.1")
+            + "[hosts.a.docker.networks.one]\n[hosts.a.docker.networks.two]\n\
+               subnet = \"172.19.0.0/16\"\n";
+        assert_eq!(subnets(&text), ["172.20.0.0/16", "172.19.0.0/16"]);
+        // A neighbour on the LAN whose network is untranslated: the LAN routes its subnet.
+        let text = with(&format!(
+            "{nets}[hosts.b]\nlan = \"lan\"\naddresses = [\"10.0.0.2\"]\n\
+             [hosts.b.docker]\nsubnet = \"172.31.0.0/16\"\n\
+             [hosts.b.docker.networks.flat]\nsubnet = \"172.18.0.0/16\"\nnat = \"none\"\n"
+        ));
+        assert_eq!(subnets(&text), ["172.19.0.0/16", "172.20.0.0/16"]);
+    }
+
+    #[test]
+    fn network_references() {
+        let d = reported(
+            &with(&NETS.replace("network = \"one\"", "network = \"ones\"")),
+            "unknown network `ones` on host `a`",
+            (15, 11),
+        );
+        assert_eq!(d.help.as_deref(), Some("did you mean `one`?"));
+        let d = reported(
+            &with("[containers.c]\nhost = \"a\"\nnetwork = \"egress\"\n"),
+            "unknown network `egress` on host `a`",
+            (9, 11),
+        );
+        assert_eq!(
+            d.help.as_deref(),
+            Some("host `a` has: `bridge`; define it in a [hosts.a.docker.networks.egress] table")
+        );
+        for name in ["bridge", "host", "none"] {
+            reported(
+                &with(&format!("[hosts.a.docker.networks.{name}]\n")),
+                &format!("`{name}` is a network every Docker host has already"),
+                (7, 26),
+            );
+        }
+        reported(
+            &with("[hosts.a.docker.networks.\"a b\"]\n"),
+            "invalid network name",
+            (7, 26),
+        );
+    }
+
+    #[test]
+    fn network_bridges_are_valid_and_one_per_network() {
+        let text = with(&format!(
+            "{NETS}[hosts.a.docker.networks.three]\nbridge = \"br-two\"\n"
+        ));
+        let d = reported(
+            &text,
+            "network `three` of host `a` uses bridge `br-two`, already the bridge of network `two`",
+            (23, 10),
+        );
+        assert!(d.help.unwrap().contains("bridge of its own"));
+        reported(
+            &with("[hosts.a.docker.networks.one]\nbridge = \"docker0\"\n"),
+            "network `one` of host `a` uses bridge `docker0`, already the bridge of network `bridge`",
+            (8, 10),
+        );
+        reported(
+            &with("[hosts.a.docker.networks.one]\nbridge = \"br*\"\n"),
+            "invalid docker bridge name: `br*` contains `*`",
+            (8, 10),
+        );
+        reported(
+            &with("[hosts.a.docker.networks.one]\nbridge = \"eth0\"\n"),
+            "the docker bridge cannot be named `eth0`",
+            (8, 10),
+        );
+    }
+
+    #[test]
+    fn network_subnets_overlap_nothing() {
+        reported(
+            &with("[hosts.a.docker.networks.one]\nsubnet = \"172.17.5.0/24\"\n"),
+            "subnet 172.17.5.0/24 of network `one` overlaps subnet 172.17.0.0/16 of network \
+             `bridge` on host `a`",
+            (8, 10),
+        );
+        reported(
+            &with(&format!(
+                "{NETS}[hosts.a.docker.networks.three]\nsubnet = \"172.30.0.128/25\"\n"
+            )),
+            "subnet 172.30.0.128/25 of network `three` overlaps subnet 172.30.0.0/24 of network \
+             `two` on host `a`",
+            (23, 10),
+        );
+        let d = reported(
+            &with("[hosts.a.docker.networks.one]\nsubnet = \"10.0.0.0/25\"\n"),
+            "subnet 10.0.0.0/25 of network `one` of host `a` overlaps subnet 10.0.0.0/24 of LAN \
+             `lan`",
+            (8, 10),
+        );
+        assert!(d.help.unwrap().contains("[hosts.a.docker.networks.one]"));
+        reported(
+            &with("[hosts.a.docker.networks.one]\nsubnet = \"172.18.0.0/31\"\n"),
+            "docker subnet 172.18.0.0/31 is too small",
+            (8, 10),
+        );
+        // An untranslated network is routed by the LAN: another host's subnet may not overlap.
+        reported(
+            &with(
+                "[hosts.a.docker.networks.flat]\nsubnet = \"172.20.0.0/16\"\nnat = \"none\"\n\
+                 [hosts.b]\nlan = \"lan\"\naddresses = [\"10.0.0.2\"]\n\
+                 [hosts.b.docker]\nsubnet = \"172.20.8.0/24\"\n",
+            ),
+            "docker subnet 172.20.0.0/16 of host `a` (nat = \"none\") overlaps docker subnet \
+             172.20.8.0/24 of host `b` on the same LAN",
+            (8, 10),
+        );
+    }
+
+    #[test]
+    fn addresses_and_snat_per_network() {
+        reported(
+            &with(
+                &NETS
+                    .replace(
+                        "network = \"one\"",
+                        "network = \"one\"\naddress = \"172.17.0.5\"",
+                    )
+                    .replace("replicas = 2\n", ""),
+            ),
+            "address 172.17.0.5 is outside subnet 172.18.0.0/16 of network `one` of host `a`",
+            (15, 11),
+        );
+        reported(
+            &with(&NETS.replace("172.30.0.9", "172.30.0.1")),
+            "address 172.30.0.1 is the gateway of network `two` of host `a`",
+            (19, 11),
+        );
+        let d = reported(
+            &with("[hosts.a.docker.networks.one]\nnat = { snat = [\"10.0.0.9\"] }\n"),
+            "10.0.0.9 is not an address of host `a`",
+            (8, 17),
+        );
+        assert_eq!(d.help.as_deref(), Some("host `a` has: 10.0.0.1"));
+        reported(
+            &with("[hosts.a.docker.networks.one]\nnat = \"masqerade\"\n"),
+            "unknown nat mode `masqerade`",
+            (8, 7),
+        );
+        reported(
+            &with(
+                "[hosts.a.docker.networks.one]\nsubnet = \"172.18.0.0/30\"\n\
+                 [containers.c]\nhost = \"a\"\nreplicas = 2\nnetwork = \"one\"\n",
+            ),
+            "subnet 172.18.0.0/30 of network `one` of host `a` has no address left for container \
+             `c2`",
+            (11, 12),
+        );
+    }
+
+    /// Every mistake of the networks at once, each at its place.
+    #[test]
+    fn every_network_error_at_once() {
+        let text = with(
+            r#"[hosts.a.docker.networks.one]
+bridge = "docker0"
+subnet = "10.0.0.0/25"
+nat = { snat = ["10.0.0.7"] }
+[hosts.a.docker.networks.none]
+[containers.c]
+host = "a"
+network = "tow"
+"#,
+        );
+        let source = crate::lab::diag::Source::new("t.toml", &text);
+        let got: Vec<_> = rejected(&text)
+            .iter()
+            .map(|d| (source.line_col(d.span.start), d.message.clone()))
+            .collect();
+        let want = [
+            (8, 10, "uses bridge `docker0`"),
+            (9, 10, "overlaps subnet 10.0.0.0/24 of LAN `lan`"),
+            (10, 17, "10.0.0.7 is not an address of host `a`"),
+            (11, 26, "`none` is a network every Docker host has already"),
+            (14, 11, "unknown network `tow`"),
+        ];
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        for ((at, message), (line, col, want)) in got.iter().zip(want) {
+            assert_eq!(*at, (line, col), "{message}");
+            assert!(message.contains(want), "{message:?} vs {want:?}");
+        }
     }
 
     #[test]

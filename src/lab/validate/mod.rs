@@ -91,18 +91,12 @@ pub fn load(source: &Source, opts: &LoadOptions) -> Result<Loaded, Vec<Diagnosti
 pub fn validate(lab: &LabSpec, opts: &LoadOptions, diags: &mut Vec<Diagnostic>) -> Option<Plan> {
     let mut v = Validator {
         diags,
-        lab_seed: String::new(),
         lans: Vec::new(),
         hosts: Vec::new(),
         groups: Vec::new(),
         containers: Vec::new(),
     };
     let name = v.lab_name(lab, opts);
-    v.lab_seed = match (&name, &lab.name) {
-        (Some(n), _) => n.to_string(),
-        (None, Some(raw)) => raw.value.clone(),
-        (None, None) => String::new(),
-    };
     v.lans(&lab.lans);
     v.hosts(&lab.hosts);
     v.require_hosts(lab);
@@ -200,8 +194,6 @@ struct ContainerDraft {
 
 struct Validator<'s, 'd> {
     diags: &'d mut Vec<Diagnostic>,
-    /// The lab's name as far as it is known, which default bridge names are derived from.
-    lab_seed: String,
     lans: Vec<LanDraft<'s>>,
     hosts: Vec<HostDraft<'s>>,
     groups: Vec<GroupDraft<'s>>,
