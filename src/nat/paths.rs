@@ -238,7 +238,7 @@ pub fn predicted_source(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::plan::{KERNEL_LOCAL_PORT_RANGE, PortRange};
+    use crate::lab::plan::{KERNEL_LOCAL_PORT_RANGE, NetworkId, PortRange};
     use crate::lab::{LoadOptions, Source, load};
 
     fn plan(text: &str) -> Plan {
@@ -332,6 +332,74 @@ sysctls = { "net.ipv4.ip_local_port_range" = "1024 65535" }
             );
             assert_eq!(f.translated, expect);
         }
+    }
+
+    /// One network per pool address, the containers spread by hand: three paths, each
+    /// predicted under its own network and rule.
+    #[test]
+    fn one_network_per_address_predicts_per_network() {
+        let mut text = BASE.replace("[containers.c]\nhost = \"client\"\nreplicas = 3\n", "");
+        text = text.replace(
+            "sysctls = { \"net.ipv4.ip_local_port_range\" = \"1024 65535\" }\n",
+            "",
+        );
+        for i in 1..=3 {
+            text.push_str(&format!(
+                "[hosts.client.docker.networks.n{i}]\nnat = {{ snat = [\"192.168.49.{}\"] }}\n\
+                 [containers.c{i}]\nhost = \"client\"\nnetwork = \"n{i}\"\n\
+                 sysctls = {{ \"net.ipv4.ip_local_port_range\" = \"1024 65535\" }}\n",
+                5 + i
+            ));
+        }
+        text.push_str(
+            "[clients.load]\ncontainers = [\"c1\", \"c2\", \"c3\"]\n\
+             connect = [\"192.168.49.5:9000\"]\nconnections = 40000\n",
+        );
+        let hosts = predict_lab(&plan(&text));
+        let got: Vec<_> = hosts
+            .iter()
+            .map(|h| {
+                let p = &h.prediction.paths[0];
+                (
+                    h.network,
+                    h.network_name.as_str(),
+                    p.translated,
+                    p.established,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (NetworkId(1), "n1", Ipv4Addr::new(192, 168, 49, 6), 40_000),
+                (NetworkId(2), "n2", Ipv4Addr::new(192, 168, 49, 7), 40_000),
+                (NetworkId(3), "n3", Ipv4Addr::new(192, 168, 49, 8), 40_000),
+            ]
+        );
+        assert_eq!(predicted_total(&hosts), 120_000);
+    }
+
+    /// Two networks masquerading to the host's one address share its ports: one wall for both,
+    /// as one conntrack table holds them.
+    #[test]
+    fn networks_that_translate_to_one_address_share_its_path() {
+        let text = format!(
+            "{BASE}[hosts.client.docker.networks.other]\n\
+             [containers.d]\nhost = \"client\"\nnetwork = \"other\"\n\
+             sysctls = {{ \"net.ipv4.ip_local_port_range\" = \"1024 65535\" }}\n\
+             [clients.load]\ncontainers = [\"c1\", \"d\"]\n\
+             connect = [\"192.168.49.5:9000\"]\nconnections = 40000\n"
+        );
+        let hosts = predict_lab(&plan(&text));
+        assert_eq!(hosts.len(), 2, "{hosts:#?}");
+        for h in &hosts {
+            let p = &h.prediction.paths[0];
+            assert_eq!(p.translated, Ipv4Addr::new(192, 168, 49, 6));
+            assert_eq!((p.wanted, p.capacity), (40_000, 64_512));
+            assert!(p.overflow, "{p:?}");
+            assert_eq!(h.prediction.flows[0].limit, PortLimit::PathPorts);
+        }
+        assert_eq!(predicted_total(&hosts), 64_512);
     }
 
     #[test]
