@@ -28,8 +28,8 @@ impl<'s> Validator<'s, '_> {
                 .collect();
             for (id, net, of) in nets {
                 let on = self.on_network(h, id);
-                let taken = self.reserve_explicit(h, &on, net, &of);
-                self.assign_auto(h, &on, net, &of, taken);
+                let taken = self.reserve_explicit(h, &on, id, net, &of);
+                self.assign_auto(h, &on, id, net, &of, taken);
             }
         }
     }
@@ -58,6 +58,7 @@ impl<'s> Validator<'s, '_> {
         &mut self,
         h: usize,
         on: &[usize],
+        id: NetworkId,
         net: Ipv4Net,
         of: &str,
     ) -> HashSet<Ipv4Addr> {
@@ -73,7 +74,7 @@ impl<'s> Validator<'s, '_> {
             }
             if addr.value == gateway {
                 let host = &self.hosts[h].spec.name.value;
-                let message = if of.starts_with("host") {
+                let message = if id == NetworkId::DEFAULT_BRIDGE {
                     format!(
                         "address {} is the docker gateway of host `{host}`",
                         addr.value
@@ -106,10 +107,13 @@ impl<'s> Validator<'s, '_> {
         &mut self,
         h: usize,
         on: &[usize],
+        id: NetworkId,
         net: Ipv4Net,
         of: &str,
         taken: HashSet<Ipv4Addr>,
     ) {
+        // The default bridge keeps the messages it has always had.
+        let default = id == NetworkId::DEFAULT_BRIDGE;
         let gateway = gateway_of(net);
         let last = u32::from(net.broadcast()).saturating_sub(1);
         let mut next = u32::from(gateway).saturating_add(1);
@@ -119,7 +123,7 @@ impl<'s> Validator<'s, '_> {
             if n == BRIDGE_MAX_PORTS && full_groups.insert(group) {
                 let span = self.groups[group].replicas_span.clone();
                 let host = &self.hosts[h].spec.name.value;
-                let message = if of.starts_with("host") {
+                let message = if default {
                     format!("host `{host}` has more than {BRIDGE_MAX_PORTS} containers")
                 } else {
                     format!("{of} has more than {BRIDGE_MAX_PORTS} containers")
@@ -138,7 +142,7 @@ impl<'s> Validator<'s, '_> {
                 if full_groups.insert(group) {
                     let span = self.groups[group].replicas_span.clone();
                     let (host, c) = (&self.hosts[h].spec.name.value, &self.containers[c].raw);
-                    let message = if of.starts_with("host") {
+                    let message = if default {
                         format!(
                             "docker subnet {net} of host `{host}` has no address left for \
                              container `{c}`"
