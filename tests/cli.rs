@@ -515,6 +515,7 @@ fn loader_keys() -> BTreeMap<String, BTreeSet<String>> {
          [lans.lan]\nsubnet = \"192.168.49.0/24\"\n{X}\n\
          [hosts.h]\nlan = \"lan\"\naddresses = [\"192.168.49.6\"]\n{X}\n\
          [hosts.h.docker]\n{X}\nnat = {{ masquerade = true, {X} }}\n\
+         [hosts.h.docker.networks.n]\n{X}\n\
          [containers.c]\nhost = \"h\"\n{X}\n\
          [servers.s]\nhost = \"h\"\nport = 9000\n{X}\n\
          [clients.l]\ncontainers = [\"c\"]\nconnect = [\"192.168.49.6:9000\"]\nconnections = 1\n{X}\n\
@@ -575,6 +576,7 @@ fn the_schema_has_exactly_the_keys_the_loader_accepts() {
         ("in [hosts.h]", &defs["host"]),
         ("in [hosts.h.docker]", &defs["docker"]),
         ("in [hosts.h.docker.nat]", &defs["nat_table"]),
+        ("in [hosts.h.docker.networks.n]", &defs["docker_network"]),
         ("in [containers.c]", &defs["container"]),
         ("in [servers.s]", &defs["server"]),
         ("in [clients.l]", &defs["client"]),

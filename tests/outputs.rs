@@ -95,7 +95,8 @@ fn well_formed(g: &Drawn) -> Result<(), String> {
 enum Entity {
     Lan(usize),
     Host(usize),
-    Bridge(usize),
+    /// Host index, network index (0: the default bridge, then the user-defined networks).
+    Bridge(usize, usize),
     Container(usize),
 }
 
@@ -110,6 +111,17 @@ fn st<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key]
         .as_str()
         .unwrap_or_else(|| panic!("no string `{key}` in {v}"))
+}
+
+/// A host's Docker networks in the plan's JSON: the default bridge, then the user-defined ones.
+fn docker_networks(h: &Value) -> Vec<&Value> {
+    let d = &h["docker"];
+    if !d.is_object() {
+        return Vec::new();
+    }
+    let mut nets = vec![&d["default_bridge"]];
+    nets.extend(arr(d, "networks"));
+    nets
 }
 
 fn idx(v: &Value, key: &str) -> usize {
@@ -168,16 +180,20 @@ fn wanted(plan: &Value) -> BTreeMap<Entity, Want> {
                 name: st(h, "name").to_owned(),
             },
         );
-        let d = &h["docker"];
-        if d.is_object() {
+        for (n, d) in docker_networks(h).into_iter().enumerate() {
             let len = st(d, "subnet").rsplit_once('/').expect("subnet/len").1;
             let kind = st(&d["nat"], "kind");
             let nat = match kind {
                 "masquerade" => format!("nat masquerade to {}", addrs[0]),
                 k => format!("nat {k}"),
             };
+            let mut rest = Vec::new();
+            if n > 0 {
+                rest.push(format!("network {}", st(d, "name")));
+            }
+            rest.push(nat);
             w.insert(
-                Entity::Bridge(i),
+                Entity::Bridge(i, n),
                 Want {
                     what: format!(
                         "docker bridge {} of host {}",
@@ -185,7 +201,7 @@ fn wanted(plan: &Value) -> BTreeMap<Entity, Want> {
                         st(h, "name")
                     ),
                     heading: format!("{} {}/{len}", st(d, "bridge"), st(d, "gateway")),
-                    rest: vec![nat],
+                    rest,
                     name: st(d, "bridge").to_owned(),
                 },
             );
@@ -215,13 +231,16 @@ fn wanted_edges(plan: &Value) -> BTreeMap<(Entity, Entity), String> {
             (Entity::Lan(idx(h, "lan")), Entity::Host(i)),
             st(h, "nic").to_owned(),
         );
-        if h["docker"].is_object() {
-            e.insert((Entity::Host(i), Entity::Bridge(i)), String::new());
+        for n in 0..docker_networks(h).len() {
+            e.insert((Entity::Host(i), Entity::Bridge(i, n)), String::new());
         }
     }
     for (i, c) in arr(plan, "containers").iter().enumerate() {
         e.insert(
-            (Entity::Bridge(idx(c, "host")), Entity::Container(i)),
+            (
+                Entity::Bridge(idx(c, "host"), idx(c, "network")),
+                Entity::Container(i),
+            ),
             st(c, "veth").to_owned(),
         );
     }
@@ -244,7 +263,10 @@ fn account(plan: &Value, g: &Drawn) -> Result<BTreeMap<Entity, String>, String> 
     let mut drawn: BTreeMap<Entity, String> = BTreeMap::new();
     // LANs, hosts and containers have unique names; a bridge name (docker0) may repeat on
     // every host, so a bridge is the node of its heading that is joined to its host.
-    for (e, w) in want.iter().filter(|(e, _)| !matches!(e, Entity::Bridge(_))) {
+    for (e, w) in want
+        .iter()
+        .filter(|(e, _)| !matches!(e, Entity::Bridge(..)))
+    {
         let id = match with_heading(&w.heading)[..] {
             [id] => id.to_owned(),
             [] => return Err(format!("no node draws {} (`{}`)", w.what, w.heading)),
@@ -253,7 +275,7 @@ fn account(plan: &Value, g: &Drawn) -> Result<BTreeMap<Entity, String>, String> 
         drawn.insert(*e, id);
     }
     for (e, w) in want.iter() {
-        let Entity::Bridge(h) = *e else { continue };
+        let Entity::Bridge(h, _) = *e else { continue };
         let host = &drawn[&Entity::Host(h)];
         let candidates: Vec<&str> = g
             .neighbours(host)
@@ -293,7 +315,13 @@ fn account(plan: &Value, g: &Drawn) -> Result<BTreeMap<Entity, String>, String> 
         let id = &drawn[e];
         let lines = &g.lines(id)[1..];
         let ok = match e {
-            Entity::Bridge(_) => lines.len() == 1 && lines[0].starts_with(&w.rest[0]),
+            // The NAT line, the last, may say more than the plan's words (the pool, ports).
+            Entity::Bridge(..) => {
+                let (nat, before) = w.rest.split_last().expect("a NAT line");
+                lines.len() == w.rest.len()
+                    && lines[..before.len()] == *before
+                    && lines[before.len()].starts_with(nat.as_str())
+            }
             _ => lines == w.rest.as_slice(),
         };
         if !ok {

@@ -396,8 +396,11 @@ fn dump_lab(plan: &Plan) -> Dump {
         subst.push((l.mac.to_string(), format!("mac<lan {}>", l.name)));
     }
     for h in &plan.hosts {
-        if let Some(d) = h.docker.as_ref().map(|d| &d.default_bridge) {
-            subst.push((d.mac.to_string(), format!("mac<docker {}>", h.name)));
+        for d in h.docker.iter().flat_map(|d| d.all_networks()) {
+            subst.push((
+                d.mac.to_string(),
+                format!("mac<docker {} {}>", h.name, d.name),
+            ));
         }
     }
     subst.push((format!("{}-", plan.name), "LAB-".to_owned()));

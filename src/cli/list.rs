@@ -5,7 +5,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::lab::netlink::netns_exists;
-use crate::lab::plan::NetnsName;
+use crate::lab::plan::{DockerNet, NetnsName};
 use crate::lab::state::{LabState, Phase, Record};
 use crate::nat::form::NatKind;
 
@@ -75,13 +75,18 @@ fn lab_json(s: &LabState) -> serde_json::Value {
         })
     });
     let hosts = plan.hosts.iter().map(|h| {
-        let docker = h.docker.as_ref().map(|docker| {
-            let d = &docker.default_bridge;
+        let network = |d: &DockerNet| {
             json!({
-                "bridge": d.bridge, "subnet": d.subnet, "gateway": d.gateway,
+                "name": d.name, "bridge": d.bridge, "subnet": d.subnet, "gateway": d.gateway,
                 "nat": NatKind::of(&d.nat), "nat_rule": d.nat,
-                "firewall": docker.firewall,
             })
+        };
+        // The default bridge's fields at the top, as before networks; the others beside them.
+        let docker = h.docker.as_ref().map(|d| {
+            let mut v = network(&d.default_bridge);
+            v["firewall"] = json!(d.firewall);
+            v["networks"] = d.networks.iter().map(network).collect();
+            v
         });
         json!({
             "name": h.name, "kind": "host", "netns": h.netns, "present": present(&h.netns),
@@ -93,6 +98,7 @@ fn lab_json(s: &LabState) -> serde_json::Value {
         json!({
             "name": c.name, "kind": "container", "netns": c.netns, "present": present(&c.netns),
             "addresses": [c.address], "group": c.group, "host": plan.host(c.host).name,
+            "network": plan.network_of(c).map(|n| &n.name),
             "mac": c.mac, "veth": c.veth, "sysctls": c.sysctls,
         })
     });

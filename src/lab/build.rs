@@ -24,10 +24,11 @@ struct LanNode {
     bridge: u32,
 }
 
-/// A host that is up: its namespace and, when it runs Docker, the docker bridge index.
+/// A host that is up: its namespace and, when it runs Docker, each network's bridge index in
+/// [`NetworkId`](super::plan::NetworkId) order.
 struct HostNode {
     netns: Namespace,
-    docker_bridge: Option<u32>,
+    bridges: Vec<u32>,
 }
 
 /// Builds every object of `plan`, Docker hosts' rules through `firewall`. The namespaces must
@@ -122,19 +123,19 @@ async fn build_host(
         tracing::debug!(netns = %host.netns, "sysctl {} = {}", s.key(), s.value());
         netns.write_sysctl(s.key(), s.value())?;
     }
-    let docker_bridge = match &host.docker {
-        None => None,
+    let bridges = match &host.docker {
+        None => Vec::new(),
         Some(docker) => {
             // What dockerd does at start: forwarding on, a bridge with the gateway address for
             // each network.
             netns.write_sysctl("net.ipv4.ip_forward", "1")?;
-            let mut default_bridge = None;
+            let mut bridges = Vec::new();
             for net in docker.all_networks() {
                 let bridge = netns.add_bridge(&net.bridge, net.mac).await?;
                 netns
                     .add_address(bridge, &net.bridge, net.gateway, net.subnet.prefix_len())
                     .await?;
-                default_bridge.get_or_insert(bridge);
+                bridges.push(bridge);
             }
             // Docker's NAT and forward rules, one atomic nftables batch inside the host. The
             // rules for its containers go in with them, before the containers exist.
@@ -148,25 +149,23 @@ async fn build_host(
                 .run(|| firewall.apply(docker, endpoints))?
                 .with_context(|| format!("write Docker's nftables rules in {}", host.netns))?;
             fault::pause("up:rules-done").await;
-            default_bridge
+            bridges
         }
     };
-    Ok(HostNode {
-        netns,
-        docker_bridge,
-    })
+    Ok(HostNode { netns, bridges })
 }
 
 async fn build_container(plan: &Plan, c: &Container, host: &HostNode) -> Result<()> {
     let h = plan.host(c.host);
-    let (Some(docker), Some(bridge)) = (&h.docker, host.docker_bridge) else {
-        anyhow::bail!("host {} has no docker bridge", h.name);
+    let network = h.docker.as_ref().and_then(|d| d.network(c.network));
+    let (Some(docker), Some(&bridge)) = (network, host.bridges.get(c.network.0)) else {
+        anyhow::bail!("host {} has no docker network {}", h.name, c.network.0);
     };
-    let docker = &docker.default_bridge;
     tracing::debug!(
         netns = %c.netns,
         address = %c.address,
         veth = %c.veth,
+        network = %docker.name,
         "build container {} on host {}",
         c.name,
         h.name

@@ -588,7 +588,35 @@ impl Docker {
     pub fn all_networks(&self) -> impl Iterator<Item = &DockerNet> {
         std::iter::once(&self.default_bridge).chain(&self.networks)
     }
+
+    /// The network `id` names; `None` only for an id from another host.
+    pub fn network(&self, id: NetworkId) -> Option<&DockerNet> {
+        self.all_networks().nth(id.0)
+    }
+
+    /// Every network with its id, the default bridge first.
+    pub fn networks_with_ids(&self) -> impl Iterator<Item = (NetworkId, &DockerNet)> {
+        self.all_networks()
+            .enumerate()
+            .map(|(i, n)| (NetworkId(i), n))
+    }
 }
+
+/// Which of its host's Docker networks a container is attached to: an index into
+/// [`Docker::all_networks`], where 0 is the default bridge.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct NetworkId(pub usize);
+
+impl NetworkId {
+    /// Docker's default bridge (`docker0`), where containers go without `--network`.
+    pub const DEFAULT_BRIDGE: NetworkId = NetworkId(0);
+}
+
+/// What Docker calls its default bridge network (`docker network ls`).
+pub const DEFAULT_BRIDGE_NETWORK: &str = "bridge";
 
 /// How a Docker daemon writes its firewall (daemon.json `"firewall-backend"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -636,18 +664,27 @@ pub struct Route {
     pub via: Ipv4Addr,
 }
 
-/// Docker's default bridge network on a host.
+/// A Docker bridge network on a host: the default bridge or a user-defined one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DockerNet {
+    /// The network's Docker name: `bridge` for the default bridge, else the lab file's
+    /// `[hosts.H.docker.networks.NAME]`.
+    #[serde(default = "default_bridge_network")]
+    pub name: Name,
     pub bridge: IfName,
     /// The bridge's MAC (the containers' gateway), fixed ([`Mac::derived`] from
-    /// `<lab>/<host>`) where Docker picks one at random.
+    /// `<lab>/<host>`, `<lab>/<host>/<network>` for a user-defined one) where Docker picks one
+    /// at random.
     #[serde(default)]
     pub mac: Mac,
     pub subnet: Ipv4Net,
     /// First host address of the subnet, on the bridge.
     pub gateway: Ipv4Addr,
     pub nat: Nat,
+}
+
+fn default_bridge_network() -> Name {
+    Name(DEFAULT_BRIDGE_NETWORK.to_owned())
 }
 
 /// A container: its own namespace with `eth0` on a host's docker bridge.
@@ -659,6 +696,9 @@ pub struct Container {
     pub group: Name,
     pub netns: NetnsName,
     pub host: HostId,
+    /// The host's network whose bridge its veth is a port of.
+    #[serde(default)]
+    pub network: NetworkId,
     pub address: Ipv4Addr,
     pub mac: Mac,
     /// Host end of the veth pair, `veth` + 7 hex digits as Docker names it (derived from the lab
@@ -876,23 +916,36 @@ impl Plan {
             .map(|(_, ns)| ns)
     }
 
-    /// Containers attached to the docker bridge of `host`, in address order.
+    /// Containers attached to the docker bridges of `host`, in address order.
     pub fn containers_of(&self, host: HostId) -> impl Iterator<Item = &Container> {
         self.containers.iter().filter(move |c| c.host == host)
     }
 
-    /// The containers of `host` as endpoints of its Docker networks, in creation order.
+    /// The containers of `host` as endpoints of its Docker networks, in plan order.
     pub fn endpoints_of(&self, host: HostId) -> Vec<Endpoint> {
-        let Some(docker) = &self.host(host).docker else {
-            return Vec::new();
-        };
-        // Every container is on the default bridge until containers name a network.
         self.containers_of(host)
-            .map(|c| Endpoint {
-                bridge: docker.default_bridge.bridge.clone(),
-                address: c.address,
+            .filter_map(|c| {
+                Some(Endpoint {
+                    bridge: self.network_of(c)?.bridge.clone(),
+                    address: c.address,
+                })
             })
             .collect()
+    }
+
+    /// Containers attached to network `network` of `host`.
+    pub fn containers_on(
+        &self,
+        host: HostId,
+        network: NetworkId,
+    ) -> impl Iterator<Item = &Container> {
+        self.containers_of(host)
+            .filter(move |c| c.network == network)
+    }
+
+    /// The Docker network a container is attached to.
+    pub fn network_of(&self, c: &Container) -> Option<&DockerNet> {
+        self.host(c.host).docker.as_ref()?.network(c.network)
     }
 }
 
@@ -909,6 +962,27 @@ pub fn veth_name(lab: &Name, container: &Name, salt: u32) -> IfName {
     );
     // 7 hex digits = 28 bits; the name is always 11 bytes, so it is always valid.
     IfName(format!("veth{:07x}", h & 0x0fff_ffff))
+}
+
+/// The bridge of a user-defined network when the lab file names none: `br-` + 12 hex digits,
+/// as Docker names it after the network's id (random there; derived here from the host and
+/// network names with 64-bit FNV-1a, so every run looks the same). The bridge lives in the
+/// host's own namespace, so the lab's name is left out: `--name` copies and `lab show
+/// --commands` build the same names.
+pub fn user_bridge_name(host: &str, network: &str) -> IfName {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in host.bytes().chain([0]).chain(network.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // FNV barely mixes a last byte into the high bits, and networks are often named alike
+    // (egress1, egress2): splitmix64's finaliser spreads it, so the names look as unrelated as
+    // Docker's.
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    // 12 hex digits = 48 bits; the name is always 15 bytes, the kernel's limit.
+    IfName(format!("br-{:012x}", h & 0xffff_ffff_ffff))
 }
 
 mod opt_duration_secs {
@@ -994,6 +1068,18 @@ mod tests {
         assert_eq!(a.as_str().len(), 11);
         assert!(a.as_str().starts_with("veth"));
         assert!(a.as_str()[4..].chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn user_bridge_names_are_stable_and_docker_shaped() {
+        let a = user_bridge_name("h", "egress1");
+        assert_eq!(a, user_bridge_name("h", "egress1"));
+        assert_ne!(a, user_bridge_name("h", "egress2"));
+        assert_ne!(a, user_bridge_name("h2", "egress1"));
+        assert_eq!(a.as_str().len(), IFNAME_MAX);
+        assert!(a.as_str().starts_with("br-"));
+        assert!(a.as_str()[3..].chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(IfName::new(a.as_str()).is_ok());
     }
 
     #[test]

@@ -85,6 +85,16 @@ pub struct DockerSpec {
     pub bridge: Option<Spanned<String>>,
     pub subnet: Option<Spanned<String>>,
     pub nat: Option<NatSpec>,
+    /// `[hosts.X.docker.networks.NAME]`: user-defined bridge networks, in file order.
+    pub networks: Vec<Named<NetworkSpec>>,
+}
+
+/// `[hosts.X.docker.networks.NAME]` (`docker network create`); every key is optional.
+#[derive(Debug, Clone)]
+pub struct NetworkSpec {
+    pub bridge: Option<Spanned<String>>,
+    pub subnet: Option<Spanned<String>>,
+    pub nat: Option<NatSpec>,
 }
 
 /// `nat = "masquerade"` / `"none"`, or a table for SNAT pools and port ranges.
@@ -119,6 +129,8 @@ pub struct ContainerSpec {
     pub replicas: Option<Spanned<i64>>,
     pub address: Option<Spanned<String>>,
     pub sysctls: Vec<SysctlSpec>,
+    /// The host's Docker network the containers are attached to (`docker run --network`).
+    pub network: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -189,9 +201,10 @@ const TOP_KEYS: &[&str] = &[
 ];
 const LAN_KEYS: &[&str] = &["subnet"];
 const HOST_KEYS: &[&str] = &["lan", "addresses", "sysctls", "docker"];
-const DOCKER_KEYS: &[&str] = &["firewall", "bridge", "subnet", "nat"];
+const DOCKER_KEYS: &[&str] = &["firewall", "bridge", "subnet", "nat", "networks"];
+const NETWORK_KEYS: &[&str] = &["bridge", "subnet", "nat"];
 const NAT_KEYS: &[&str] = &["snat", "masquerade", "ports", "persistent"];
-const CONTAINER_KEYS: &[&str] = &["host", "replicas", "address", "sysctls"];
+const CONTAINER_KEYS: &[&str] = &["host", "replicas", "address", "sysctls", "network"];
 const SERVER_KEYS: &[&str] = &["host", "port", "command", "processes", "user"];
 const CLIENT_KEYS: &[&str] = &[
     "containers",
@@ -283,6 +296,18 @@ fn docker(t: TableView<'_>, d: &mut Vec<Diagnostic>) -> DockerSpec {
         bridge: r.optional("bridge", string),
         subnet: r.optional("subnet", string),
         nat: r.optional("nat", nat),
+        networks: r
+            .optional("networks", |f, d| section(f, d, network))
+            .unwrap_or_default(),
+    }
+}
+
+fn network(t: TableView<'_>, d: &mut Vec<Diagnostic>) -> NetworkSpec {
+    let mut r = Reader::new(t, NETWORK_KEYS, d);
+    NetworkSpec {
+        bridge: r.optional("bridge", string),
+        subnet: r.optional("subnet", string),
+        nat: r.optional("nat", nat),
     }
 }
 
@@ -321,6 +346,7 @@ fn container(t: TableView<'_>, d: &mut Vec<Diagnostic>) -> ContainerSpec {
         replicas: r.optional("replicas", integer),
         address: r.optional("address", string),
         sysctls: r.optional("sysctls", sysctls).unwrap_or_default(),
+        network: r.optional("network", string),
     }
 }
 

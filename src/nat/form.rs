@@ -1,5 +1,6 @@
-//! A host's NAT as everything after the plan speaks of it: the plan's [`Nat`] with the address
-//! masquerade leaves with, in words ("masquerade to 192.168.49.6", "snat to A-B ports P-Q
+//! A Docker network's NAT as everything after the plan speaks of it (each bridge network of a
+//! host has its own rule, as Docker's `host_ipv4` is per network): the plan's [`Nat`] with the
+//! address masquerade leaves with, in words ("masquerade to 192.168.49.6", "snat to A-B ports P-Q
 //! persistent"), in one word for scripts (`masquerade`, `snat`, `none`), and as the model the
 //! prediction runs. Predictions, views, reports, `lab list` and the drawings all read it here,
 //! so a new NAT form is one new arm in this file, not strings compared downstream.
@@ -10,7 +11,17 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use serde::{Serialize, Serializer};
 
 use super::predict::NatModel;
-use crate::lab::plan::{Host, Nat, PortRange};
+use crate::lab::plan::{DockerNet, Host, Nat, PortRange};
+
+/// Where a NAT is, in reports: the host, and the network when it is not the default bridge (so
+/// a lab with Docker's default network alone reads as it always has).
+pub fn place(host: &str, network: &str) -> String {
+    if network == crate::lab::plan::DEFAULT_BRIDGE_NETWORK {
+        host.to_owned()
+    } else {
+        format!("{host} network {network}")
+    }
+}
 
 /// The NAT form as one word: what `lab list --json` says and the schema enumerates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,8 +50,8 @@ impl NatKind {
     }
 }
 
-/// A host's NAT: its form and the address a masquerade leaves with. Serialized as its words
-/// (what the JSON outputs have always said).
+/// The NAT of one of a host's Docker networks: its form and the address a masquerade leaves
+/// with. Serialized as its words (what the JSON outputs have always said).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostNat {
     nat: Nat,
@@ -49,15 +60,30 @@ pub struct HostNat {
 }
 
 impl HostNat {
-    /// The NAT of `host`: its docker network's, or none when it runs no Docker.
-    pub fn of(host: &Host) -> Self {
+    /// The NAT of network `net` of `host`.
+    pub fn of(host: &Host, net: &DockerNet) -> Self {
         Self {
-            nat: host
-                .docker
-                .as_ref()
-                .map_or(Nat::None, |d| d.default_bridge.nat.clone()),
+            nat: net.nat.clone(),
             primary: host.addresses[0],
         }
+    }
+
+    /// What a host without Docker does to its own traffic: nothing.
+    pub fn untranslated(host: &Host) -> Self {
+        Self {
+            nat: Nat::None,
+            primary: host.addresses[0],
+        }
+    }
+
+    /// The NAT of each of `host`'s networks, the default bridge first; none when it runs no
+    /// Docker.
+    pub fn of_each(host: &Host) -> Vec<(&DockerNet, Self)> {
+        host.docker
+            .iter()
+            .flat_map(|d| d.all_networks())
+            .map(|n| (n, Self::of(host, n)))
+            .collect()
     }
 
     pub fn kind(&self) -> NatKind {
@@ -147,6 +173,16 @@ mod tests {
     use super::*;
     use crate::lab::{LoadOptions, Source, load};
 
+    /// The default bridge's NAT of host `h` of a one-host lab whose `[hosts.h.docker]` says
+    /// `docker`, or none without one.
+    fn nat(docker: &str) -> HostNat {
+        let h = host(docker);
+        match HostNat::of_each(&h).first() {
+            Some((_, n)) => n.clone(),
+            None => HostNat::untranslated(&h),
+        }
+    }
+
     /// Host `h` of a one-host lab whose `[hosts.h.docker]` says `docker`.
     fn host(docker: &str) -> Host {
         let text = format!(
@@ -196,12 +232,33 @@ mod tests {
             ),
         ];
         for (docker, words, kind, is_pool) in cases {
-            let n = HostNat::of(&host(docker));
+            let n = nat(docker);
             assert_eq!(n.to_string(), words, "{docker}");
             assert_eq!(serde_json::to_value(&n).unwrap(), words);
             assert_eq!(n.kind(), kind, "{docker}");
             assert_eq!(n.is_pool(), is_pool, "{docker}");
             assert_eq!(n.model().is_some(), kind != NatKind::None, "{docker}");
         }
+    }
+
+    /// `host_ipv4` is per network: each network of a host has its own rule.
+    #[test]
+    fn each_network_has_its_own_nat() {
+        let h = host(
+            "[hosts.h.docker.networks.one]\nnat = { snat = [\"192.168.49.7\"] }\n\
+             [hosts.h.docker.networks.two]\nnat = { snat = [\"192.168.49.8\"] }\n",
+        );
+        let words: Vec<(String, String)> = HostNat::of_each(&h)
+            .into_iter()
+            .map(|(n, nat)| (n.name.to_string(), nat.to_string()))
+            .collect();
+        assert_eq!(
+            words,
+            [
+                ("bridge".to_owned(), "masquerade to 192.168.49.6".to_owned()),
+                ("one".to_owned(), "snat to 192.168.49.7".to_owned()),
+                ("two".to_owned(), "snat to 192.168.49.8".to_owned()),
+            ]
+        );
     }
 }

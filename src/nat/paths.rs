@@ -1,5 +1,6 @@
-//! The NAT paths of a lab, predicted from its plan alone: for each host whose containers run
-//! clients, which address each container's connections leave with, which (translated source,
+//! The NAT paths of a lab, predicted from its plan alone: for each Docker network whose
+//! containers run clients (each network has its NAT rule), which address each container's
+//! connections leave with, which (translated source,
 //! destination) path they share, how many ports that path has, and what will be established.
 //! Pure; `lab check`, `lab nat` and `lab run` show it.
 
@@ -9,13 +10,18 @@ use serde::Serialize;
 
 use super::form::HostNat;
 use super::predict::{self, FlowPrediction, PathPrediction, PortLimit, Prediction};
-use crate::lab::plan::{Container, Host, HostId, Plan};
+use crate::lab::plan::{Container, DockerNet, Host, HostId, NetworkId, Plan};
 
-/// What a host's kernel is predicted to do with its containers' client connections.
+/// What a host's kernel is predicted to do with the client connections of the containers on
+/// one of its Docker networks.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostPrediction {
     pub host: HostId,
     pub name: String,
+    /// The network, by its index among the host's networks (0: the default bridge).
+    pub network: NetworkId,
+    /// The network's Docker name (`bridge` for the default bridge).
+    pub network_name: String,
     /// The NAT rule (serialized in words: "masquerade to 192.168.49.6", "snat to A-B persistent").
     pub nat: HostNat,
     /// Flows through the NAT and flows that are not translated (to the host itself, or with
@@ -23,24 +29,35 @@ pub struct HostPrediction {
     pub prediction: Prediction,
 }
 
-/// Predictions for every host that has client containers, in host order.
+/// Predictions for every network that has client containers, in host then network order.
 pub fn predict_lab(plan: &Plan) -> Vec<HostPrediction> {
-    plan.hosts
-        .iter()
-        .enumerate()
-        .filter_map(|(i, host)| predict_host(plan, HostId(i), host))
-        .collect()
+    let mut out = Vec::new();
+    for (i, host) in plan.hosts.iter().enumerate() {
+        let id = HostId(i);
+        let Some(docker) = &host.docker else { continue };
+        let start = out.len();
+        for (network, net) in docker.networks_with_ids() {
+            out.extend(predict_network(plan, id, host, network, net));
+        }
+        share_paths(&mut out[start..]);
+    }
+    out
 }
 
-fn predict_host(plan: &Plan, id: HostId, host: &Host) -> Option<HostPrediction> {
-    host.docker.as_ref()?;
-    let nat = HostNat::of(host);
+fn predict_network(
+    plan: &Plan,
+    id: HostId,
+    host: &Host,
+    network: NetworkId,
+    net: &DockerNet,
+) -> Option<HostPrediction> {
+    let nat = HostNat::of(host, net);
     let mut translated = Vec::new();
     let mut local = Vec::new();
     for group in &plan.clients {
         for (i, &cid) in group.containers.iter().enumerate() {
             let c = plan.container(cid);
-            if c.host != id {
+            if c.host != id || c.network != network {
                 continue;
             }
             let dst = group.target_of(i);
@@ -71,16 +88,92 @@ fn predict_host(plan: &Plan, id: HostId, host: &Host) -> Option<HostPrediction> 
     Some(HostPrediction {
         host: id,
         name: host.name.to_string(),
+        network,
+        network_name: net.name.to_string(),
         nat,
         prediction,
     })
 }
 
-/// Connections one NAT path of `host` can hold: its NAT rule's ([`NatModel::path_capacity`]),
-/// or the default when the host translates nothing. The one place capacity is derived from a
-/// plan; predictions and `lab nat`'s view both read it.
-pub fn path_capacity(host: &Host) -> u32 {
-    HostNat::of(host)
+/// Networks of one host that translate to the same address share its ports towards a
+/// destination: the kernel keeps one conntrack table per namespace and wants each translated
+/// tuple unique in it, whichever rule made it (two networks masquerading to the host's one
+/// address hit one wall together). Such a path's count is capped across the networks, and
+/// shared out in proportion to what each wants.
+fn share_paths(preds: &mut [HostPrediction]) {
+    let mut keys: Vec<(Ipv4Addr, SocketAddrV4)> = Vec::new();
+    for p in preds.iter() {
+        for path in &p.prediction.paths {
+            let key = (path.translated, path.dst);
+            let on = preds
+                .iter()
+                .filter(|q| q.prediction.path(key.0, key.1).is_some())
+                .count();
+            if on > 1 && !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    for (translated, dst) in keys {
+        let shares: Vec<(u64, u32)> = preds
+            .iter()
+            .filter_map(|p| p.prediction.path(translated, dst))
+            .map(|path| (path.wanted, path.capacity))
+            .collect();
+        let wanted: u64 = shares.iter().map(|(w, _)| w).sum();
+        // Rules with different port ranges on one address: the smallest bounds for sure.
+        let capacity = shares.iter().map(|(_, c)| u64::from(*c)).min().unwrap_or(0);
+        if wanted <= capacity {
+            continue;
+        }
+        let mut left = capacity;
+        for p in preds.iter_mut() {
+            let Some(path) = p
+                .prediction
+                .paths
+                .iter_mut()
+                .find(|q| q.translated == translated && q.dst == dst)
+            else {
+                continue;
+            };
+            let share = (path.wanted * capacity / wanted.max(1)).min(left);
+            left -= share;
+            path.established = share;
+            path.overflow = true;
+            for f in p
+                .prediction
+                .flows
+                .iter_mut()
+                .filter(|f| f.translated == translated && f.dst == dst)
+            {
+                f.limit = match f.limit {
+                    PortLimit::None | PortLimit::PathPorts => PortLimit::PathPorts,
+                    PortLimit::LocalPorts | PortLimit::LocalAndPathPorts => {
+                        PortLimit::LocalAndPathPorts
+                    }
+                };
+            }
+        }
+        // What integer division left over goes to the first network that wants it.
+        if left > 0
+            && let Some(path) = preds
+                .iter_mut()
+                .flat_map(|p| p.prediction.paths.iter_mut())
+                .find(|q| q.translated == translated && q.dst == dst && q.established < q.wanted)
+        {
+            path.established += left;
+        }
+        for p in preds.iter_mut() {
+            p.prediction.established = p.prediction.paths.iter().map(|q| q.established).sum();
+        }
+    }
+}
+
+/// Connections one NAT path of network `net` of `host` can hold: its NAT rule's
+/// ([`NatModel::path_capacity`]), or the default when it translates nothing. The one place
+/// capacity is derived from a plan; predictions and `lab nat`'s view both read it.
+pub fn path_capacity(host: &Host, net: &DockerNet) -> u32 {
+    HostNat::of(host, net)
         .model()
         .map_or_else(|| predict::path_capacity(None), |m| m.path_capacity())
 }
@@ -145,7 +238,7 @@ pub fn predicted_source(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::plan::{KERNEL_LOCAL_PORT_RANGE, PortRange};
+    use crate::lab::plan::{KERNEL_LOCAL_PORT_RANGE, NetworkId, PortRange};
     use crate::lab::{LoadOptions, Source, load};
 
     fn plan(text: &str) -> Plan {
@@ -239,6 +332,74 @@ sysctls = { "net.ipv4.ip_local_port_range" = "1024 65535" }
             );
             assert_eq!(f.translated, expect);
         }
+    }
+
+    /// One network per pool address, the containers spread by hand: three paths, each
+    /// predicted under its own network and rule.
+    #[test]
+    fn one_network_per_address_predicts_per_network() {
+        let mut text = BASE.replace("[containers.c]\nhost = \"client\"\nreplicas = 3\n", "");
+        text = text.replace(
+            "sysctls = { \"net.ipv4.ip_local_port_range\" = \"1024 65535\" }\n",
+            "",
+        );
+        for i in 1..=3 {
+            text.push_str(&format!(
+                "[hosts.client.docker.networks.n{i}]\nnat = {{ snat = [\"192.168.49.{}\"] }}\n\
+                 [containers.c{i}]\nhost = \"client\"\nnetwork = \"n{i}\"\n\
+                 sysctls = {{ \"net.ipv4.ip_local_port_range\" = \"1024 65535\" }}\n",
+                5 + i
+            ));
+        }
+        text.push_str(
+            "[clients.load]\ncontainers = [\"c1\", \"c2\", \"c3\"]\n\
+             connect = [\"192.168.49.5:9000\"]\nconnections = 40000\n",
+        );
+        let hosts = predict_lab(&plan(&text));
+        let got: Vec<_> = hosts
+            .iter()
+            .map(|h| {
+                let p = &h.prediction.paths[0];
+                (
+                    h.network,
+                    h.network_name.as_str(),
+                    p.translated,
+                    p.established,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (NetworkId(1), "n1", Ipv4Addr::new(192, 168, 49, 6), 40_000),
+                (NetworkId(2), "n2", Ipv4Addr::new(192, 168, 49, 7), 40_000),
+                (NetworkId(3), "n3", Ipv4Addr::new(192, 168, 49, 8), 40_000),
+            ]
+        );
+        assert_eq!(predicted_total(&hosts), 120_000);
+    }
+
+    /// Two networks masquerading to the host's one address share its ports: one wall for both,
+    /// as one conntrack table holds them.
+    #[test]
+    fn networks_that_translate_to_one_address_share_its_path() {
+        let text = format!(
+            "{BASE}[hosts.client.docker.networks.other]\n\
+             [containers.d]\nhost = \"client\"\nnetwork = \"other\"\n\
+             sysctls = {{ \"net.ipv4.ip_local_port_range\" = \"1024 65535\" }}\n\
+             [clients.load]\ncontainers = [\"c1\", \"d\"]\n\
+             connect = [\"192.168.49.5:9000\"]\nconnections = 40000\n"
+        );
+        let hosts = predict_lab(&plan(&text));
+        assert_eq!(hosts.len(), 2, "{hosts:#?}");
+        for h in &hosts {
+            let p = &h.prediction.paths[0];
+            assert_eq!(p.translated, Ipv4Addr::new(192, 168, 49, 6));
+            assert_eq!((p.wanted, p.capacity), (40_000, 64_512));
+            assert!(p.overflow, "{p:?}");
+            assert_eq!(h.prediction.flows[0].limit, PortLimit::PathPorts);
+        }
+        assert_eq!(predicted_total(&hosts), 64_512);
     }
 
     #[test]

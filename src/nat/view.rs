@@ -1,4 +1,6 @@
-//! What a host's NAT is doing, from its conntrack table: per NAT path the source ports in use
+//! What one Docker network's NAT is doing, from its host's conntrack table (one per namespace,
+//! shared by the host's networks: an entry belongs to the network whose subnet holds its
+//! original source): per NAT path the source ports in use
 //! against the path's capacity, per container the address the kernel chose (beside the one
 //! predicted), the kernel's count of SYNs dropped for want of a port, sample translations, and
 //! the article's 4-tuple proof (one translated port serving several destinations at once).
@@ -12,7 +14,7 @@ use serde::Serialize;
 use super::conntrack::{Flow, Stats};
 use super::form::HostNat;
 use super::paths::HostPrediction;
-use crate::lab::plan::{HostId, Plan};
+use crate::lab::plan::{DEFAULT_BRIDGE_NETWORK, HostId, NetworkId, Plan};
 
 const IPPROTO_TCP: u8 = 6;
 /// Translations listed as examples.
@@ -21,12 +23,16 @@ const SAMPLES: usize = 5;
 #[derive(Debug, Clone, Serialize)]
 pub struct NatView {
     pub host: String,
+    /// The Docker network (`bridge` for the default bridge).
+    pub network: String,
     pub nat: HostNat,
-    /// Entries in this namespace's conntrack table, and the global limit each namespace has.
+    /// Entries in this namespace's conntrack table (all of the host's networks), and the
+    /// global limit each namespace has.
     pub entries: u64,
     pub max: u32,
     pub paths: Vec<PathView>,
     pub containers: Vec<ContainerChoice>,
+    /// The namespace's counters: shared by the host's networks, as the table is.
     pub stats: Stats,
     pub samples: Vec<Translation>,
     /// A translated source port in use towards several destinations, with those entries.
@@ -84,18 +90,43 @@ fn translation(f: &Flow) -> Translation {
     }
 }
 
-/// Builds the view of `host` from its conntrack `flows` and `stats`.
+/// Builds the view of `network` of `host` from the host's conntrack `flows` and `stats`;
+/// `None` when the host has no such network. A host without Docker is viewed as its default
+/// bridge would be, translating nothing: its whole table.
 pub fn build(
     plan: &Plan,
     host: HostId,
+    network: NetworkId,
     flows: &[Flow],
     stats: Stats,
     predictions: &[HostPrediction],
-) -> NatView {
+) -> Option<NatView> {
     let h = plan.host(host);
-    let prediction = predictions.iter().find(|p| p.host == host);
-    let capacity = super::paths::path_capacity(h);
-    let tcp: Vec<&Flow> = flows.iter().filter(|f| f.proto == IPPROTO_TCP).collect();
+    let (net, nat, name) = match &h.docker {
+        Some(d) => {
+            let net = d.network(network)?;
+            (Some(net), HostNat::of(h, net), net.name.to_string())
+        }
+        None if network == NetworkId::DEFAULT_BRIDGE => (
+            None,
+            HostNat::untranslated(h),
+            DEFAULT_BRIDGE_NETWORK.to_owned(),
+        ),
+        None => return None,
+    };
+    let prediction = predictions
+        .iter()
+        .find(|p| p.host == host && p.network == network);
+    let capacity = net.map_or_else(
+        || super::predict::path_capacity(None),
+        |n| super::paths::path_capacity(h, n),
+    );
+    let tcp: Vec<&Flow> = flows
+        .iter()
+        .filter(|f| {
+            f.proto == IPPROTO_TCP && net.is_none_or(|n| n.subnet.contains(f.orig_src.ip()))
+        })
+        .collect();
     let translated: Vec<&Flow> = tcp.iter().copied().filter(|f| f.is_translated()).collect();
 
     let mut ports: BTreeMap<(u32, SocketAddrV4), BTreeSet<u16>> = BTreeMap::new();
@@ -124,13 +155,14 @@ pub fn build(
         })
         .collect();
 
-    NatView {
+    Some(NatView {
         host: h.name.to_string(),
-        nat: HostNat::of(h),
+        network: name,
+        nat,
         entries: u64::from(stats.entries),
         max: stats.max,
         paths,
-        containers: container_choices(plan, host, &tcp, prediction),
+        containers: container_choices(plan, host, network, &tcp, prediction),
         samples: translated
             .iter()
             .take(SAMPLES)
@@ -138,17 +170,18 @@ pub fn build(
             .collect(),
         shared_port: shared_port(&translated),
         stats,
-    }
+    })
 }
 
 fn container_choices(
     plan: &Plan,
     host: HostId,
+    network: NetworkId,
     tcp: &[&Flow],
     prediction: Option<&HostPrediction>,
 ) -> Vec<ContainerChoice> {
     let mut out = Vec::new();
-    for c in plan.containers_of(host) {
+    for c in plan.containers_on(host, network) {
         let mut per_dst: BTreeMap<SocketAddrV4, BTreeMap<Ipv4Addr, u64>> = BTreeMap::new();
         for f in tcp.iter().filter(|f| *f.orig_src.ip() == c.address) {
             *per_dst

@@ -15,6 +15,7 @@ use super::{Machine, NatChoice, Request, Shape, path_fill};
 use crate::lab::capacity::Capacity;
 use crate::lab::limits::GlobalLimit;
 use crate::lab::{LoadOptions, Plan, Source, load};
+use crate::nat::form::HostNat;
 use crate::nat::paths::predict_lab;
 use crate::workload::share::{client_processes, server_processes};
 
@@ -300,7 +301,14 @@ pub fn layout(req: &Request, machine: &Machine, shape: &Shape, name: &str) -> Re
             PlannedHost {
                 name: host.name.to_string(),
                 addresses: host.addresses.clone(),
-                nat: crate::nat::form::HostNat::of(host).to_string(),
+                nat: host
+                    .docker
+                    .as_ref()
+                    .map_or_else(
+                        || HostNat::untranslated(host),
+                        |d| HostNat::of(host, &d.default_bridge),
+                    )
+                    .to_string(),
                 containers,
                 connections,
                 processes,

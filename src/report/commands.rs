@@ -134,7 +134,7 @@ fn host_commands(s: &mut String, plan: &Plan, host: &Host, endpoints: &[Endpoint
 
 fn container_commands(s: &mut String, plan: &Plan, c: &Container) {
     let host = plan.host(c.host);
-    let Some(d) = host.docker.as_ref().map(|d| &d.default_bridge) else {
+    let Some(d) = plan.network_of(c) else {
         return;
     };
     let ns = q(c.netns.as_str());

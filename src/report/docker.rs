@@ -18,8 +18,8 @@ use ipnet::Ipv4Net;
 use super::commands::q;
 use super::count;
 use crate::lab::plan::{
-    ClientGroup, Container, Docker, DockerNet, FirewallBackend, Host, IFNAME_MAX, IfName, Nat,
-    Plan, PortRange, Sysctl,
+    ClientGroup, Container, DEFAULT_BRIDGE_NETWORK, Docker, DockerNet, FirewallBackend, Host,
+    IFNAME_MAX, IfName, Nat, NetworkId, Plan, PortRange, Sysctl,
 };
 use crate::lab::validate::CONTAINER_SYSCTLS;
 use crate::workload::program::{Launch, client_launch, server_launch};
@@ -27,9 +27,6 @@ use crate::workload::program::{Launch, client_launch, server_launch};
 /// The image line every rendering starts from: lab's own client is built into `lab`, so the
 /// load tester's image is the reader's to name.
 const IMAGE_DEFAULT: &str = "your/load-tester";
-
-/// Docker's default bridge as `docker network ls` names it.
-const DEFAULT_BRIDGE_NETWORK: &str = "bridge";
 
 /// Docker's default bridge subnet (dockerd's `bip` unset): taken on every Docker host.
 const DOCKER0_SUBNET: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(172, 17, 0, 0), 16);
@@ -222,7 +219,11 @@ fn place(
         host_ipv4: None,
         masquerade: true,
     };
-    if is_default {
+    let has_containers = plan
+        .containers
+        .iter()
+        .any(|c| c.network.0 == li && plan.host(c.host).name == host.name);
+    if is_default && has_containers {
         caveats.push(format!(
             "docker0, Docker's default bridge, cannot take com.docker.network.host_ipv4: dockerd \
              has no flag for it, and daemon.json's default-network-opts reach user-defined \
@@ -332,7 +333,8 @@ fn place(
                 (Some(a), _) => a.to_string(),
                 _ => String::new(),
             };
-            caveats.push(format!(
+            if split {
+                caveats.push(format!(
                 "host_ipv4 is one address, not a pool: Docker writes `SNAT --to-source ADDR` with \
                  no range and has no per-container source address. The lab's pool {range} on \
                  {called} becomes {} network{}, one per address, and the containers are spread \
@@ -342,6 +344,7 @@ fn place(
                 pool.len(),
                 if pool.len() == 1 { "" } else { "s" }
             ));
+            }
             caveats.push(
                 "The host_ipv4 addresses must be on this machine (the `ip addr add` lines): \
                  Docker does not check (its own test uses 172.0.0.172), and SNAT to an address \
@@ -373,19 +376,16 @@ fn backend(b: FirewallBackend) -> &'static str {
     }
 }
 
-/// Docker's name for the lab's network `li` of a host (0 is the default bridge). A user-defined
-/// network is named after its bridge until the plan carries its own name.
+/// Docker's name for the lab's network `li` of a host (0 is the default bridge, `bridge`).
 fn lab_network_name(docker: &Docker, li: usize) -> String {
-    match li.checked_sub(1).and_then(|i| docker.networks.get(i)) {
-        Some(net) => net.bridge.to_string(),
-        None => DEFAULT_BRIDGE_NETWORK.into(),
-    }
+    docker
+        .network(NetworkId(li))
+        .map_or_else(|| DEFAULT_BRIDGE_NETWORK.into(), |net| net.name.to_string())
 }
 
-/// The lab network a container is on, as an index into [`Docker::all_networks`]: the default
-/// bridge, the only one containers are attached to so far.
-fn lab_network_of(_container: &Container) -> usize {
-    0
+/// The lab network a container is on, as an index into [`Docker::all_networks`].
+fn lab_network_of(container: &Container) -> usize {
+    container.network.0
 }
 
 /// `br-<lab>-<n>`, the lab's name cut so that the whole fits IFNAMSIZ.
@@ -670,6 +670,10 @@ fn docker_host_commands(s: &mut String, plan: &Plan, hosts: &[DockerHost], d: &D
             .filter(|m| m.network == i)
             .map(|m| m.container.name.as_str())
             .collect();
+        // Docker's default bridge exists anyway; with nobody on it there is nothing to say.
+        if on.is_empty() && n.create.is_none() {
+            continue;
+        }
         let header = format!(
             "network {}: {} container{} ({}), leaving as {}",
             n.name,
@@ -970,7 +974,7 @@ fn yaml_key(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::plan::Mac;
+    use crate::lab::plan::{Mac, Name};
     use crate::lab::{LoadOptions, Source, load};
 
     fn lab(file: &str) -> Plan {
@@ -1105,6 +1109,7 @@ mod tests {
     fn user_net(bridge: &str, subnet: &str, nat: Nat) -> DockerNet {
         let subnet: Ipv4Net = subnet.parse().unwrap();
         DockerNet {
+            name: Name::new(bridge).unwrap(),
             bridge: IfName::new(bridge).unwrap(),
             mac: Mac::derived(bridge),
             subnet,

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::lab::plan::Plan;
+use crate::lab::plan::{NetworkId, Plan};
 use crate::nat::form::HostNat;
 
 /// Nodes and edges, independent of the output syntax.
@@ -40,20 +40,25 @@ fn build(plan: &Plan) -> Graph {
         ));
         g.edges
             .push((format!("host{i}"), format!("lan{}", h.lan.0), "eth0".into()));
-        if let Some(d) = h.docker.as_ref().map(|d| &d.default_bridge) {
+        for (network, d) in h.docker.iter().flat_map(|d| d.networks_with_ids()) {
+            let name = if network == NetworkId::DEFAULT_BRIDGE {
+                String::new()
+            } else {
+                format!("\\nnetwork {}", d.name)
+            };
             g.nodes.push((
-                format!("br{i}"),
+                bridge_node(i, network),
                 format!(
-                    "{} {}/{}\\nnat {}",
+                    "{} {}/{}{name}\\nnat {}",
                     d.bridge,
                     d.gateway,
                     d.subnet.prefix_len(),
-                    HostNat::of(h)
+                    HostNat::of(h, d)
                 ),
                 "bridge",
             ));
             g.edges
-                .push((format!("br{i}"), format!("host{i}"), String::new()));
+                .push((bridge_node(i, network), format!("host{i}"), String::new()));
         }
     }
     for (i, c) in plan.containers.iter().enumerate() {
@@ -64,11 +69,21 @@ fn build(plan: &Plan) -> Graph {
         ));
         g.edges.push((
             format!("c{i}"),
-            format!("br{}", c.host.0),
+            bridge_node(c.host.0, c.network),
             c.veth.to_string(),
         ));
     }
     g
+}
+
+/// The node id of a host's bridge: `br<host>` for the default bridge (as it always was),
+/// `br<host>n<network>` for the others.
+fn bridge_node(host: usize, network: NetworkId) -> String {
+    if network == NetworkId::DEFAULT_BRIDGE {
+        format!("br{host}")
+    } else {
+        format!("br{host}n{}", network.0)
+    }
 }
 
 pub fn mermaid(plan: &Plan) -> String {

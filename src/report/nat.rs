@@ -15,7 +15,12 @@ pub fn render_prediction(hosts: &[HostPrediction]) -> String {
     }
     let _ = writeln!(out, "\nNAT paths (predicted)");
     for h in hosts {
-        let _ = writeln!(out, "  host {}: nat {}", h.name, h.nat);
+        let _ = writeln!(
+            out,
+            "  host {}: nat {}",
+            crate::nat::form::place(&h.name, &h.network_name),
+            h.nat
+        );
         for p in &h.prediction.paths {
             // Only an untranslated path keeps a container's own address as its source.
             let translated = if h.prediction.flows.iter().any(|f| f.src == p.translated) {
@@ -91,7 +96,12 @@ pub fn render_prediction(hosts: &[HostPrediction]) -> String {
 /// `lab nat`: a host's NAT as the kernel holds it, with the prediction beside it.
 pub fn render_view(v: &crate::nat::view::NatView) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "host {}: nat {}", v.host, v.nat);
+    let _ = writeln!(
+        out,
+        "host {}: nat {}",
+        crate::nat::form::place(&v.host, &v.network),
+        v.nat
+    );
     let _ = writeln!(
         out,
         "  conntrack: {} entries in this namespace (each namespace may hold up to nf_conntrack_max = {})",

@@ -297,7 +297,8 @@ pub fn render(r: &RunReport) -> String {
         let _ = writeln!(
             out,
             "\n  NAT on {} ({}), from its conntrack table:",
-            v.host, v.nat
+            crate::nat::form::place(&v.host, &v.network),
+            v.nat
         );
         if v.paths.is_empty() && v.nat.kind() == NatKind::None {
             let _ = writeln!(

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::lab::plan::{DockerNet, Host, Plan};
+use crate::lab::plan::{DockerNet, Host, NetworkId, Plan};
 use crate::nat::form::{HostNat, NatKind};
 
 pub fn render(plan: &Plan) -> String {
@@ -64,11 +64,19 @@ pub fn render(plan: &Plan) -> String {
                     s.name, s.port
                 );
             }
-            if let Some(docker) = &host.docker {
-                let d = &docker.default_bridge;
+            let networks = host
+                .docker
+                .iter()
+                .flat_map(|d| d.networks_with_ids().map(move |(id, n)| (d, id, n)));
+            for (docker, network, d) in networks {
+                let name = if network == NetworkId::DEFAULT_BRIDGE {
+                    String::new()
+                } else {
+                    format!("  network {}", d.name)
+                };
                 let _ = writeln!(
                     out,
-                    "{stem}   {} {}/{}  nat: {}  firewall: {}",
+                    "{stem}   {} {}/{}{name}  nat: {}  firewall: {}",
                     d.bridge,
                     d.gateway,
                     d.subnet.prefix_len(),
@@ -76,7 +84,7 @@ pub fn render(plan: &Plan) -> String {
                     docker.firewall.describe()
                 );
                 let containers: Vec<_> = plan
-                    .containers_of(crate::lab::plan::HostId(*host_id))
+                    .containers_on(crate::lab::plan::HostId(*host_id), network)
                     .collect();
                 for (ci, c) in containers.iter().enumerate() {
                     let twig = if ci + 1 == containers.len() {
@@ -119,7 +127,7 @@ pub fn render(plan: &Plan) -> String {
 
 /// The NAT rule in words, with the match Docker writes for it.
 fn nat_summary(host: &Host, d: &DockerNet) -> String {
-    let rule = HostNat::of(host);
+    let rule = HostNat::of(host, d);
     match rule.kind() {
         NatKind::None => format!("{rule} (containers leave with their own addresses)"),
         _ => format!("{rule} (ip saddr {} oifname != \"{}\")", d.subnet, d.bridge),

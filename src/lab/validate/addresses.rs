@@ -7,51 +7,81 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use crate::lab::diag::Diagnostic;
-use crate::lab::plan::HostId;
+use crate::lab::plan::{HostId, NetworkId};
 use crate::lab::spec::Spanned;
 
-use super::Validator;
 use super::values::{BRIDGE_MAX_PORTS, bridge_full, gateway_of};
+use super::{NetDraft, Validator};
 
 impl<'s> Validator<'s, '_> {
-    /// Explicit addresses are reserved first, so automatic ones (in file order, from .2 up)
-    /// flow around them, as `docker run --ip` does.
+    /// Per network of each host, explicit addresses are reserved first, so automatic ones (in
+    /// file order, from .2 of the network's subnet up) flow around them, as `docker run --ip`
+    /// does.
     pub(super) fn assign_addresses(&mut self) {
         for h in 0..self.hosts.len() {
-            let Some((net, gateway)) = self.hosts[h].docker.as_ref().and_then(|d| {
-                let net = d.subnet?;
-                Some((net, gateway_of(net)))
-            }) else {
-                continue;
-            };
-            let taken = self.reserve_explicit(h, net, gateway);
-            self.assign_auto(h, net, taken);
+            let nets: Vec<(NetworkId, Ipv4Net, String)> = self.hosts[h]
+                .docker
+                .iter()
+                .flat_map(|d| d.all())
+                .enumerate()
+                .filter_map(|(i, n)| Some((NetworkId(i), n.subnet?, self.describe(h, i, n))))
+                .collect();
+            for (id, net, of) in nets {
+                let on = self.on_network(h, id);
+                let taken = self.reserve_explicit(h, &on, id, net, &of);
+                self.assign_auto(h, &on, id, net, &of, taken);
+            }
         }
     }
 
-    fn on_host(&self, h: usize) -> Vec<usize> {
+    /// How messages name network `i` of host `h`.
+    fn describe(&self, h: usize, i: usize, n: &NetDraft) -> String {
+        let host = &self.hosts[h].spec.name.value;
+        if i == 0 {
+            format!("host `{host}`'s docker network")
+        } else {
+            format!("network `{}` of host `{host}`", n.label)
+        }
+    }
+
+    /// The containers of host `h` attached to network `id`, in file order.
+    fn on_network(&self, h: usize, id: NetworkId) -> Vec<usize> {
         (0..self.containers.len())
-            .filter(|&c| self.containers[c].host == Some(HostId(h)))
+            .filter(|&c| {
+                let d = &self.containers[c];
+                d.host == Some(HostId(h)) && self.groups[d.group].network == Some(id)
+            })
             .collect()
     }
 
-    fn reserve_explicit(&mut self, h: usize, net: Ipv4Net, gateway: Ipv4Addr) -> HashSet<Ipv4Addr> {
+    fn reserve_explicit(
+        &mut self,
+        h: usize,
+        on: &[usize],
+        id: NetworkId,
+        net: Ipv4Net,
+        of: &str,
+    ) -> HashSet<Ipv4Addr> {
+        let gateway = gateway_of(net);
         let mut taken: HashMap<Ipv4Addr, String> = HashMap::new();
-        let of = format!("host `{}`'s docker network", self.hosts[h].spec.name.value);
-        for c in self.on_host(h) {
+        for &c in on {
             let Some(addr) = self.containers[c].explicit.clone() else {
                 continue;
             };
             let raw = Spanned::new(addr.value.to_string(), addr.span.clone());
-            if !self.inside(&raw, addr.value, net, &of) {
+            if !self.inside(&raw, addr.value, net, of) {
                 continue;
             }
             if addr.value == gateway {
                 let host = &self.hosts[h].spec.name.value;
-                let message = format!(
-                    "address {} is the docker gateway of host `{host}`",
-                    addr.value
-                );
+                let message = if id == NetworkId::DEFAULT_BRIDGE {
+                    format!(
+                        "address {} is the docker gateway of host `{host}`",
+                        addr.value
+                    )
+                } else {
+                    format!("address {} is the gateway of {of}", addr.value)
+                };
                 let help = "the gateway is the first address of the docker subnet, on the bridge; \
                             containers start at the next one";
                 self.error(Diagnostic::error(addr.span.clone(), message).with_help(help));
@@ -73,17 +103,31 @@ impl<'s> Validator<'s, '_> {
         taken.into_keys().collect()
     }
 
-    fn assign_auto(&mut self, h: usize, net: Ipv4Net, taken: HashSet<Ipv4Addr>) {
+    fn assign_auto(
+        &mut self,
+        h: usize,
+        on: &[usize],
+        id: NetworkId,
+        net: Ipv4Net,
+        of: &str,
+        taken: HashSet<Ipv4Addr>,
+    ) {
+        // The default bridge keeps the messages it has always had.
+        let default = id == NetworkId::DEFAULT_BRIDGE;
         let gateway = gateway_of(net);
         let last = u32::from(net.broadcast()).saturating_sub(1);
         let mut next = u32::from(gateway).saturating_add(1);
         let mut full_groups = HashSet::new();
-        for (n, c) in self.on_host(h).into_iter().enumerate() {
+        for (n, &c) in on.iter().enumerate() {
             let group = self.containers[c].group;
             if n == BRIDGE_MAX_PORTS && full_groups.insert(group) {
                 let span = self.groups[group].replicas_span.clone();
                 let host = &self.hosts[h].spec.name.value;
-                let message = format!("host `{host}` has more than {BRIDGE_MAX_PORTS} containers");
+                let message = if default {
+                    format!("host `{host}` has more than {BRIDGE_MAX_PORTS} containers")
+                } else {
+                    format!("{of} has more than {BRIDGE_MAX_PORTS} containers")
+                };
                 self.error(bridge_full(span, message));
             }
             if self.containers[c].explicit.is_some() {
@@ -98,9 +142,14 @@ impl<'s> Validator<'s, '_> {
                 if full_groups.insert(group) {
                     let span = self.groups[group].replicas_span.clone();
                     let (host, c) = (&self.hosts[h].spec.name.value, &self.containers[c].raw);
-                    let message = format!(
-                        "docker subnet {net} of host `{host}` has no address left for container `{c}`"
-                    );
+                    let message = if default {
+                        format!(
+                            "docker subnet {net} of host `{host}` has no address left for \
+                             container `{c}`"
+                        )
+                    } else {
+                        format!("subnet {net} of {of} has no address left for container `{c}`")
+                    };
                     let help = "use fewer replicas or a larger docker subnet";
                     self.error(Diagnostic::error(span, message).with_help(help));
                 }

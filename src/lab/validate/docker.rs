@@ -1,6 +1,9 @@
-//! Each host's docker network: which hosts get one, its bridge name and subnet (clear of the
-//! LANs, and of a `nat = "none"` neighbour's), and how its containers leave the host (NAT:
-//! masquerade, an SNAT pool of the host's own addresses, or none).
+//! Each host's Docker networks: which hosts get one, the default bridge and the user-defined
+//! networks (`[hosts.X.docker.networks.NAME]`, Docker's `docker network create`): bridge names
+//! (valid, one per network), subnets (Docker's default address pools when none is given, clear
+//! of the LANs, of each other and of a `nat = "none"` neighbour's), how each network's
+//! containers leave the host (NAT: masquerade, an SNAT pool of the host's own addresses, or
+//! none), and which network each container group is attached to.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -8,19 +11,30 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use crate::lab::diag::{Diagnostic, did_you_mean};
-use crate::lab::plan::{FirewallBackend, IfName, Nat};
+use crate::lab::plan::{
+    DEFAULT_BRIDGE_NETWORK, FirewallBackend, IfName, Name, Nat, NetworkId, user_bridge_name,
+};
 use crate::lab::spec::{
-    DockerSpec, HostSpec, Named, NatSpec, NatTableSpec, Span, Spanned, StringList,
+    DockerSpec, HostSpec, Named, NatSpec, NatTableSpec, NetworkSpec, Spanned, StringList,
 };
 
-use super::values::{RESERVED_IFNAMES, address, join, overlaps, ports, subnet};
-use super::{DockerDraft, Validator};
+use super::values::{RESERVED_IFNAMES, address, join, name, overlaps, ports, subnet};
+use super::{DockerDraft, NetDraft, Validator};
 
 const DEFAULT_DOCKER_BRIDGE: &str = "docker0";
 
 /// Docker's default bridge subnet (checked at compile time).
 pub(super) const DEFAULT_DOCKER_SUBNET: Ipv4Net =
     Ipv4Net::new_assert(Ipv4Addr::new(172, 17, 0, 0), 16);
+
+/// Docker's default address pools for bridge networks (libnetwork's `ipamutils`): the /16s
+/// from 172.17.0.0/16 to 172.31.0.0/16, the default bridge taking the first.
+fn default_pools() -> impl Iterator<Item = Ipv4Net> {
+    (17..=31).map(|b| Ipv4Net::new_assert(Ipv4Addr::new(172, b, 0, 0), 16))
+}
+
+/// Network names every Docker daemon has already (`docker network ls`): none can be created.
+const PREDEFINED_NETWORKS: &[&str] = &[DEFAULT_BRIDGE_NETWORK, "host", "none"];
 
 impl<'s> Validator<'s, '_> {
     /// Every host with a `docker` table or with containers gets a docker network; without a
@@ -35,53 +49,215 @@ impl<'s> Validator<'s, '_> {
             let spec = self.hosts[h].spec;
             let docker = match &spec.body.docker {
                 Some(d) => self.docker(h, d),
-                None if used.contains(&h) => implicit_docker(spec),
+                None if used.contains(&h) => DockerDraft {
+                    firewall: Some(FirewallBackend::default()),
+                    default_bridge: implicit_default_bridge(spec),
+                    networks: Vec::new(),
+                },
                 None => continue,
             };
-            if let Some(net) = docker.subnet {
-                self.docker_vs_lans(h, net, docker.subnet_span.clone());
-            }
             self.hosts[h].docker = Some(docker);
+            self.docker_vs_lans(h);
+            self.disjoint_networks(h);
         }
+        self.default_subnets();
         self.untranslated_vs_docker();
+        self.container_networks();
     }
 
-    /// The other hosts of a LAN route a `nat = "none"` host's docker subnet to it: no other
+    /// Docker's default address pools: a network created without `--subnet` takes the next
+    /// /16 of 172.17.0.0/12 that overlaps nothing it knows of. Here that is the LANs, the
+    /// host's other networks, and the docker subnets the LAN routes (`nat = "none"`); an
+    /// untranslated network also keeps clear of every docker subnet on its LAN, which the LAN
+    /// would route to it.
+    fn default_subnets(&mut self) {
+        for h in 0..self.hosts.len() {
+            let count = self.hosts[h]
+                .docker
+                .as_ref()
+                .map_or(0, |d| d.networks.len());
+            for n in 0..count {
+                let Some(net) = self.hosts[h].docker.as_ref().map(|d| &d.networks[n]) else {
+                    continue;
+                };
+                if net.subnet.is_some() || net.subnet_written {
+                    continue;
+                }
+                let untranslated = net.nat == Some(Nat::None);
+                let taken = self.subnets_near(h, untranslated);
+                let free = default_pools().find(|c| !taken.iter().any(|t| overlaps(*t, *c)));
+                let host = self.hosts[h].spec.name.value.clone();
+                let Some(d) = self.hosts[h].docker.as_mut() else {
+                    continue;
+                };
+                let net = &mut d.networks[n];
+                match free {
+                    Some(free) => net.subnet = Some(free),
+                    None => {
+                        let message = format!(
+                            "none of Docker's default address pools (172.17.0.0/16 to \
+                             172.31.0.0/16) is free for network `{}` of host `{host}`",
+                            net.label
+                        );
+                        let help = "give it one with `subnet = \"...\"`";
+                        let span = net.subnet_span.clone();
+                        self.error(Diagnostic::error(span, message).with_help(help));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Subnets a default one for host `h` must keep clear of.
+    fn subnets_near(&self, h: usize, untranslated: bool) -> Vec<Ipv4Net> {
+        let mut taken: Vec<Ipv4Net> = self.lans.iter().filter_map(|l| l.subnet).collect();
+        let lan = self.hosts[h].lan;
+        for (i, host) in self.hosts.iter().enumerate() {
+            let Some(d) = &host.docker else { continue };
+            for net in d.all() {
+                let Some(s) = net.subnet else { continue };
+                let routed = net.nat == Some(Nat::None) || untranslated;
+                if i == h || (routed && lan.is_some() && host.lan == lan) {
+                    taken.push(s);
+                }
+            }
+        }
+        taken
+    }
+
+    /// One host's networks are told apart by address, as Docker refuses overlapping pools;
+    /// and each needs a bridge of its own.
+    fn disjoint_networks(&mut self, h: usize) {
+        let Some(d) = &self.hosts[h].docker else {
+            return;
+        };
+        let host = &self.hosts[h].spec.name.value;
+        let nets: Vec<&NetDraft> = d.all().collect();
+        let mut found = Vec::new();
+        for (i, b) in nets.iter().enumerate() {
+            for a in &nets[..i] {
+                if let (Some(na), Some(nb)) = (a.subnet, b.subnet)
+                    && overlaps(na, nb)
+                {
+                    found.push(
+                        Diagnostic::error(
+                            b.subnet_span.clone(),
+                            format!(
+                                "subnet {nb} of network `{}` overlaps subnet {na} of network \
+                                 `{}` on host `{host}`",
+                                b.label, a.label
+                            ),
+                        )
+                        .with_help(
+                            "each network of a host needs an address range of its own; leave \
+                             `subnet` out to take the next free one of Docker's default pool",
+                        ),
+                    );
+                }
+                if let (Some(ba), Some(bb)) = (&a.bridge, &b.bridge)
+                    && ba == bb
+                {
+                    found.push(
+                        Diagnostic::error(
+                            b.bridge_span.clone(),
+                            format!(
+                                "network `{}` of host `{host}` uses bridge `{bb}`, already the \
+                                 bridge of network `{}`",
+                                b.label, a.label
+                            ),
+                        )
+                        .with_help("every network has a bridge of its own; name another one"),
+                    );
+                }
+            }
+        }
+        for d in found {
+            self.error(d);
+        }
+    }
+
+    /// `network = "NAME"` of each container group: one of its host's networks, or the default
+    /// bridge, which Docker calls `bridge`.
+    fn container_networks(&mut self) {
+        for g in 0..self.groups.len() {
+            let group = &self.groups[g];
+            let Some(raw) = &group.spec.body.network else {
+                self.groups[g].network = Some(NetworkId::DEFAULT_BRIDGE);
+                continue;
+            };
+            let Some(h) = group.host else { continue };
+            let Some(d) = &self.hosts[h.0].docker else {
+                continue;
+            };
+            let names: Vec<&str> = d.all().map(|n| n.label.as_str()).collect();
+            let found = names.iter().position(|n| *n == raw.value);
+            if found.is_none() {
+                let host = &self.hosts[h.0].spec.name.value;
+                let diag = Diagnostic::error(
+                    raw.span.clone(),
+                    format!("unknown network `{}` on host `{host}`", raw.value),
+                );
+                let help = match did_you_mean(&raw.value, names.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!(
+                        "host `{host}` has: {}; define it in a [hosts.{host}.docker.networks.{}] \
+                         table",
+                        names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        raw.value
+                    ),
+                };
+                self.error(diag.with_help(help));
+            }
+            self.groups[g].network = found.map(NetworkId);
+        }
+    }
+
+    /// The other hosts of a LAN route a `nat = "none"` network's subnet to its host: no other
     /// docker subnet on that LAN may overlap it, or the route would take its containers'
     /// replies (or theirs) to the wrong host.
     fn untranslated_vs_docker(&mut self) {
         let mut found = Vec::new();
         for (a, ha) in self.hosts.iter().enumerate() {
-            let Some(da) = ha.docker.as_ref().filter(|d| d.nat == Some(Nat::None)) else {
-                continue;
-            };
-            let (Some(na), Some(lan)) = (da.subnet, ha.lan) else {
-                continue;
-            };
-            for (b, hb) in self.hosts.iter().enumerate() {
-                let Some(nb) = hb.docker.as_ref().and_then(|d| d.subnet) else {
-                    continue;
-                };
-                if a == b || hb.lan != Some(lan) || !overlaps(na, nb) {
-                    continue;
+            let Some(lan) = ha.lan else { continue };
+            let routed = ha
+                .docker
+                .iter()
+                .flat_map(|d| d.all())
+                .filter(|n| n.nat == Some(Nat::None));
+            for da in routed {
+                let Some(na) = da.subnet else { continue };
+                for (b, hb) in self.hosts.iter().enumerate() {
+                    if a == b || hb.lan != Some(lan) {
+                        continue;
+                    }
+                    let others = hb.docker.iter().flat_map(|d| d.all());
+                    for nb in others
+                        .filter_map(|n| n.subnet)
+                        .filter(|nb| overlaps(na, *nb))
+                    {
+                        let help = format!(
+                            "the other hosts of the LAN route {na} to host `{}`, whose \
+                             containers leave untranslated; give one of them another range with \
+                             `subnet = \"...\"` in its [hosts.X.docker]",
+                            ha.spec.name.value
+                        );
+                        found.push(
+                            Diagnostic::error(
+                                da.subnet_span.clone(),
+                                format!(
+                                    "docker subnet {na} of host `{}` (nat = \"none\") overlaps \
+                                     docker subnet {nb} of host `{}` on the same LAN",
+                                    ha.spec.name.value, hb.spec.name.value
+                                ),
+                            )
+                            .with_help(help),
+                        );
+                    }
                 }
-                let help = format!(
-                    "the other hosts of the LAN route {na} to host `{}`, whose containers \
-                     leave untranslated; give one of them another range with \
-                     `subnet = \"...\"` in its [hosts.X.docker]",
-                    ha.spec.name.value
-                );
-                found.push(
-                    Diagnostic::error(
-                        da.subnet_span.clone(),
-                        format!(
-                            "docker subnet {na} of host `{}` (nat = \"none\") overlaps docker \
-                             subnet {nb} of host `{}` on the same LAN",
-                            ha.spec.name.value, hb.spec.name.value
-                        ),
-                    )
-                    .with_help(help),
-                );
             }
         }
         for d in found {
@@ -106,11 +282,74 @@ impl<'s> Validator<'s, '_> {
             Some(nat) => self.nat(h, nat),
             None => Some(Nat::Masquerade { ports: None }),
         };
-        DockerDraft {
-            firewall,
+        let default_bridge = NetDraft {
+            name: Name::new(DEFAULT_BRIDGE_NETWORK).ok(),
+            label: DEFAULT_BRIDGE_NETWORK.to_owned(),
             bridge,
+            bridge_span: spec
+                .bridge
+                .as_ref()
+                .map_or(spec.span.clone(), |b| b.span.clone()),
             subnet,
             subnet_span,
+            subnet_written: spec.subnet.is_some(),
+            nat,
+        };
+        let networks = spec
+            .networks
+            .iter()
+            .map(|n| self.user_network(h, n))
+            .collect();
+        DockerDraft {
+            firewall,
+            default_bridge,
+            networks,
+        }
+    }
+
+    /// One `[hosts.X.docker.networks.NAME]`: its subnet is left empty when not written, for
+    /// [`Self::default_subnets`] to fill once every written one is known.
+    fn user_network(&mut self, h: usize, spec: &Named<NetworkSpec>) -> NetDraft {
+        let mut net_name = name(&spec.name, "network", self.diags);
+        if PREDEFINED_NETWORKS.contains(&spec.name.value.as_str()) {
+            let message = format!(
+                "`{}` is a network every Docker host has already",
+                spec.name.value
+            );
+            let help = "name the network otherwise; containers reach the default bridge with \
+                        `network = \"bridge\"` (or no `network` at all)";
+            self.error(Diagnostic::error(spec.name.span.clone(), message).with_help(help));
+            net_name = None;
+        }
+        let host = self.hosts[h].spec.name.value.clone();
+        let bridge = match &spec.body.bridge {
+            Some(raw) => self.docker_bridge(raw),
+            None => Some(user_bridge_name(&host, &spec.name.value)),
+        };
+        let subnet = match &spec.body.subnet {
+            Some(raw) => self.docker_subnet(raw),
+            None => None,
+        };
+        let nat = match &spec.body.nat {
+            Some(nat) => self.nat(h, nat),
+            None => Some(Nat::Masquerade { ports: None }),
+        };
+        NetDraft {
+            name: net_name,
+            label: spec.name.value.clone(),
+            bridge,
+            bridge_span: spec
+                .body
+                .bridge
+                .as_ref()
+                .map_or(spec.span.clone(), |b| b.span.clone()),
+            subnet,
+            subnet_span: spec
+                .body
+                .subnet
+                .as_ref()
+                .map_or(spec.span.clone(), |s| s.span.clone()),
+            subnet_written: spec.body.subnet.is_some(),
             nat,
         }
     }
@@ -169,36 +408,51 @@ impl<'s> Validator<'s, '_> {
     }
 
     /// Container traffic is told apart from LAN traffic by address, so they cannot overlap.
-    fn docker_vs_lans(&mut self, h: usize, net: Ipv4Net, span: Span) {
-        let host = &self.hosts[h].spec;
-        let clash = self
-            .lans
-            .iter()
-            .filter_map(|l| Some((l, l.subnet?)))
-            .find(|(_, ln)| overlaps(*ln, net));
-        if let Some((lan, ln)) = clash {
-            let which = if host
-                .body
-                .docker
-                .as_ref()
-                .is_some_and(|d| d.subnet.is_some())
-            {
-                "docker subnet"
+    fn docker_vs_lans(&mut self, h: usize) {
+        let host = &self.hosts[h];
+        let Some(d) = &host.docker else { return };
+        let mut found = Vec::new();
+        for (i, net) in d.all().enumerate() {
+            let Some(subnet) = net.subnet else { continue };
+            let clash = self
+                .lans
+                .iter()
+                .filter_map(|l| Some((l, l.subnet?)))
+                .find(|(_, ln)| overlaps(*ln, subnet));
+            let Some((lan, ln)) = clash else { continue };
+            let host_name = &host.spec.name.value;
+            let (what, table) = if i == 0 {
+                let which = if net.subnet_written {
+                    "docker subnet"
+                } else {
+                    "default docker subnet"
+                };
+                (
+                    format!("{which} {subnet} of host `{host_name}`"),
+                    format!("[hosts.{host_name}.docker]"),
+                )
             } else {
-                "default docker subnet"
+                (
+                    format!(
+                        "subnet {subnet} of network `{}` of host `{host_name}`",
+                        net.label
+                    ),
+                    format!("[hosts.{host_name}.docker.networks.{}]", net.label),
+                )
             };
-            let help = format!(
-                "set another range with `subnet = \"...\"` in [hosts.{}.docker]",
-                host.name.value
+            let help = format!("set another range with `subnet = \"...\"` in {table}");
+            found.push(
+                Diagnostic::error(
+                    net.subnet_span.clone(),
+                    format!(
+                        "{what} overlaps subnet {ln} of LAN `{}`",
+                        lan.spec.name.value
+                    ),
+                )
+                .with_help(help),
             );
-            let d = Diagnostic::error(
-                span,
-                format!(
-                    "{which} {net} of host `{}` overlaps subnet {ln} of LAN `{}`",
-                    host.name.value, lan.spec.name.value
-                ),
-            )
-            .with_help(help);
+        }
+        for d in found {
             self.error(d);
         }
     }
@@ -303,12 +557,15 @@ impl<'s> Validator<'s, '_> {
 }
 
 /// Docker's default bridge network, for a host that has containers but no `docker` table.
-fn implicit_docker(spec: &Named<HostSpec>) -> DockerDraft {
-    DockerDraft {
-        firewall: Some(FirewallBackend::default()),
+fn implicit_default_bridge(spec: &Named<HostSpec>) -> NetDraft {
+    NetDraft {
+        name: Name::new(DEFAULT_BRIDGE_NETWORK).ok(),
+        label: DEFAULT_BRIDGE_NETWORK.to_owned(),
         bridge: IfName::new(DEFAULT_DOCKER_BRIDGE).ok(),
+        bridge_span: spec.span.clone(),
         subnet: Some(DEFAULT_DOCKER_SUBNET),
         subnet_span: spec.span.clone(),
+        subnet_written: false,
         nat: Some(Nat::Masquerade { ports: None }),
     }
 }
@@ -447,6 +704,281 @@ host = "b"
              172.17.4.0/24 of host `c` on the same LAN",
             (7, 1),
         );
+    }
+
+    /// A host with two user-defined networks; appended to BASE, it starts on line 7.
+    const NETS: &str = r#"[hosts.a.docker.networks.one]
+nat = { snat = ["10.0.0.1"] }
+[hosts.a.docker.networks.two]
+subnet = "172.30.0.0/24"
+bridge = "br-two"
+[containers.c]
+host = "a"
+replicas = 2
+network = "one"
+[containers.d]
+host = "a"
+network = "two"
+address = "172.30.0.9"
+[containers.e]
+host = "a"
+"#;
+
+    #[test]
+    fn user_defined_networks_and_their_containers() {
+        let plan = ok(&with(NETS)).plan;
+        let docker = plan.hosts[0].docker.as_ref().unwrap();
+        assert_eq!(docker.default_bridge.name.as_str(), "bridge");
+        let names: Vec<_> = docker.all_networks().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["bridge", "one", "two"]);
+        let one = docker.network(NetworkId(1)).unwrap();
+        assert_eq!(one.bridge, user_bridge_name("a", "one"));
+        // Docker's next default pool after docker0's 172.17.0.0/16.
+        assert_eq!(one.subnet.to_string(), "172.18.0.0/16");
+        assert_eq!(one.gateway, ip("172.18.0.1"));
+        assert_eq!(
+            one.nat,
+            Nat::Snat {
+                pool: vec![ip("10.0.0.1")],
+                ports: None,
+                persistent: false
+            }
+        );
+        let two = docker.network(NetworkId(2)).unwrap();
+        assert_eq!(two.bridge.as_str(), "br-two");
+        assert_eq!(two.subnet.to_string(), "172.30.0.0/24");
+        assert_eq!(two.nat, Nat::Masquerade { ports: None });
+        let macs: HashSet<_> = docker.all_networks().map(|n| n.mac).collect();
+        assert_eq!(macs.len(), 3, "each bridge has a MAC of its own");
+        assert!(docker.network(NetworkId(3)).is_none());
+
+        let got: Vec<_> = plan
+            .containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.network, c.address.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("c1", NetworkId(1), "172.18.0.2".to_owned()),
+                ("c2", NetworkId(1), "172.18.0.3".to_owned()),
+                ("d", NetworkId(2), "172.30.0.9".to_owned()),
+                ("e", NetworkId::DEFAULT_BRIDGE, "172.17.0.2".to_owned()),
+            ]
+        );
+        let c1 = &plan.containers[0];
+        assert_eq!(plan.network_of(c1).unwrap().name.as_str(), "one");
+        assert_eq!(c1.mac.to_string(), "02:42:ac:12:00:02");
+        let on_one: Vec<_> = plan
+            .containers_on(HostId(0), NetworkId(1))
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(on_one, ["c1", "c2"]);
+
+        // `network = "bridge"` is the default bridge, as Docker calls it.
+        let text = with(&NETS.replace("network = \"one\"", "network = \"bridge\""));
+        let plan = ok(&text).plan;
+        assert_eq!(plan.containers[0].network, NetworkId::DEFAULT_BRIDGE);
+        assert_eq!(plan.containers[0].address, ip("172.17.0.2"));
+    }
+
+    #[test]
+    fn default_subnets_skip_lans_other_networks_and_routed_neighbours() {
+        let nets = "[hosts.a.docker.networks.one]\n[hosts.a.docker.networks.two]\n";
+        let subnets = |text: &str| -> Vec<String> {
+            let plan = ok(text).plan;
+            let d = plan.hosts[0].docker.clone().unwrap();
+            d.networks.iter().map(|n| n.subnet.to_string()).collect()
+        };
+        assert_eq!(subnets(&with(nets)), ["172.18.0.0/16", "172.19.0.0/16"]);
+        // A LAN in 172.18, and the second network's own subnet written as 172.20.
+        let text = BASE
+            .replace("10.0.0.0/24", "172.18.4.0/24")
+            .replace("10.0.0.1", "172.18.4.1")
+            + "[hosts.a.docker.networks.one]\n[hosts.a.docker.networks.two]\n\
+               subnet = \"172.19.0.0/16\"\n";
+        assert_eq!(subnets(&text), ["172.20.0.0/16", "172.19.0.0/16"]);
+        // A neighbour on the LAN whose network is untranslated: the LAN routes its subnet.
+        let text = with(&format!(
+            "{nets}[hosts.b]\nlan = \"lan\"\naddresses = [\"10.0.0.2\"]\n\
+             [hosts.b.docker]\nsubnet = \"172.31.0.0/16\"\n\
+             [hosts.b.docker.networks.flat]\nsubnet = \"172.18.0.0/16\"\nnat = \"none\"\n"
+        ));
+        assert_eq!(subnets(&text), ["172.19.0.0/16", "172.20.0.0/16"]);
+    }
+
+    #[test]
+    fn network_references() {
+        let d = reported(
+            &with(&NETS.replace("network = \"one\"", "network = \"ones\"")),
+            "unknown network `ones` on host `a`",
+            (15, 11),
+        );
+        assert_eq!(d.help.as_deref(), Some("did you mean `one`?"));
+        let d = reported(
+            &with("[containers.c]\nhost = \"a\"\nnetwork = \"egress\"\n"),
+            "unknown network `egress` on host `a`",
+            (9, 11),
+        );
+        assert_eq!(
+            d.help.as_deref(),
+            Some("host `a` has: `bridge`; define it in a [hosts.a.docker.networks.egress] table")
+        );
+        for name in ["bridge", "host", "none"] {
+            reported(
+                &with(&format!("[hosts.a.docker.networks.{name}]\n")),
+                &format!("`{name}` is a network every Docker host has already"),
+                (7, 26),
+            );
+        }
+        reported(
+            &with("[hosts.a.docker.networks.\"a b\"]\n"),
+            "invalid network name",
+            (7, 26),
+        );
+    }
+
+    #[test]
+    fn network_bridges_are_valid_and_one_per_network() {
+        let text = with(&format!(
+            "{NETS}[hosts.a.docker.networks.three]\nbridge = \"br-two\"\n"
+        ));
+        let d = reported(
+            &text,
+            "network `three` of host `a` uses bridge `br-two`, already the bridge of network `two`",
+            (23, 10),
+        );
+        assert!(d.help.unwrap().contains("bridge of its own"));
+        reported(
+            &with("[hosts.a.docker.networks.one]\nbridge = \"docker0\"\n"),
+            "network `one` of host `a` uses bridge `docker0`, already the bridge of network `bridge`",
+            (8, 10),
+        );
+        reported(
+            &with("[hosts.a.docker.networks.one]\nbridge = \"br*\"\n"),
+            "invalid docker bridge name: `br*` contains `*`",
+            (8, 10),
+        );
+        reported(
+            &with("[hosts.a.docker.networks.one]\nbridge = \"eth0\"\n"),
+            "the docker bridge cannot be named `eth0`",
+            (8, 10),
+        );
+    }
+
+    #[test]
+    fn network_subnets_overlap_nothing() {
+        reported(
+            &with("[hosts.a.docker.networks.one]\nsubnet = \"172.17.5.0/24\"\n"),
+            "subnet 172.17.5.0/24 of network `one` overlaps subnet 172.17.0.0/16 of network \
+             `bridge` on host `a`",
+            (8, 10),
+        );
+        reported(
+            &with(&format!(
+                "{NETS}[hosts.a.docker.networks.three]\nsubnet = \"172.30.0.128/25\"\n"
+            )),
+            "subnet 172.30.0.128/25 of network `three` overlaps subnet 172.30.0.0/24 of network \
+             `two` on host `a`",
+            (23, 10),
+        );
+        let d = reported(
+            &with("[hosts.a.docker.networks.one]\nsubnet = \"10.0.0.0/25\"\n"),
+            "subnet 10.0.0.0/25 of network `one` of host `a` overlaps subnet 10.0.0.0/24 of LAN \
+             `lan`",
+            (8, 10),
+        );
+        assert!(d.help.unwrap().contains("[hosts.a.docker.networks.one]"));
+        reported(
+            &with("[hosts.a.docker.networks.one]\nsubnet = \"172.18.0.0/31\"\n"),
+            "docker subnet 172.18.0.0/31 is too small",
+            (8, 10),
+        );
+        // An untranslated network is routed by the LAN: another host's subnet may not overlap.
+        reported(
+            &with(
+                "[hosts.a.docker.networks.flat]\nsubnet = \"172.20.0.0/16\"\nnat = \"none\"\n\
+                 [hosts.b]\nlan = \"lan\"\naddresses = [\"10.0.0.2\"]\n\
+                 [hosts.b.docker]\nsubnet = \"172.20.8.0/24\"\n",
+            ),
+            "docker subnet 172.20.0.0/16 of host `a` (nat = \"none\") overlaps docker subnet \
+             172.20.8.0/24 of host `b` on the same LAN",
+            (8, 10),
+        );
+    }
+
+    #[test]
+    fn addresses_and_snat_per_network() {
+        reported(
+            &with(
+                &NETS
+                    .replace(
+                        "network = \"one\"",
+                        "network = \"one\"\naddress = \"172.17.0.5\"",
+                    )
+                    .replace("replicas = 2\n", ""),
+            ),
+            "address 172.17.0.5 is outside subnet 172.18.0.0/16 of network `one` of host `a`",
+            (15, 11),
+        );
+        reported(
+            &with(&NETS.replace("172.30.0.9", "172.30.0.1")),
+            "address 172.30.0.1 is the gateway of network `two` of host `a`",
+            (19, 11),
+        );
+        let d = reported(
+            &with("[hosts.a.docker.networks.one]\nnat = { snat = [\"10.0.0.9\"] }\n"),
+            "10.0.0.9 is not an address of host `a`",
+            (8, 17),
+        );
+        assert_eq!(d.help.as_deref(), Some("host `a` has: 10.0.0.1"));
+        reported(
+            &with("[hosts.a.docker.networks.one]\nnat = \"masqerade\"\n"),
+            "unknown nat mode `masqerade`",
+            (8, 7),
+        );
+        reported(
+            &with(
+                "[hosts.a.docker.networks.one]\nsubnet = \"172.18.0.0/30\"\n\
+                 [containers.c]\nhost = \"a\"\nreplicas = 2\nnetwork = \"one\"\n",
+            ),
+            "subnet 172.18.0.0/30 of network `one` of host `a` has no address left for container \
+             `c2`",
+            (11, 12),
+        );
+    }
+
+    /// Every mistake of the networks at once, each at its place.
+    #[test]
+    fn every_network_error_at_once() {
+        let text = with(
+            r#"[hosts.a.docker.networks.one]
+bridge = "docker0"
+subnet = "10.0.0.0/25"
+nat = { snat = ["10.0.0.7"] }
+[hosts.a.docker.networks.none]
+[containers.c]
+host = "a"
+network = "tow"
+"#,
+        );
+        let source = crate::lab::diag::Source::new("t.toml", &text);
+        let got: Vec<_> = rejected(&text)
+            .iter()
+            .map(|d| (source.line_col(d.span.start), d.message.clone()))
+            .collect();
+        let want = [
+            (8, 10, "uses bridge `docker0`"),
+            (9, 10, "overlaps subnet 10.0.0.0/24 of LAN `lan`"),
+            (10, 17, "10.0.0.7 is not an address of host `a`"),
+            (11, 26, "`none` is a network every Docker host has already"),
+            (14, 11, "unknown network `tow`"),
+        ];
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        for ((at, message), (line, col, want)) in got.iter().zip(want) {
+            assert_eq!(*at, (line, col), "{message}");
+            assert!(message.contains(want), "{message:?} vs {want:?}");
+        }
     }
 
     #[test]

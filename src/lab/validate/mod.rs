@@ -35,8 +35,8 @@ use ipnet::Ipv4Net;
 use super::diag::{Diagnostic, Source};
 use super::plan::{
     ClientGroup, Container, Docker, DockerNet, Expect, FirewallBackend, GlobalLimit, Host, HostId,
-    IfName, Lan, LanId, Mac, Name, Nat, NetnsName, Plan, Route, RunSettings, Server, Sysctl,
-    veth_name,
+    IfName, Lan, LanId, Mac, Name, Nat, NetnsName, NetworkId, Plan, Route, RunSettings, Server,
+    Sysctl, veth_name,
 };
 use super::spec::{self, ContainerSpec, HostSpec, LabSpec, LanSpec, Named, Span, Spanned};
 
@@ -145,10 +145,29 @@ struct HostDraft<'s> {
 
 struct DockerDraft {
     firewall: Option<FirewallBackend>,
+    default_bridge: NetDraft,
+    networks: Vec<NetDraft>,
+}
+
+impl DockerDraft {
+    /// The default bridge, then the user-defined networks: in [`NetworkId`] order.
+    fn all(&self) -> impl Iterator<Item = &NetDraft> {
+        std::iter::once(&self.default_bridge).chain(&self.networks)
+    }
+}
+
+/// One Docker network of a host, the default bridge or a user-defined one.
+struct NetDraft {
+    name: Option<Name>,
+    /// The name as written, for messages.
+    label: String,
     bridge: Option<IfName>,
+    /// Where the bridge is named, or the table that implies the default.
+    bridge_span: Span,
     subnet: Option<Ipv4Net>,
     /// Where the subnet is written, or the table/host that implies the default.
     subnet_span: Span,
+    subnet_written: bool,
     nat: Option<Nat>,
 }
 
@@ -157,6 +176,8 @@ struct GroupDraft<'s> {
     spec: &'s Named<ContainerSpec>,
     name: Option<Name>,
     host: Option<HostId>,
+    /// The host's network its containers are attached to, once resolved.
+    network: Option<NetworkId>,
     /// Where a problem with the number of containers is reported.
     replicas_span: Span,
     members: Range<usize>,
@@ -241,8 +262,18 @@ impl<'s> Validator<'s, '_> {
                 let docker = match &h.docker {
                     Some(d) => Some(Docker {
                         firewall: d.firewall?,
-                        default_bridge: docker_net(d, Mac::derived(&format!("{lab}/{name}")))?,
-                        networks: Vec::new(),
+                        default_bridge: docker_net(
+                            &d.default_bridge,
+                            Mac::derived(&format!("{lab}/{name}")),
+                        )?,
+                        networks: d
+                            .networks
+                            .iter()
+                            .map(|n| {
+                                let mac = Mac::derived(&format!("{lab}/{name}/{}", n.label));
+                                docker_net(n, mac)
+                            })
+                            .collect::<Option<_>>()?,
                     }),
                     None => None,
                 };
@@ -317,9 +348,10 @@ fn routes_to_untranslated(hosts: &mut [Host]) {
     }
 }
 
-fn docker_net(d: &DockerDraft, mac: Mac) -> Option<DockerNet> {
+fn docker_net(d: &NetDraft, mac: Mac) -> Option<DockerNet> {
     let subnet = d.subnet?;
     Some(DockerNet {
+        name: d.name.clone()?,
         bridge: d.bridge.clone()?,
         mac,
         subnet,
@@ -356,11 +388,13 @@ fn containers(
                 .map(|salt| veth_name(lab, &name, salt))
                 .find(|v| !taken.contains(v))?;
             taken.insert(veth.clone());
+            let group = groups.get(c.group)?;
             Some(Container {
                 netns: NetnsName::for_node(lab, &name),
-                group: groups.get(c.group)?.name.clone()?,
+                group: group.name.clone()?,
                 name,
                 host,
+                network: group.network?,
                 address,
                 mac: Mac::docker_from_ip(address),
                 veth,

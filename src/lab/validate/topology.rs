@@ -273,6 +273,7 @@ impl<'s> Validator<'s, '_> {
                 spec,
                 name,
                 host,
+                network: None,
                 replicas_span,
                 members: start..self.containers.len(),
             });

@@ -65,9 +65,10 @@ impl Layout for IptablesNft {
             .all_networks()
             .map(|n| format!("{} ({})", n.bridge, n.subnet.trunc()))
             .collect();
+        let bridges = if nets.len() == 1 { "bridge" } else { "bridges" };
         vec![
             format!(
-                "Docker 29.x rules for the bridge {}, as `nft list ruleset` shows what Docker",
+                "Docker 29.x rules for the {bridges} {}, as `nft list ruleset` shows what Docker",
                 nets.join(", ")
             ),
             "writes through iptables-nft. Load it inside the host's namespace with `nft -f`."

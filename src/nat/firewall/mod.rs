@@ -119,7 +119,7 @@ mod tests {
     use super::readback::parse_rule;
     use super::ruleset::UNSUPPORTED_NAT;
     use super::*;
-    use crate::lab::plan::{DockerNet, IfName, Mac, PortRange};
+    use crate::lab::plan::{DockerNet, IfName, Mac, Name, PortRange};
     use crate::nfnl::{NFNL_SUBSYS_NFTABLES, NLMSG_HDRLEN};
 
     fn ruleset(d: &Docker) -> Vec<TableSpec> {
@@ -156,6 +156,7 @@ mod tests {
         Docker {
             firewall: FirewallBackend::IptablesNft,
             default_bridge: DockerNet {
+                name: Name::new("bridge").unwrap(),
                 bridge: IfName::new("docker0").unwrap(),
                 mac: Mac::derived("t/a"),
                 subnet: "172.17.0.0/16".parse().unwrap(),
