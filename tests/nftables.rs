@@ -362,6 +362,116 @@ fn host_ipv4_lists_as_docker_29_writes_it() {
     assert_gone(&name);
 }
 
+/// A host with a user-defined network whose NAT is Docker's `host_ipv4` (`snat` to one
+/// address), beside the default bridge.
+const NETWORK_LAB: &str = r#"
+name = "nftnet"
+
+[lans.lan]
+subnet = "192.168.49.0/24"
+
+[hosts.srv]
+lan = "lan"
+addresses = ["192.168.49.5"]
+
+[hosts.h]
+lan = "lan"
+addresses = ["192.168.49.60", "192.168.49.61"]
+[hosts.h.docker]
+firewall = "nftables"
+[hosts.h.docker.networks.x]
+bridge = "br-x"
+subnet = "172.18.0.0/16"
+nat = { snat = ["192.168.49.61"] }
+
+[containers.a]
+host = "h"
+network = "x"
+
+[containers.d]
+host = "h"
+"#;
+
+/// A second network adds one element per map (nft lists them sorted by name) and its four
+/// chains after docker0's, and its `host_ipv4` rule is Docker's `snat to ADDR comment "SNAT"`
+/// (docker-nftables.md section 4); each container gets its own bridge's direct-access drop.
+#[test]
+fn a_host_ipv4_network_lists_as_docker_29_writes_it() {
+    if !root_or_skip("a_host_ipv4_network_lists_as_docker_29_writes_it") {
+        return;
+    }
+    let name;
+    {
+        let file = temp_lab("nftnet", NETWORK_LAB);
+        let lab = LabGuard::up(&file, &unique_name("nftnet"));
+        name = lab.name.clone();
+        let got = zero_counters(&ruleset(&lab, "h"));
+        let elements = |map: &str| {
+            format!(
+                "\t\telements = {{ \"br-x\" : jump {map}__br-x,\n\t\t\t     \"docker0\" : jump {map}__docker0 }}\n"
+            )
+        };
+        let mut want = expected(
+            &[
+                "ip daddr 172.18.0.2 iifname != \"br-x\" counter packets 0 bytes 0 drop comment \"DROP DIRECT ACCESS\"",
+                &direct_access("172.17.0.2"),
+            ],
+            &[
+                "oifname != \"docker0\" ip saddr 172.17.0.0/16 counter packets 0 bytes 0 masquerade comment \"MASQUERADE\"",
+            ],
+        );
+        for map in [
+            "filter-forward-in",
+            "filter-forward-out",
+            "nat-postrouting-in",
+            "nat-postrouting-out",
+        ] {
+            let one = format!("\t\telements = {{ \"docker0\" : jump {map}__docker0 }}\n");
+            assert!(want.contains(&one), "{map} in the template");
+            want = want.replacen(&one, &elements(map), 1);
+        }
+        let br_x = "\n\tchain filter-forward-in__br-x {
+\t\tct state established,related counter packets 0 bytes 0 accept
+\t\tiifname \"br-x\" counter packets 0 bytes 0 accept comment \"ICC\"
+\t\tcounter packets 0 bytes 0 drop comment \"UNPUBLISHED PORT DROP\"
+\t}
+
+\tchain filter-forward-out__br-x {
+\t\tct state established,related counter packets 0 bytes 0 accept
+\t\tcounter packets 0 bytes 0 accept comment \"OUTGOING\"
+\t}
+
+\tchain nat-postrouting-in__br-x {
+\t}
+
+\tchain nat-postrouting-out__br-x {
+\t\toifname != \"br-x\" ip saddr 172.18.0.0/16 counter packets 0 bytes 0 snat to 192.168.49.61 comment \"SNAT\"
+\t}
+}
+table ip6";
+        want = want.replacen("\t}\n}\ntable ip6", &format!("\t}}\n{br_x}"), 1);
+        assert_eq!(got, want, "h's ruleset:\n{got}");
+
+        // Each network leaves as its own address: a through host_ipv4, d through masquerade.
+        let server = Acceptor::start(&lab.ns("srv"), "192.168.49.5:9003");
+        let (ok_a, failed_a) = connect_many(&lab.ns("a"), "192.168.49.5:9003", 3, secs(5));
+        let (ok_d, failed_d) = connect_many(&lab.ns("d"), "192.168.49.5:9003", 2, secs(5));
+        let seen = server.finish();
+        assert_eq!((ok_a.len(), failed_a.len()), (3, 0), "{failed_a:?}");
+        assert_eq!((ok_d.len(), failed_d.len()), (2, 0), "{failed_d:?}");
+        let mut by_source: BTreeMap<String, usize> = BTreeMap::new();
+        for p in &seen {
+            *by_source.entry(p.ip().to_string()).or_default() += 1;
+        }
+        assert_eq!(
+            by_source,
+            BTreeMap::from([("192.168.49.60".into(), 2), ("192.168.49.61".into(), 3)]),
+            "{seen:?}"
+        );
+    }
+    assert_gone(&name);
+}
+
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
