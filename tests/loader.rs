@@ -190,6 +190,21 @@ fn each_mistake_has_its_message_and_place() {
             "8:17: 10.0.0.9 is not an address of host `h`",
         ),
         (
+            &format!("{BASE}[hosts.h.docker]\nfirewall = \"nftable\"\n"),
+            "8:12: unknown firewall backend `nftable`",
+        ),
+        (
+            &format!(
+                "{BASE}[containers.c]\nhost = \"h\"\nnetwork = \"egres\"\n\
+                 [hosts.h.docker.networks.egress]\n"
+            ),
+            "9:11: unknown network `egres` on host `h`",
+        ),
+        (
+            &format!("{BASE}[hosts.h.docker.networks.host]\n"),
+            "7:26: `host` is a network every Docker host has already",
+        ),
+        (
             &format!("{BASE}[hosts.h.docker]\nbridge = \"averyveryverylongbridge\"\n"),
             "8:10: invalid docker bridge name: interface name `averyveryverylongbridge` is 23 bytes; Linux allows at most 15",
         ),

@@ -97,6 +97,17 @@ addresses = ["192.168.49.6"]
 bridge = "docker0"
 subnet = "172.17.0.0/16"
 nat = "masquerade"
+# How this host's Docker writes its rules: "iptables-nft" (the default) or "nftables"
+# (Docker 29's native backend, daemon.json "firewall-backend").
+firewall = "iptables-nft"
+
+# A user-defined network beside docker0 (`docker network create`): Docker's host_ipv4 is one
+# address per network, so this is how a real Docker host gets another source address. A
+# container group joins it with `network = "egress"`; add "192.168.49.7" to the host's
+# addresses first.
+# [hosts.client-host.docker.networks.egress]
+# subnet = "172.18.0.0/16"
+# nat = { snat = ["192.168.49.7"] }
 
 [hosts.server-host]
 lan = "lan"
