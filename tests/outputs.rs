@@ -185,6 +185,8 @@ fn wanted(plan: &Value) -> BTreeMap<Entity, Want> {
             let kind = st(&d["nat"], "kind");
             let nat = match kind {
                 "masquerade" => format!("nat masquerade to {}", addrs[0]),
+                // A cloud's NAT is drawn by its profile's name.
+                "cloud" => format!("nat {}", st(&d["nat"], "profile")),
                 k => format!("nat {k}"),
             };
             let mut rest = Vec::new();

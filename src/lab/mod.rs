@@ -11,6 +11,7 @@ pub use plan::Plan;
 pub use validate::{LoadOptions, Loaded, load};
 pub mod build;
 pub mod capacity;
+pub mod cloud;
 pub mod command;
 pub mod events;
 pub mod fault;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+pub use super::cloud::{CloudNat, CloudProfile, VmBlock};
 use super::command::Command;
 
 pub use super::limits::GlobalLimit;
@@ -276,6 +277,12 @@ pub const LOCAL_PORT_RANGE_SYSCTL: &str = "net.ipv4.ip_local_port_range";
 /// below it, and a value above the range's first port.
 pub const UNPRIVILEGED_PORT_START_SYSCTL: &str = "net.ipv4.ip_unprivileged_port_start";
 
+/// Every port but 0.
+pub const ALL_PORTS: PortRange = PortRange {
+    lo: NonZeroU16::new(1).unwrap(),
+    hi: NonZeroU16::new(65_535).unwrap(),
+};
+
 /// A new network namespace's `ip_local_port_range`.
 pub const KERNEL_LOCAL_PORT_RANGE: PortRange = PortRange {
     lo: NonZeroU16::new(32_768).unwrap(),
@@ -504,7 +511,13 @@ impl fmt::Display for PortRange {
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Nat {
     /// Docker's default: `ip saddr <subnet> oifname != <bridge> masquerade`.
-    Masquerade { ports: Option<PortRange> },
+    Masquerade {
+        ports: Option<PortRange>,
+        /// kube-proxy's `--random-fully` (`masquerade fully-random`): every port chosen at
+        /// random, never the container's own; the capacity stays the same.
+        #[serde(default)]
+        random_fully: bool,
+    },
     /// Docker's `com.docker.network.host_ipv4`, generalised to a pool of the host's addresses.
     Snat {
         /// A non-empty set of the host's own LAN addresses, contiguous and ascending, because
@@ -512,9 +525,22 @@ pub enum Nat {
         pool: Vec<Ipv4Addr>,
         ports: Option<PortRange>,
         persistent: bool,
+        #[serde(default)]
+        random_fully: bool,
     },
+    /// A managed cloud NAT the host plays (`nat = { profile = "aws-nat-gateway" }`): its
+    /// addresses are the NAT addresses, its ports shared as the cloud shares them.
+    Cloud(CloudNat),
     /// `enable_ip_masquerade=false`: containers leave with their own addresses.
     None,
+}
+
+impl Nat {
+    /// Docker's default: masquerade, the kernel's ports.
+    pub const MASQUERADE: Nat = Nat::Masquerade {
+        ports: None,
+        random_fully: false,
+    };
 }
 
 /// An L2 segment: a bridge in a namespace of its own, one port per attached host.

@@ -112,6 +112,12 @@ pub struct NatTableSpec {
     /// `"lo-hi"` or a single port; an integer is kept as its decimal text.
     pub ports: Option<Spanned<String>>,
     pub persistent: Option<Spanned<bool>>,
+    /// kube-proxy's `--random-fully` on `masquerade` or `snat`.
+    pub random_fully: Option<Spanned<bool>>,
+    /// A cloud's NAT: `"aws-nat-gateway"`, `"gcp-cloud-nat"`, `"azure-lb-outbound"`.
+    pub profile: Option<Spanned<String>>,
+    /// GCP's static allocation per VM (a power of two).
+    pub min_ports_per_vm: Option<Spanned<i64>>,
 }
 
 /// One sysctl. Dotted keys written bare (`net.ipv4.x = 1`) are nested tables in TOML; they are
@@ -203,7 +209,15 @@ const LAN_KEYS: &[&str] = &["subnet"];
 const HOST_KEYS: &[&str] = &["lan", "addresses", "sysctls", "docker"];
 const DOCKER_KEYS: &[&str] = &["firewall", "bridge", "subnet", "nat", "networks"];
 const NETWORK_KEYS: &[&str] = &["bridge", "subnet", "nat"];
-const NAT_KEYS: &[&str] = &["snat", "masquerade", "ports", "persistent"];
+const NAT_KEYS: &[&str] = &[
+    "snat",
+    "masquerade",
+    "ports",
+    "persistent",
+    "random_fully",
+    "profile",
+    "min_ports_per_vm",
+];
 const CONTAINER_KEYS: &[&str] = &["host", "replicas", "address", "sysctls", "network"];
 const SERVER_KEYS: &[&str] = &["host", "port", "command", "processes", "user"];
 const CLIENT_KEYS: &[&str] = &[
@@ -336,6 +350,9 @@ fn nat_table(t: TableView<'_>, d: &mut Vec<Diagnostic>) -> NatTableSpec {
         masquerade: r.optional("masquerade", boolean),
         ports: r.optional("ports", string_or_integer),
         persistent: r.optional("persistent", boolean),
+        random_fully: r.optional("random_fully", boolean),
+        profile: r.optional("profile", string),
+        min_ports_per_vm: r.optional("min_ports_per_vm", integer),
     }
 }
 

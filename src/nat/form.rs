@@ -10,8 +10,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde::{Serialize, Serializer};
 
-use super::predict::NatModel;
-use crate::lab::plan::{DockerNet, Host, Nat, PortRange};
+use super::predict::{NatModel, VmPorts};
+use crate::lab::plan::{CloudProfile, DockerNet, Host, Nat, PortRange};
 
 /// Where a NAT is, in reports: the host, and the network when it is not the default bridge (so
 /// a lab with Docker's default network alone reads as it always has).
@@ -23,12 +23,13 @@ pub fn place(host: &str, network: &str) -> String {
     }
 }
 
-/// The NAT form as one word: what `lab list --json` says and the schema enumerates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// The NAT form as one word: what `lab list --json` says and the schema enumerates (a cloud
+/// profile by its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NatKind {
     Masquerade,
     Snat,
+    Cloud(CloudProfile),
     None,
 }
 
@@ -37,6 +38,7 @@ impl NatKind {
         match nat {
             Nat::Masquerade { .. } => NatKind::Masquerade,
             Nat::Snat { .. } => NatKind::Snat,
+            Nat::Cloud(c) => NatKind::Cloud(c.profile),
             Nat::None => NatKind::None,
         }
     }
@@ -45,8 +47,15 @@ impl NatKind {
         match self {
             NatKind::Masquerade => "masquerade",
             NatKind::Snat => "snat",
+            NatKind::Cloud(p) => p.name(),
             NatKind::None => "none",
         }
+    }
+}
+
+impl Serialize for NatKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -90,6 +99,14 @@ impl HostNat {
         NatKind::of(&self.nat)
     }
 
+    /// The cloud whose NAT the host plays, if any.
+    pub fn profile(&self) -> Option<CloudProfile> {
+        match &self.nat {
+            Nat::Cloud(c) => Some(c.profile),
+            _ => None,
+        }
+    }
+
     /// An SNAT pool of more than one address, where which address the kernel picks for whom
     /// is part of what a report shows.
     pub fn is_pool(&self) -> bool {
@@ -110,26 +127,62 @@ impl HostNat {
         !to_self && self.kind() != NatKind::None
     }
 
-    /// The kernel's behaviour for this form, as the prediction models it; `None` when nothing
-    /// is translated.
-    pub fn model(&self) -> Option<NatModel> {
+    /// The kernel's behaviour for this form, as the prediction models it, for the network's
+    /// containers at `vms` (in plan order: the cloud's VMs); `None` when nothing is translated.
+    pub fn model(&self, vms: &[Ipv4Addr]) -> Option<NatModel> {
         let with_ports = |m: NatModel, ports: &Option<PortRange>| match ports {
             Some(p) => m.with_ports(p.lo(), p.hi()),
             None => m,
         };
         match &self.nat {
-            Nat::Masquerade { ports } => {
+            Nat::Masquerade { ports, .. } => {
                 Some(with_ports(NatModel::masquerade(self.primary), ports))
             }
             Nat::Snat {
                 pool,
                 ports,
                 persistent,
+                ..
             } => {
                 let (min, max) = (*pool.first()?, *pool.last()?);
                 Some(with_ports(NatModel::snat(min, max, *persistent), ports))
             }
+            Nat::Cloud(cloud) => match cloud.ports_per_vm {
+                None => {
+                    let p = cloud.profile.address_ports();
+                    Some(NatModel::in_turn(cloud.addresses.clone(), (p.lo(), p.hi())))
+                }
+                Some(per_vm) => {
+                    let blocks = vms
+                        .iter()
+                        .zip(cloud.blocks(vms.len()))
+                        .map(|(&vm, b)| {
+                            let ports = b.map(|b| VmPorts {
+                                address: b.address,
+                                first: b.ports.lo(),
+                                last: b.ports.hi(),
+                            });
+                            (vm, ports)
+                        })
+                        .collect();
+                    Some(NatModel::per_vm(blocks, per_vm))
+                }
+            },
             Nat::None => None,
+        }
+    }
+
+    /// Connections one NAT path holds: a rule's ports, a cloud's ports per address and
+    /// destination or per VM; the kernel's default when nothing is translated.
+    pub fn path_capacity(&self) -> u32 {
+        match &self.nat {
+            Nat::Cloud(c) => c
+                .ports_per_vm
+                .unwrap_or_else(|| c.profile.address_ports().size()),
+            _ => self.model(&[]).map_or_else(
+                || super::predict::path_capacity(None),
+                |m| m.path_capacity(),
+            ),
         }
     }
 }
@@ -137,12 +190,23 @@ impl HostNat {
 impl fmt::Display for HostNat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ports = |p: &Option<PortRange>| p.map(|p| format!(" ports {p}")).unwrap_or_default();
+        let random = |r: bool| if r { " random-fully" } else { "" };
         match &self.nat {
-            Nat::Masquerade { ports: p } => write!(f, "masquerade to {}{}", self.primary, ports(p)),
+            Nat::Masquerade {
+                ports: p,
+                random_fully,
+            } => write!(
+                f,
+                "masquerade to {}{}{}",
+                self.primary,
+                ports(p),
+                random(*random_fully)
+            ),
             Nat::Snat {
                 pool,
                 ports: p,
                 persistent,
+                random_fully,
             } => {
                 f.write_str("snat to ")?;
                 match (pool.first(), pool.last()) {
@@ -152,10 +216,23 @@ impl fmt::Display for HostNat {
                 }
                 write!(
                     f,
-                    "{}{}",
+                    "{}{}{}",
                     ports(p),
-                    if *persistent { " persistent" } else { "" }
+                    if *persistent { " persistent" } else { "" },
+                    random(*random_fully)
                 )
+            }
+            Nat::Cloud(c) => {
+                let addresses: Vec<String> = c.addresses.iter().map(|a| a.to_string()).collect();
+                write!(f, "{} on {}", c.profile.name(), addresses.join(", "))?;
+                match c.ports_per_vm {
+                    Some(p) => write!(f, " ({p} ports per VM)"),
+                    None => write!(
+                        f,
+                        " ({} ports per address and destination)",
+                        c.profile.address_ports().size()
+                    ),
+                }
             }
             Nat::None => f.write_str("none"),
         }
@@ -237,7 +314,7 @@ mod tests {
             assert_eq!(serde_json::to_value(&n).unwrap(), words);
             assert_eq!(n.kind(), kind, "{docker}");
             assert_eq!(n.is_pool(), is_pool, "{docker}");
-            assert_eq!(n.model().is_some(), kind != NatKind::None, "{docker}");
+            assert_eq!(n.model(&[]).is_some(), kind != NatKind::None, "{docker}");
         }
     }
 

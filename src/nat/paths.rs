@@ -74,7 +74,8 @@ fn predict_network(
     if translated.is_empty() && local.is_empty() {
         return None;
     }
-    let model = nat.model();
+    let vms: Vec<Ipv4Addr> = plan.containers_on(id, network).map(|c| c.address).collect();
+    let model = nat.model(&vms);
     let mut prediction = match &model {
         Some(model) => model.predict(&translated),
         None => Prediction {
@@ -147,6 +148,7 @@ fn share_paths(preds: &mut [HostPrediction]) {
                 .filter(|f| f.translated == translated && f.dst == dst)
             {
                 f.limit = match f.limit {
+                    PortLimit::NoAllocation => PortLimit::NoAllocation,
                     PortLimit::None | PortLimit::PathPorts => PortLimit::PathPorts,
                     PortLimit::LocalPorts | PortLimit::LocalAndPathPorts => {
                         PortLimit::LocalAndPathPorts
@@ -169,13 +171,11 @@ fn share_paths(preds: &mut [HostPrediction]) {
     }
 }
 
-/// Connections one NAT path of network `net` of `host` can hold: its NAT rule's
-/// ([`NatModel::path_capacity`]), or the default when it translates nothing. The one place
-/// capacity is derived from a plan; predictions and `lab nat`'s view both read it.
+/// Connections one NAT path of network `net` of `host` can hold ([`HostNat::path_capacity`]):
+/// the one place capacity is derived from a plan; predictions and `lab nat`'s view both read
+/// it.
 pub fn path_capacity(host: &Host, net: &DockerNet) -> u32 {
-    HostNat::of(host, net)
-        .model()
-        .map_or_else(|| predict::path_capacity(None), |m| m.path_capacity())
+    HostNat::of(host, net).path_capacity()
 }
 
 /// Untranslated flows: each (container, destination) is a path of its own whose only limit is
@@ -189,6 +189,8 @@ fn add_untranslated(prediction: &mut Prediction, flows: &[predict::Flow]) {
             src: f.src,
             dst: f.dst,
             translated: f.src,
+            in_turn: Vec::new(),
+            vm_ports: None,
             connections: f.connections,
             local_ports: f.local_ports,
             wanted,
@@ -202,6 +204,7 @@ fn add_untranslated(prediction: &mut Prediction, flows: &[predict::Flow]) {
         prediction.paths.push(PathPrediction {
             translated: f.src,
             dst: f.dst,
+            vm_ports: None,
             containers: vec![f.container.clone()],
             wanted: u64::from(wanted),
             capacity: f.local_ports,

@@ -200,7 +200,7 @@ pub fn path_capacity(ports: Option<(u16, u16)>) -> u32 {
 }
 
 /// Which source addresses a NAT rule translates to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum NatAddresses {
     /// `masquerade`: the address of the outgoing interface (the host's primary address).
@@ -219,37 +219,64 @@ pub enum NatAddresses {
         /// every destination.
         persistent: bool,
     },
+    /// One rule per address, each new connection taking the next (`numgen inc`): an AWS NAT
+    /// gateway with several addresses.
+    InTurn { addresses: Vec<Ipv4Addr> },
+    /// Each VM (container address) its own address and block of ports, or none: GCP Cloud
+    /// NAT's static allocation, Azure's preallocated SNAT ports.
+    PerVm {
+        blocks: Vec<(Ipv4Addr, Option<VmPorts>)>,
+        ports_per_vm: u32,
+    },
+}
+
+/// A VM's own ports: an address and a block, each port usable once per destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct VmPorts {
+    pub address: Ipv4Addr,
+    pub first: u16,
+    pub last: u16,
 }
 
 impl NatAddresses {
-    /// The translated source address of a new connection from `src` to `dst`.
+    /// The translated source address of a new connection from `src` to `dst` (for addresses
+    /// taken in turn, the first; for a VM without ports, its own).
     pub fn translate(&self, src: Ipv4Addr, dst: Ipv4Addr) -> Ipv4Addr {
-        match *self {
-            NatAddresses::Masquerade { addr } => addr,
+        match self {
+            NatAddresses::Masquerade { addr } => *addr,
             NatAddresses::Snat {
                 min,
                 max,
                 persistent,
-            } => pool_address(min, max, src, dst, persistent),
+            } => pool_address(*min, *max, src, dst, *persistent),
+            NatAddresses::InTurn { addresses } => addresses.first().copied().unwrap_or(src),
+            NatAddresses::PerVm { blocks, .. } => blocks
+                .iter()
+                .find(|(vm, _)| *vm == src)
+                .and_then(|(_, b)| b.map(|b| b.address))
+                .unwrap_or(src),
         }
     }
 
-    /// Whether the address does not depend on the destination (one address, or `persistent`).
+    /// Whether the address does not depend on the destination (one address, `persistent`, a
+    /// VM's own block, or addresses in turn, whose spread the prediction counts itself).
     fn ignores_destination(&self) -> bool {
-        match *self {
-            NatAddresses::Masquerade { .. } => true,
+        match self {
+            NatAddresses::Masquerade { .. }
+            | NatAddresses::InTurn { .. }
+            | NatAddresses::PerVm { .. } => true,
             NatAddresses::Snat {
                 min,
                 max,
                 persistent,
-            } => persistent || min == max,
+            } => *persistent || min == max,
         }
     }
 }
 
 /// A source NAT rule as the predictions need it: the addresses and the optional port range
 /// (`masquerade to :20000-29999`, `snat to 10.78.0.10-10.78.0.11:20000-29999`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NatModel {
     /// Where the source address goes.
     pub addresses: NatAddresses,
@@ -278,6 +305,27 @@ impl NatModel {
         }
     }
 
+    /// Each new connection takes the next of `addresses` in turn (an AWS NAT gateway's
+    /// addresses, `numgen inc`), each with `ports`.
+    pub fn in_turn(addresses: Vec<Ipv4Addr>, ports: (u16, u16)) -> Self {
+        NatModel {
+            addresses: NatAddresses::InTurn { addresses },
+            ports: Some(ports),
+        }
+    }
+
+    /// Each VM (container, by its address) has its own address and block of `ports_per_vm`
+    /// ports, or none (GCP drops a VM the addresses cannot hold).
+    pub fn per_vm(blocks: Vec<(Ipv4Addr, Option<VmPorts>)>, ports_per_vm: u32) -> Self {
+        NatModel {
+            addresses: NatAddresses::PerVm {
+                blocks,
+                ports_per_vm,
+            },
+            ports: None,
+        }
+    }
+
     /// The same rule restricted to source ports `first..=last`.
     pub fn with_ports(self, first: u16, last: u16) -> Self {
         NatModel {
@@ -291,9 +339,27 @@ impl NatModel {
         self.addresses.translate(src, dst)
     }
 
-    /// Connections one NAT path can hold under this rule ([`path_capacity`]).
+    /// Connections one NAT path can hold under this rule ([`path_capacity`]; a VM's block
+    /// where each VM has its own).
     pub fn path_capacity(&self) -> u32 {
-        path_capacity(self.ports)
+        match &self.addresses {
+            NatAddresses::PerVm { ports_per_vm, .. } => *ports_per_vm,
+            _ => path_capacity(self.ports),
+        }
+    }
+
+    /// The address and block of the VM at `src`, when each VM has its own: `Some(None)` for a
+    /// VM that got none.
+    fn vm_block(&self, src: Ipv4Addr) -> Option<Option<VmPorts>> {
+        match &self.addresses {
+            NatAddresses::PerVm { blocks, .. } => Some(
+                blocks
+                    .iter()
+                    .find(|(vm, _)| *vm == src)
+                    .and_then(|(_, b)| *b),
+            ),
+            _ => None,
+        }
     }
 
     /// Predict what the kernel does with `flows` (TCP connections opened from the containers).
@@ -326,24 +392,68 @@ impl NatModel {
             .iter()
             .map(|f| self.translate(f.src, *f.dst.ip()))
             .collect();
+        let in_turn: &[Ipv4Addr] = match &self.addresses {
+            NatAddresses::InTurn { addresses } => addresses,
+            _ => &[],
+        };
 
-        // Paths keyed in host order so that they sort like addresses.
-        let mut paths: BTreeMap<(u32, u32, u16), PathPrediction> = BTreeMap::new();
-        for (flow, &addr) in merged.iter().zip(&translated) {
-            let wanted = flow.connections.min(flow.local_ports);
-            let key = (u32::from(addr), u32::from(*flow.dst.ip()), flow.dst.port());
+        // Paths keyed in host order so that they sort like addresses, then by the VM's block
+        // (0 where the path is the address's).
+        let mut paths: BTreeMap<(u32, u32, u16, u16), PathPrediction> = BTreeMap::new();
+        let mut add = |addr: Ipv4Addr, vm_ports: Option<VmPorts>, flow: &Flow, wanted: u64| {
+            let key = (
+                u32::from(addr),
+                u32::from(*flow.dst.ip()),
+                flow.dst.port(),
+                vm_ports.map_or(0, |b| b.first),
+            );
             let path = paths.entry(key).or_insert_with(|| PathPrediction {
                 translated: addr,
                 dst: flow.dst,
+                vm_ports,
                 containers: Vec::new(),
                 wanted: 0,
                 capacity,
                 established: 0,
                 overflow: false,
             });
-            path.wanted += u64::from(wanted);
+            path.wanted += wanted;
             if !path.containers.contains(&flow.container) {
                 path.containers.push(flow.container.clone());
+            }
+        };
+        if in_turn.is_empty() {
+            for (flow, &addr) in merged.iter().zip(&translated) {
+                let wanted = u64::from(flow.connections.min(flow.local_ports));
+                match self.vm_block(flow.src) {
+                    None => add(addr, None, flow, wanted),
+                    Some(Some(b)) => add(b.address, Some(b), flow, wanted),
+                    // No ports: no path; its connections are dropped (its flow says so).
+                    Some(None) => {}
+                }
+            }
+        } else {
+            // One counter per rule hands each new connection the next address, whoever sends
+            // it: a destination's connections split evenly over the addresses.
+            let n = in_turn.len() as u64;
+            let mut dsts: Vec<SocketAddrV4> = Vec::new();
+            for f in &merged {
+                if !dsts.contains(&f.dst) {
+                    dsts.push(f.dst);
+                }
+            }
+            for dst in dsts {
+                let to_dst: Vec<&Flow> = merged.iter().filter(|f| f.dst == dst).collect();
+                let total: u64 = to_dst
+                    .iter()
+                    .map(|f| u64::from(f.connections.min(f.local_ports)))
+                    .sum();
+                for (i, &addr) in in_turn.iter().enumerate() {
+                    let share = total / n + u64::from((i as u64) < total % n);
+                    for (j, f) in to_dst.iter().enumerate() {
+                        add(addr, None, f, if j == 0 { share } else { 0 });
+                    }
+                }
             }
         }
         for path in paths.values_mut() {
@@ -355,8 +465,17 @@ impl NatModel {
             .iter()
             .zip(&translated)
             .map(|(flow, &addr)| {
-                let key = (u32::from(addr), u32::from(*flow.dst.ip()), flow.dst.port());
-                let path_full = paths[&key].overflow;
+                let block = self.vm_block(flow.src);
+                let unallocated = block == Some(None);
+                let path_full = !unallocated
+                    && paths
+                        .values()
+                        .filter(|p| {
+                            p.dst == flow.dst
+                                && p.containers.contains(&flow.container)
+                                && (in_turn.contains(&p.translated) || p.translated == addr)
+                        })
+                        .any(|p| p.overflow);
                 let local_full = flow.connections > flow.local_ports;
                 // Step 2 of get_unique_tuple can only disagree with the hash if this source
                 // gets different hashed addresses for different destinations.
@@ -370,10 +489,16 @@ impl NatModel {
                     src: flow.src,
                     dst: flow.dst,
                     translated: addr,
+                    in_turn: in_turn.to_vec(),
+                    vm_ports: block.flatten(),
                     connections: flow.connections,
                     local_ports: flow.local_ports,
                     wanted: flow.connections.min(flow.local_ports),
-                    limit: PortLimit::from_flags(local_full, path_full),
+                    limit: if unallocated {
+                        PortLimit::NoAllocation
+                    } else {
+                        PortLimit::from_flags(local_full, path_full)
+                    },
                     address_exact,
                 }
             })
@@ -445,6 +570,9 @@ pub enum PortLimit {
     /// Both: the container is capped by its local ports, and what remains still overflows the
     /// NAT path.
     LocalAndPathPorts,
+    /// The cloud's NAT gave the VM no ports (GCP: the NAT addresses are full): every
+    /// connection is dropped.
+    NoAllocation,
 }
 
 impl PortLimit {
@@ -467,8 +595,13 @@ pub struct FlowPrediction {
     pub src: Ipv4Addr,
     /// The destination.
     pub dst: SocketAddrV4,
-    /// The translated source address ([`pool_address`], or the masquerade address).
+    /// The translated source address ([`pool_address`], or the masquerade address; the first
+    /// of `in_turn`).
     pub translated: Ipv4Addr,
+    /// The addresses its connections take in turn (an AWS NAT gateway's), or empty.
+    pub in_turn: Vec<Ipv4Addr>,
+    /// The VM's own block of ports (GCP, Azure), if it has one.
+    pub vm_ports: Option<VmPorts>,
     /// Connections the container tries to open.
     pub connections: u32,
     /// Local ports it has towards this destination.
@@ -492,6 +625,8 @@ pub struct PathPrediction {
     pub translated: Ipv4Addr,
     /// The destination address and port.
     pub dst: SocketAddrV4,
+    /// The VM's own block when the path is one VM's (GCP, Azure), not the address's.
+    pub vm_ports: Option<VmPorts>,
     /// The containers whose flows take this path, in flow order.
     pub containers: Vec<String>,
     /// Connections reaching the NAT on this path (each flow's `wanted`, added up).
@@ -523,11 +658,28 @@ impl Prediction {
         self.flows.iter().find(|f| f.src == src && f.dst == dst)
     }
 
-    /// The prediction for the path from `translated` to `dst`.
+    /// The prediction for the path from `translated` to `dst` (the first VM's, where each VM
+    /// has its own: see [`Self::vm_path`]).
     pub fn path(&self, translated: Ipv4Addr, dst: SocketAddrV4) -> Option<&PathPrediction> {
         self.paths
             .iter()
             .find(|p| p.translated == translated && p.dst == dst)
+    }
+
+    /// The prediction for the path from `translated` to `dst` through the VM block holding
+    /// translated port `port`, or the address's path when no VM has a block there.
+    pub fn path_at(
+        &self,
+        translated: Ipv4Addr,
+        dst: SocketAddrV4,
+        port: u16,
+    ) -> Option<&PathPrediction> {
+        self.paths.iter().find(|p| {
+            p.translated == translated
+                && p.dst == dst
+                && p.vm_ports
+                    .is_none_or(|b| (b.first..=b.last).contains(&port))
+        })
     }
 
     /// Whether any path overflows.

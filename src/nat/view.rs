@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::conntrack::{Flow, Stats};
 use super::form::HostNat;
 use super::paths::HostPrediction;
+use super::predict::{NatAddresses, VmPorts};
 use crate::lab::plan::{DEFAULT_BRIDGE_NETWORK, HostId, NetworkId, Plan};
 
 const IPPROTO_TCP: u8 = 6;
@@ -37,6 +38,8 @@ pub struct NatView {
     pub samples: Vec<Translation>,
     /// A translated source port in use towards several destinations, with those entries.
     pub shared_port: Option<SharedPort>,
+    /// Containers the cloud's NAT gave no ports (GCP's `nat_allocation_failed`): dropped.
+    pub unallocated: usize,
 }
 
 /// One NAT path as the kernel holds it.
@@ -44,6 +47,8 @@ pub struct NatView {
 pub struct PathView {
     pub translated: Ipv4Addr,
     pub dst: SocketAddrV4,
+    /// The VM's own block when the path is one VM's (GCP, Azure).
+    pub vm_ports: Option<VmPorts>,
     /// Distinct translated source ports in use on this path (any TCP state holds its port).
     pub ports_used: u64,
     pub capacity: u32,
@@ -121,6 +126,25 @@ pub fn build(
         || super::predict::path_capacity(None),
         |n| super::paths::path_capacity(h, n),
     );
+    // Where each VM has its own block, a path is the block's: which block a translated port
+    // lies in says whose it is.
+    let vms: Vec<Ipv4Addr> = plan
+        .containers_on(host, network)
+        .map(|c| c.address)
+        .collect();
+    let (blocks, unallocated): (Vec<VmPorts>, usize) = match nat.model(&vms).map(|m| m.addresses) {
+        Some(NatAddresses::PerVm { blocks, .. }) => {
+            let none = blocks.iter().filter(|b| b.1.is_none()).count();
+            (blocks.into_iter().filter_map(|b| b.1).collect(), none)
+        }
+        _ => (Vec::new(), 0),
+    };
+    let block_of = |ip: Ipv4Addr, port: u16| {
+        blocks
+            .iter()
+            .find(|b| b.address == ip && (b.first..=b.last).contains(&port))
+            .copied()
+    };
     let tcp: Vec<&Flow> = flows
         .iter()
         .filter(|f| {
@@ -129,27 +153,35 @@ pub fn build(
         .collect();
     let translated: Vec<&Flow> = tcp.iter().copied().filter(|f| f.is_translated()).collect();
 
-    let mut ports: BTreeMap<(u32, SocketAddrV4), BTreeSet<u16>> = BTreeMap::new();
+    // (translated address, destination, first port of the VM's block or 0) -> ports in use.
+    type PathKey = (u32, SocketAddrV4, u16);
+    let mut ports: BTreeMap<PathKey, (Option<VmPorts>, BTreeSet<u16>)> = BTreeMap::new();
     for f in &translated {
         let t = f.translated_source();
+        let block = block_of(*t.ip(), t.port());
         ports
-            .entry((u32::from(*t.ip()), f.orig_dst))
-            .or_default()
+            .entry((u32::from(*t.ip()), f.orig_dst, block.map_or(0, |b| b.first)))
+            .or_insert_with(|| (block, BTreeSet::new()))
+            .1
             .insert(t.port());
     }
     let paths = ports
         .into_iter()
-        .map(|((ip, dst), used)| {
+        .map(|((ip, dst, _), (vm_ports, used))| {
             let translated = Ipv4Addr::from(ip);
             let ports_used = used.len() as u64;
             PathView {
                 translated,
                 dst,
+                vm_ports,
                 ports_used,
                 capacity,
                 exhausted: ports_used >= u64::from(capacity),
                 predicted: prediction
-                    .and_then(|p| p.prediction.path(translated, dst))
+                    .and_then(|p| {
+                        p.prediction
+                            .path_at(translated, dst, vm_ports.map_or(0, |b| b.first))
+                    })
                     .map(|p| p.established),
             }
         })
@@ -169,6 +201,7 @@ pub fn build(
             .map(|f| translation(f))
             .collect(),
         shared_port: shared_port(&translated),
+        unallocated,
         stats,
     })
 }
@@ -204,10 +237,13 @@ fn container_choices(
             let observed: Vec<(Ipv4Addr, u64)> = seen.into_iter().collect();
             // An exact prediction names the one address; otherwise a reused translation towards
             // another destination is the kernel's documented behaviour, not a mismatch.
+            // Addresses taken in turn: any of them is as predicted.
             let mismatch = flow.is_some_and(|f| {
-                observed
-                    .iter()
-                    .any(|(a, _)| *a != f.translated && (f.address_exact || !elsewhere.contains(a)))
+                observed.iter().any(|(a, _)| {
+                    *a != f.translated
+                        && !f.in_turn.contains(a)
+                        && (f.address_exact || !elsewhere.contains(a))
+                })
             });
             out.push(ContainerChoice {
                 container: c.name.to_string(),

@@ -244,8 +244,47 @@ fn place(
             ));
         }
     };
-    match &net.nat {
-        Nat::Masquerade { ports } => {
+    // What Docker has no switch for: said once, then the nearest thing Docker writes.
+    let as_docker;
+    let nat =
+        match &net.nat {
+            Nat::Cloud(c) => {
+                caveats.push(format!(
+                "{called} plays {} ({} ports per {}): that NAT is the cloud's, outside the host, \
+                 so Docker masquerades to the host's address and the cloud translates again, with \
+                 the same limit ({}).",
+                c.profile.product(),
+                count(u64::from(
+                    c.ports_per_vm
+                        .unwrap_or_else(|| c.profile.address_ports().size())
+                )),
+                if c.profile.per_vm() { "VM" } else { "address and destination" },
+                c.profile.source()
+            ));
+                as_docker = Nat::MASQUERADE;
+                &as_docker
+            }
+            Nat::Masquerade {
+                random_fully: true, ..
+            }
+            | Nat::Snat {
+                random_fully: true, ..
+            } => {
+                caveats.push(format!(
+                    "random_fully on {called} is kube-proxy's --random-fully: Docker has no option \
+                 for it (its rules keep the container's port when free)."
+                ));
+                &net.nat
+            }
+            other => other,
+        };
+    match nat {
+        // Made a masquerade above.
+        Nat::Cloud(_) => Ok(Placement {
+            networks: vec![first],
+            keep_addresses: !is_default,
+        }),
+        Nat::Masquerade { ports, .. } => {
             no_ports("MASQUERADE", ports, caveats);
             let create = if is_default {
                 if net.subnet != DOCKER0_SUBNET {
@@ -302,6 +341,7 @@ fn place(
             pool,
             ports,
             persistent,
+            ..
         } => {
             no_ports("SNAT", ports, caveats);
             if *persistent {
@@ -1133,9 +1173,10 @@ mod tests {
                     pool: vec![a("192.168.49.6")],
                     ports: None,
                     persistent: false,
+                    random_fully: false,
                 },
             ),
-            user_net("br-plain", "10.9.0.0/24", Nat::Masquerade { ports: None }),
+            user_net("br-plain", "10.9.0.0/24", Nat::MASQUERADE),
             user_net(
                 "br-pool",
                 "172.19.0.0/16",
@@ -1143,6 +1184,7 @@ mod tests {
                     pool: vec![a("192.168.49.7"), a("192.168.49.8")],
                     ports: None,
                     persistent: false,
+                    random_fully: false,
                 },
             ),
         ];

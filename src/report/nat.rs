@@ -4,8 +4,30 @@
 use std::fmt::Write as _;
 
 use super::count;
+use crate::nat::form::HostNat;
 use crate::nat::paths::{HostPrediction, predicted_total};
-use crate::nat::predict::PortLimit;
+use crate::nat::predict::{PortLimit, VmPorts};
+
+/// A path's source: the translated address, and the VM's block where the path is one VM's.
+fn source(translated: std::net::Ipv4Addr, vm_ports: Option<VmPorts>) -> String {
+    match vm_ports {
+        Some(b) => format!("{translated} ports {}-{}", b.first, b.last),
+        None => translated.to_string(),
+    }
+}
+
+/// A path's capacity in the NAT's own terms: a cloud's ports per VM or per address and
+/// destination, else the rule's ports.
+fn capacity_words(nat: &HostNat, capacity: u32) -> String {
+    match nat.profile() {
+        Some(p) if p.per_vm() => format!("{} ports per VM", count(u64::from(capacity))),
+        Some(_) => format!(
+            "{} ports per address and destination",
+            count(u64::from(capacity))
+        ),
+        None => format!("{} ports", count(u64::from(capacity))),
+    }
+}
 
 /// The predicted NAT paths of a lab, with a warning line for each path that will overflow.
 pub fn render_prediction(hosts: &[HostPrediction]) -> String {
@@ -26,15 +48,15 @@ pub fn render_prediction(hosts: &[HostPrediction]) -> String {
             let translated = if h.prediction.flows.iter().any(|f| f.src == p.translated) {
                 format!("{} (untranslated)", p.translated)
             } else {
-                p.translated.to_string()
+                source(p.translated, p.vm_ports)
             };
             let _ = writeln!(
                 out,
-                "    {translated} -> {}  [{}]  {} wanted, {} ports: {} established{}",
+                "    {translated} -> {}  [{}]  {} wanted, {}: {} established{}",
                 p.dst,
                 p.containers.join(","),
                 count(p.wanted),
-                count(u64::from(p.capacity)),
+                capacity_words(&h.nat, p.capacity),
                 count(p.established),
                 if p.overflow {
                     format!(
@@ -63,6 +85,17 @@ pub fn render_prediction(hosts: &[HostPrediction]) -> String {
                     }
                 );
             }
+            if f.limit == PortLimit::NoAllocation {
+                let _ = writeln!(
+                    out,
+                    "    {} {}: no NAT ports (the addresses hold no more VMs: nat_allocation_failed): \
+                     its {} connections to {} will time out",
+                    f.container,
+                    f.src,
+                    count(u64::from(f.wanted)),
+                    f.dst
+                );
+            }
             if matches!(
                 f.limit,
                 PortLimit::LocalPorts | PortLimit::LocalAndPathPorts
@@ -82,6 +115,15 @@ pub fn render_prediction(hosts: &[HostPrediction]) -> String {
                 out,
                 "    (the kernel picks a pool address by hashing the container and server addresses: \
                  fixed per pair, not balanced)"
+            );
+        }
+        if let Some(p) = h.nat.profile() {
+            let _ = writeln!(
+                out,
+                "    ({}: {}; at the wall it shows {})",
+                p.product(),
+                p.source(),
+                p.symptom()
             );
         }
     }
@@ -118,11 +160,11 @@ pub fn render_view(v: &crate::nat::view::NatView) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  path {} -> {}: {} of {} ports in use{predicted}{}",
-            p.translated,
+            "  path {} -> {}: {} of {} in use{predicted}{}",
+            source(p.translated, p.vm_ports),
             p.dst,
             count(p.ports_used),
-            count(u64::from(p.capacity)),
+            capacity_words(&v.nat, p.capacity),
             if p.exhausted { ": EXHAUSTED" } else { "" }
         );
     }

@@ -92,6 +92,9 @@ fn check(what: &str, range: CountRange, actual: u64) -> Check {
 }
 
 /// The reasons, in numbers: which limit stopped the count.
+/// VM blocks listed one by one in a report before the rest are summed up.
+const VM_PATHS_SHOWN: usize = 6;
+
 fn verdict(outcome: &Outcome, nat: &[NatView]) -> Vec<String> {
     let last = &outcome.last;
     let mut out = Vec::new();
@@ -104,16 +107,36 @@ fn verdict(outcome: &Outcome, nat: &[NatView]) -> Vec<String> {
         .map(|c| c.asked.saturating_sub(c.established))
         .sum();
     for v in nat {
-        for p in v.paths.iter().filter(|p| p.exhausted) {
-            let clients = if unseen > 0 {
-                format!(
-                    "; {} connections your programs asked for are not established (why they gave \
-                     up cannot be seen from outside: their logs may say)",
-                    count(unseen)
-                )
-            } else {
-                format!(" and {} connects timed out", count(last.failed.timed_out))
-            };
+        let exhausted: Vec<&crate::nat::view::PathView> =
+            v.paths.iter().filter(|p| p.exhausted).collect();
+        let clients = if unseen > 0 {
+            format!(
+                "; {} connections your programs asked for are not established (why they gave \
+                 up cannot be seen from outside: their logs may say)",
+                count(unseen)
+            )
+        } else {
+            format!(" and {} connects timed out", count(last.failed.timed_out))
+        };
+        // Each VM's own block is a path: one line for them all, per destination.
+        if exhausted.iter().any(|p| p.vm_ports.is_some()) {
+            let mut dsts: Vec<std::net::SocketAddrV4> = exhausted.iter().map(|p| p.dst).collect();
+            dsts.dedup();
+            for dst in dsts {
+                let full: Vec<_> = exhausted.iter().filter(|p| p.dst == dst).collect();
+                let per_vm = full.first().map_or(0, |p| p.capacity);
+                out.push(format!(
+                    "{} VM port blocks towards {dst} used all {} of their ports: exhausted",
+                    full.len(),
+                    count(u64::from(per_vm)),
+                ));
+            }
+            out.push(format!(
+                "the NAT dropped {} SYNs (insert_failed){clients}",
+                count(v.stats.insert_failed),
+            ));
+        }
+        for p in exhausted.iter().filter(|p| p.vm_ports.is_none()) {
             out.push(format!(
                 "path {} -> {} used {} of {} ports: exhausted; the NAT dropped {} SYNs \
                  (insert_failed){clients}",
@@ -122,6 +145,24 @@ fn verdict(outcome: &Outcome, nat: &[NatView]) -> Vec<String> {
                 count(p.ports_used),
                 count(u64::from(p.capacity)),
                 count(v.stats.insert_failed),
+            ));
+        }
+        if let Some(profile) = v.nat.profile()
+            && (!exhausted.is_empty() || v.unallocated > 0)
+        {
+            out.push(format!(
+                "{} shows this as {}; the fix there: {}",
+                profile.product(),
+                profile.symptom(),
+                profile.remedy()
+            ));
+        }
+        if v.unallocated > 0 {
+            out.push(format!(
+                "{} container(s) on {} got no NAT ports (the addresses hold no more VMs: \
+                 nat_allocation_failed): every SYN they sent was dropped",
+                v.unallocated,
+                crate::nat::form::place(&v.host, &v.network)
             ));
         }
     }
@@ -313,15 +354,34 @@ pub fn render(r: &RunReport) -> String {
                  locally and never reach POSTROUTING, where Docker's rule is"
             );
         }
-        for p in &v.paths {
+        // A VM's block per path: a class sees the first few, then what the rest add up to.
+        let shown = if v.paths.iter().any(|p| p.vm_ports.is_some()) {
+            VM_PATHS_SHOWN
+        } else {
+            usize::MAX
+        };
+        for p in v.paths.iter().take(shown) {
             let _ = writeln!(
                 out,
-                "    path {} -> {}: {} of {} ports{}",
+                "    path {}{} -> {}: {} of {} ports{}",
                 p.translated,
+                p.vm_ports
+                    .map(|b| format!(" ports {}-{}", b.first, b.last))
+                    .unwrap_or_default(),
                 p.dst,
                 count(p.ports_used),
                 count(u64::from(p.capacity)),
                 if p.exhausted { ", exhausted" } else { "" }
+            );
+        }
+        if v.paths.len() > shown {
+            let rest = &v.paths[shown..];
+            let _ = writeln!(
+                out,
+                "    ... {} more VM blocks: {} ports in use, {} of them exhausted",
+                rest.len(),
+                count(rest.iter().map(|p| p.ports_used).sum()),
+                rest.iter().filter(|p| p.exhausted).count()
             );
         }
         // With an address pool, which address the kernel chose for whom is the lesson.

@@ -2,20 +2,21 @@
 //! networks (`[hosts.X.docker.networks.NAME]`, Docker's `docker network create`): bridge names
 //! (valid, one per network), subnets (Docker's default address pools when none is given, clear
 //! of the LANs, of each other and of a `nat = "none"` neighbour's), how each network's
-//! containers leave the host (NAT: masquerade, an SNAT pool of the host's own addresses, or
-//! none), and which network each container group is attached to.
+//! containers leave the host (NAT: masquerade, an SNAT pool of the host's own addresses, a
+//! cloud's NAT profile, or none), and which network each container group is attached to.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+use crate::lab::cloud::{self, CloudNat, CloudProfile};
 use crate::lab::diag::{Diagnostic, did_you_mean};
 use crate::lab::plan::{
-    DEFAULT_BRIDGE_NETWORK, FirewallBackend, IfName, Name, Nat, NetworkId, user_bridge_name,
+    DEFAULT_BRIDGE_NETWORK, FirewallBackend, HostId, IfName, Name, Nat, NetworkId, user_bridge_name,
 };
 use crate::lab::spec::{
-    DockerSpec, HostSpec, Named, NatSpec, NatTableSpec, NetworkSpec, Spanned, StringList,
+    DockerSpec, HostSpec, Named, NatSpec, NatTableSpec, NetworkSpec, Span, Spanned, StringList,
 };
 
 use super::values::{RESERVED_IFNAMES, address, join, name, overlaps, ports, subnet};
@@ -63,6 +64,59 @@ impl<'s> Validator<'s, '_> {
         self.default_subnets();
         self.untranslated_vs_docker();
         self.container_networks();
+        self.cloud_pools();
+    }
+
+    /// Azure preallocates by backend pool size: the containers on the network, known once
+    /// every group has its network.
+    fn cloud_pools(&mut self) {
+        for h in 0..self.hosts.len() {
+            let Some(d) = &self.hosts[h].docker else {
+                continue;
+            };
+            let n_nets = d.all().count();
+            for n in 0..n_nets {
+                let pool: usize = self
+                    .groups
+                    .iter()
+                    .filter(|g| g.host == Some(HostId(h)) && g.network == Some(NetworkId(n)))
+                    .map(|g| g.members.len())
+                    .sum();
+                let Some(d) = &mut self.hosts[h].docker else {
+                    continue;
+                };
+                let Some(net) = d.all_mut().nth(n) else {
+                    continue;
+                };
+                let Some(Nat::Cloud(cloud)) = &mut net.nat else {
+                    continue;
+                };
+                if cloud.profile != CloudProfile::AzureLbOutbound {
+                    continue;
+                }
+                let span = net.nat_span.clone();
+                match cloud::azure_ports_per_vm(pool, cloud.addresses.len()) {
+                    Some(p) => cloud.ports_per_vm = Some(p),
+                    None => {
+                        net.nat = None;
+                        self.error(
+                            Diagnostic::error(
+                                span,
+                                format!(
+                                    "azure-lb-outbound preallocates for backend pools of up to {} VMs; \
+                                     this network has {pool} containers",
+                                    cloud::AZURE_MAX_POOL
+                                ),
+                            )
+                            .with_help(
+                                "Azure's default outbound table ends at 1,000 instances: \
+                                 use fewer containers or split them over networks",
+                            ),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// Docker's default address pools: a network created without `--subnet` takes the next
@@ -280,7 +334,7 @@ impl<'s> Validator<'s, '_> {
         };
         let nat = match &spec.nat {
             Some(nat) => self.nat(h, nat),
-            None => Some(Nat::Masquerade { ports: None }),
+            None => Some(Nat::MASQUERADE),
         };
         let default_bridge = NetDraft {
             name: Name::new(DEFAULT_BRIDGE_NETWORK).ok(),
@@ -294,6 +348,7 @@ impl<'s> Validator<'s, '_> {
             subnet_span,
             subnet_written: spec.subnet.is_some(),
             nat,
+            nat_span: spec.nat.as_ref().map_or(spec.span.clone(), NatSpec::span),
         };
         let networks = spec
             .networks
@@ -332,7 +387,7 @@ impl<'s> Validator<'s, '_> {
         };
         let nat = match &spec.body.nat {
             Some(nat) => self.nat(h, nat),
-            None => Some(Nat::Masquerade { ports: None }),
+            None => Some(Nat::MASQUERADE),
         };
         NetDraft {
             name: net_name,
@@ -351,6 +406,11 @@ impl<'s> Validator<'s, '_> {
                 .map_or(spec.span.clone(), |s| s.span.clone()),
             subnet_written: spec.body.subnet.is_some(),
             nat,
+            nat_span: spec
+                .body
+                .nat
+                .as_ref()
+                .map_or(spec.span.clone(), NatSpec::span),
         }
     }
 
@@ -465,8 +525,21 @@ impl<'s> Validator<'s, '_> {
     }
 
     fn nat_table(&mut self, h: usize, t: &NatTableSpec) -> Option<Nat> {
+        if let Some(profile) = &t.profile {
+            return self.cloud_nat(h, t, profile);
+        }
+        if let Some(m) = &t.min_ports_per_vm {
+            self.error(
+                Diagnostic::error(
+                    m.span.clone(),
+                    "`min_ports_per_vm` only applies to a profile",
+                )
+                .with_help("write nat = { profile = \"gcp-cloud-nat\", min_ports_per_vm = 64 }"),
+            );
+        }
         let ports = t.ports.as_ref().and_then(|p| ports(p, self.diags));
         let ports_ok = t.ports.is_none() || ports.is_some();
+        let random_fully = t.random_fully.as_ref().is_some_and(|r| r.value);
         match (&t.snat, &t.masquerade) {
             (Some(_), Some(m)) => {
                 let help = "keep `snat` to choose the addresses, \
@@ -476,26 +549,155 @@ impl<'s> Validator<'s, '_> {
                 None
             }
             (None, None) => {
-                let help = "e.g. { snat = [\"10.0.0.5\"] } \
-                            or { masquerade = true, ports = \"40000-40099\" }";
-                let message = "a nat table needs `snat` or `masquerade`";
+                let help = "e.g. { snat = [\"10.0.0.5\"] }, \
+                            { masquerade = true, ports = \"40000-40099\" } \
+                            or { profile = \"aws-nat-gateway\" }";
+                let message = "a nat table needs `snat`, `masquerade` or `profile`";
                 self.error(Diagnostic::error(t.span.clone(), message).with_help(help));
                 None
             }
             (None, Some(m)) => {
                 let ok = masquerade_flags(m, t.persistent.as_ref(), self.diags);
-                (ok && ports_ok).then_some(Nat::Masquerade { ports })
+                (ok && ports_ok && t.min_ports_per_vm.is_none()).then_some(Nat::Masquerade {
+                    ports,
+                    random_fully,
+                })
             }
             (Some(list), None) => {
                 let pool = self.snat_pool(h, list)?;
                 let persistent = t.persistent.as_ref().is_some_and(|p| p.value);
-                ports_ok.then_some(Nat::Snat {
+                (ports_ok && t.min_ports_per_vm.is_none()).then_some(Nat::Snat {
                     pool,
                     ports,
                     persistent,
+                    random_fully,
                 })
             }
         }
+    }
+
+    /// `nat = { profile = "..." }`: the host plays a cloud's NAT with all its addresses; the
+    /// other NAT keys do not apply, and each cloud's own limits are checked.
+    fn cloud_nat(&mut self, h: usize, t: &NatTableSpec, raw: &Spanned<String>) -> Option<Nat> {
+        let mut ok = true;
+        let profile = CloudProfile::from_name(&raw.value);
+        if profile.is_none() {
+            let names = CloudProfile::ALL.map(CloudProfile::name);
+            let diag = Diagnostic::error(
+                raw.span.clone(),
+                format!("unknown NAT profile `{}`", raw.value),
+            );
+            let allowed = names.map(|n| format!("\"{n}\"")).join(", ");
+            self.error(match did_you_mean(&raw.value, names) {
+                Some(s) => diag.with_help(format!("did you mean \"{s}\"? (allowed: {allowed})")),
+                None => diag.with_help(format!("use one of {allowed}")),
+            });
+            ok = false;
+        }
+        let not_with_profile: [(&str, Option<&Span>); 5] = [
+            ("snat", t.snat.as_ref().map(|s| &s.span)),
+            ("masquerade", t.masquerade.as_ref().map(|s| &s.span)),
+            ("ports", t.ports.as_ref().map(|s| &s.span)),
+            ("persistent", t.persistent.as_ref().map(|s| &s.span)),
+            ("random_fully", t.random_fully.as_ref().map(|s| &s.span)),
+        ];
+        for (key, span) in not_with_profile {
+            if let Some(span) = span {
+                self.error(
+                    Diagnostic::error(
+                        span.clone(),
+                        format!("`{key}` cannot be set with a `profile`"),
+                    )
+                    .with_help(
+                        "a profile is the cloud's NAT as published: its addresses are the \
+                             host's, its ports the cloud's; remove the key",
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let host = &self.hosts[h];
+        let (host_name, addresses) = (host.spec.name.value.clone(), host.addresses.clone());
+        let profile = profile?;
+        let mut ports_per_vm = None;
+        match profile {
+            CloudProfile::AwsNatGateway => {
+                if addresses.len() > cloud::AWS_MAX_ADDRESSES {
+                    self.error(
+                        Diagnostic::error(
+                            raw.span.clone(),
+                            format!(
+                                "an AWS NAT gateway has at most {} addresses; host `{host_name}` has {}",
+                                cloud::AWS_MAX_ADDRESSES,
+                                addresses.len()
+                            ),
+                        )
+                        .with_help(format!(
+                            "AWS allows 1 primary and 7 secondary IPv4 addresses per NAT gateway \
+                             (a second gateway is a second host); give host `{host_name}` at most {}",
+                            cloud::AWS_MAX_ADDRESSES
+                        )),
+                    );
+                    ok = false;
+                }
+                if let Some(m) = &t.min_ports_per_vm {
+                    self.error(
+                        Diagnostic::error(
+                            m.span.clone(),
+                            "`min_ports_per_vm` is GCP's; an AWS NAT gateway shares 55,000 ports \
+                             per address and destination among all",
+                        )
+                        .with_help("remove it, or use profile = \"gcp-cloud-nat\""),
+                    );
+                    ok = false;
+                }
+            }
+            CloudProfile::GcpCloudNat => {
+                let m = t.min_ports_per_vm.as_ref();
+                let value = m.map_or(i64::from(cloud::GCP_DEFAULT_PORTS_PER_VM), |m| m.value);
+                let max = i64::from(cloud::GCP_MAX_PORTS_PER_VM);
+                if !(2..=max).contains(&value) || value.count_ones() != 1 {
+                    let span = m.map_or(raw.span.clone(), |m| m.span.clone());
+                    let up = u64::try_from(value.clamp(2, max)).map_or(64, u64::next_power_of_two);
+                    self.error(
+                        Diagnostic::error(
+                            span,
+                            format!(
+                                "min_ports_per_vm = {value} is not a power of two from 2 to {max}"
+                            ),
+                        )
+                        .with_help(format!(
+                            "GCP rounds static allocations to a power of two and one NAT IP has \
+                             64,512 ports: e.g. min_ports_per_vm = {}",
+                            up.min(max as u64)
+                        )),
+                    );
+                    ok = false;
+                } else {
+                    ports_per_vm = u32::try_from(value).ok();
+                }
+            }
+            CloudProfile::AzureLbOutbound => {
+                if let Some(m) = &t.min_ports_per_vm {
+                    self.error(
+                        Diagnostic::error(
+                            m.span.clone(),
+                            "`min_ports_per_vm` is GCP's; Azure preallocates by backend pool size",
+                        )
+                        .with_help(
+                            "remove it: the ports per VM follow from the containers on the network",
+                        ),
+                    );
+                    ok = false;
+                }
+                // Filled in by `cloud_pools` once the containers on the network are known.
+            }
+        }
+        ok.then_some(Nat::Cloud(CloudNat {
+            profile,
+            addresses,
+            ports_per_vm,
+        }))
     }
 
     /// The kernel's SNAT range is every address from the lowest to the highest, so the pool
@@ -566,7 +768,8 @@ fn implicit_default_bridge(spec: &Named<HostSpec>) -> NetDraft {
         subnet: Some(DEFAULT_DOCKER_SUBNET),
         subnet_span: spec.span.clone(),
         subnet_written: false,
-        nat: Some(Nat::Masquerade { ports: None }),
+        nat: Some(Nat::MASQUERADE),
+        nat_span: spec.span.clone(),
     }
 }
 
@@ -592,9 +795,18 @@ fn firewall(raw: &Spanned<String>, d: &mut Vec<Diagnostic>) -> Option<FirewallBa
     None
 }
 
+impl NatSpec {
+    fn span(&self) -> Span {
+        match self {
+            NatSpec::Mode(m) => m.span.clone(),
+            NatSpec::Table(t) => t.span.clone(),
+        }
+    }
+}
+
 fn nat_mode(mode: &Spanned<String>, d: &mut Vec<Diagnostic>) -> Option<Nat> {
     match mode.value.as_str() {
-        "masquerade" => Some(Nat::Masquerade { ports: None }),
+        "masquerade" => Some(Nat::MASQUERADE),
         "none" => Some(Nat::None),
         other => {
             let diag = Diagnostic::error(mode.span.clone(), format!("unknown nat mode `{other}`"));
@@ -637,7 +849,7 @@ fn masquerade_flags(
 mod tests {
     use super::super::testing::*;
     use super::*;
-    use crate::lab::plan::{HostId, PortRange, Route};
+    use crate::lab::plan::{CloudNat, CloudProfile, HostId, PortRange, Route};
 
     #[test]
     fn each_host_has_its_own_docker_network() {
@@ -741,13 +953,14 @@ host = "a"
             Nat::Snat {
                 pool: vec![ip("10.0.0.1")],
                 ports: None,
-                persistent: false
+                persistent: false,
+                random_fully: false,
             }
         );
         let two = docker.network(NetworkId(2)).unwrap();
         assert_eq!(two.bridge.as_str(), "br-two");
         assert_eq!(two.subnet.to_string(), "172.30.0.0/24");
-        assert_eq!(two.nat, Nat::Masquerade { ports: None });
+        assert_eq!(two.nat, Nat::MASQUERADE);
         let macs: HashSet<_> = docker.all_networks().map(|n| n.mac).collect();
         assert_eq!(macs.len(), 3, "each bridge has a MAC of its own");
         assert!(docker.network(NetworkId(3)).is_none());
@@ -1047,11 +1260,12 @@ addresses = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5"]
     #[test]
     fn nat_forms() {
         assert_eq!(nat_of("\"none\""), Nat::None);
-        assert_eq!(nat_of("\"masquerade\""), Nat::Masquerade { ports: None });
+        assert_eq!(nat_of("\"masquerade\""), Nat::MASQUERADE);
         assert_eq!(
             nat_of("{ masquerade = true, ports = \"40000-40099\" }"),
             Nat::Masquerade {
-                ports: Some(PortRange::new(40000, 40099).unwrap())
+                ports: Some(PortRange::new(40000, 40099).unwrap()),
+                random_fully: false,
             }
         );
         assert_eq!(
@@ -1062,6 +1276,7 @@ addresses = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5"]
                 pool: vec![ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.3")],
                 ports: Some(PortRange::new(5000, 5000).unwrap()),
                 persistent: true,
+                random_fully: false,
             }
         );
         assert_eq!(
@@ -1069,7 +1284,24 @@ addresses = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5"]
             Nat::Snat {
                 pool: vec![ip("10.0.0.5")],
                 ports: None,
-                persistent: false
+                persistent: false,
+                random_fully: false,
+            }
+        );
+        assert_eq!(
+            nat_of("{ snat = [\"10.0.0.5\"], random_fully = true }"),
+            Nat::Snat {
+                pool: vec![ip("10.0.0.5")],
+                ports: None,
+                persistent: false,
+                random_fully: true,
+            }
+        );
+        assert_eq!(
+            nat_of("{ masquerade = true, random_fully = true }"),
+            Nat::Masquerade {
+                ports: None,
+                random_fully: true,
             }
         );
     }
@@ -1094,7 +1326,7 @@ addresses = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5"]
         );
         nat_error(
             "{ ports = \"1-2\" }",
-            "a nat table needs `snat` or `masquerade`",
+            "a nat table needs `snat`, `masquerade` or `profile`",
             7,
         );
         nat_error(
@@ -1116,6 +1348,120 @@ addresses = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5"]
             "{ masquerade = true, ports = \"0-10\" }",
             "port 0 cannot be part of a port range",
             36,
+        );
+    }
+
+    #[test]
+    fn cloud_profiles() {
+        let addresses = vec![
+            ip("10.0.0.1"),
+            ip("10.0.0.2"),
+            ip("10.0.0.3"),
+            ip("10.0.0.5"),
+        ];
+        assert_eq!(
+            nat_of("{ profile = \"aws-nat-gateway\" }"),
+            Nat::Cloud(CloudNat {
+                profile: CloudProfile::AwsNatGateway,
+                addresses: addresses.clone(),
+                ports_per_vm: None,
+            })
+        );
+        assert_eq!(
+            nat_of("{ profile = \"gcp-cloud-nat\" }"),
+            Nat::Cloud(CloudNat {
+                profile: CloudProfile::GcpCloudNat,
+                addresses: addresses.clone(),
+                ports_per_vm: Some(64),
+            })
+        );
+        assert_eq!(
+            nat_of("{ profile = \"gcp-cloud-nat\", min_ports_per_vm = 1024 }"),
+            Nat::Cloud(CloudNat {
+                profile: CloudProfile::GcpCloudNat,
+                addresses: addresses.clone(),
+                ports_per_vm: Some(1024),
+            })
+        );
+        // Azure's preallocation follows the containers on the network: 51 here, 4 frontends.
+        let text = format!(
+            "{NAT_BASE}nat = {{ profile = \"azure-lb-outbound\" }}\n\
+             [containers.c]\nhost = \"a\"\nreplicas = 51\n"
+        );
+        let nat = ok(&text).plan.hosts[0]
+            .docker
+            .clone()
+            .unwrap()
+            .default_bridge
+            .nat;
+        assert_eq!(
+            nat,
+            Nat::Cloud(CloudNat {
+                profile: CloudProfile::AzureLbOutbound,
+                addresses,
+                ports_per_vm: Some(1024),
+            })
+        );
+    }
+
+    #[test]
+    fn cloud_profile_errors() {
+        let d = nat_error(
+            "{ profile = \"aws-nat-gatway\" }",
+            "unknown NAT profile `aws-nat-gatway`",
+            19,
+        );
+        assert!(
+            d.help
+                .unwrap()
+                .starts_with("did you mean \"aws-nat-gateway\"?"),
+            "help names the nearest profile"
+        );
+        let d = nat_error(
+            "{ profile = \"gcp-cloud-nat\", min_ports_per_vm = 100 }",
+            "min_ports_per_vm = 100 is not a power of two from 2 to 32768",
+            55,
+        );
+        assert!(d.help.unwrap().contains("min_ports_per_vm = 128"));
+        nat_error(
+            "{ profile = \"gcp-cloud-nat\", min_ports_per_vm = 65536 }",
+            "min_ports_per_vm = 65536 is not a power of two from 2 to 32768",
+            55,
+        );
+        nat_error(
+            "{ profile = \"aws-nat-gateway\", min_ports_per_vm = 64 }",
+            "`min_ports_per_vm` is GCP's",
+            57,
+        );
+        nat_error(
+            "{ profile = \"aws-nat-gateway\", ports = \"1024-2047\" }",
+            "`ports` cannot be set with a `profile`",
+            46,
+        );
+        nat_error(
+            "{ masquerade = true, min_ports_per_vm = 64 }",
+            "`min_ports_per_vm` only applies to a profile",
+            47,
+        );
+        // AWS: 1 primary and 7 secondary addresses at most.
+        let many: Vec<String> = (1..=9).map(|i| format!("\"10.0.0.{i}\"")).collect();
+        let text = NAT_BASE.replace(
+            "[\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.3\", \"10.0.0.5\"]",
+            &format!("[{}]", many.join(", ")),
+        );
+        reported(
+            &format!("{text}nat = {{ profile = \"aws-nat-gateway\" }}\n"),
+            "an AWS NAT gateway has at most 8 addresses; host `a` has 9",
+            (8, 19),
+        );
+        // Azure's table ends at 1,000 VMs.
+        reported(
+            &format!(
+                "{NAT_BASE}nat = {{ profile = \"azure-lb-outbound\" }}\n\
+                 [containers.c]\nhost = \"a\"\nreplicas = 1001\n"
+            ),
+            "azure-lb-outbound preallocates for backend pools of up to 1000 VMs; this network has 1001 containers",
+            (8, 7),
         );
     }
 

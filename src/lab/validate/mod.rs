@@ -154,6 +154,10 @@ impl DockerDraft {
     fn all(&self) -> impl Iterator<Item = &NetDraft> {
         std::iter::once(&self.default_bridge).chain(&self.networks)
     }
+
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut NetDraft> {
+        std::iter::once(&mut self.default_bridge).chain(&mut self.networks)
+    }
 }
 
 /// One Docker network of a host, the default bridge or a user-defined one.
@@ -169,6 +173,8 @@ struct NetDraft {
     subnet_span: Span,
     subnet_written: bool,
     nat: Option<Nat>,
+    /// Where the NAT is written, or the table/host that implies the default.
+    nat_span: Span,
 }
 
 /// One `[containers.X]` table, expanded into `members` of `Validator::containers`.
@@ -444,7 +450,7 @@ mod tests {
         assert_eq!(docker.bridge.as_str(), "docker0");
         assert_eq!(docker.subnet.to_string(), "172.17.0.0/16");
         assert_eq!(docker.gateway, ip("172.17.0.1"));
-        assert_eq!(docker.nat, Nat::Masquerade { ports: None });
+        assert_eq!(docker.nat, Nat::MASQUERADE);
         assert!(server.docker.is_none());
 
         let names: Vec<_> = plan.containers.iter().map(|c| c.name.as_str()).collect();
@@ -524,7 +530,7 @@ mod tests {
         let docker = &plan.hosts[0].docker.as_ref().unwrap().default_bridge;
         assert_eq!(docker.bridge.as_str(), "docker0");
         assert_eq!(docker.subnet, DEFAULT_DOCKER_SUBNET);
-        assert_eq!(docker.nat, Nat::Masquerade { ports: None });
+        assert_eq!(docker.nat, Nat::MASQUERADE);
         assert_eq!(plan.clients[0].ping_interval, Duration::from_secs(100));
         assert_eq!(plan.expect.established, None);
     }

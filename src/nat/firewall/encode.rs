@@ -20,6 +20,9 @@ use crate::lab::plan::{IfName, PortRange};
 // it the kernel ignores the range and picks ports from the whole ephemeral space.
 const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 2;
 const NF_NAT_RANGE_PERSISTENT: u32 = 8;
+const NF_NAT_RANGE_PROTO_RANDOM_FULLY: u32 = 16;
+/// `NFT_NG_INCREMENTAL` from linux/netfilter/nf_tables.h.
+const NFT_NG_INCREMENTAL: u32 = 0;
 
 // The encodings copy what `nft` 1.0.6 sends for the same text (checked with `nft --debug=netlink`
 // on kernel 6.18): a byte-aligned prefix loads only its bytes, a 16-byte interface name, the
@@ -115,6 +118,11 @@ impl Match {
                 rule.add_expr(&Bitwise::new(bits, 0u32));
                 rule.add_expr(&Cmp::new(CmpOp::Neq, 0u32));
             }
+            Match::NumgenInc { modulus } => {
+                rule.add_expr(&NumgenExpr { modulus: *modulus });
+                // The generated number is a host-order u32.
+                rule.add_expr(&Cmp::new(CmpOp::Eq, 0u32));
+            }
         }
     }
 }
@@ -156,26 +164,30 @@ impl Action {
             }
             Action::Accept => rule.add_expr(&Verdict::Accept),
             Action::Drop => rule.add_expr(&Verdict::Drop),
-            Action::Masquerade { ports } => {
+            Action::Masquerade {
+                ports,
+                random_fully,
+            } => {
                 let proto = ports.map(|p| {
                     let (min, max) = range_regs(p.lo() != p.hi(), [Register::Reg1, Register::Reg2]);
                     load_port_range(rule, p, min, max);
                     (min, max)
                 });
-                rule.add_expr(&MasqExpr {
-                    proto,
-                    flags: if ports.is_some() {
-                        NF_NAT_RANGE_PROTO_SPECIFIED
-                    } else {
-                        0
-                    },
-                });
+                let mut flags = 0;
+                if ports.is_some() {
+                    flags |= NF_NAT_RANGE_PROTO_SPECIFIED;
+                }
+                if *random_fully {
+                    flags |= NF_NAT_RANGE_PROTO_RANDOM_FULLY;
+                }
+                rule.add_expr(&MasqExpr { proto, flags });
             }
             Action::Snat {
                 first,
                 last,
                 ports,
                 persistent,
+                random_fully,
             } => {
                 let (addr_min, addr_max) =
                     range_regs(first != last, [Register::Reg1, Register::Reg2]);
@@ -199,6 +211,9 @@ impl Action {
                 }
                 if *persistent {
                     flags |= NF_NAT_RANGE_PERSISTENT;
+                }
+                if *random_fully {
+                    flags |= NF_NAT_RANGE_PROTO_RANDOM_FULLY;
                 }
                 rule.add_expr(&SnatExpr {
                     addr: (addr_min, addr_max),
@@ -250,6 +265,21 @@ impl Expression for NetworkPayload {
         set_u32(e, sys::NFTNL_EXPR_PAYLOAD_OFFSET, self.offset);
         set_u32(e, sys::NFTNL_EXPR_PAYLOAD_LEN, self.len);
         set_u32(e, sys::NFTNL_EXPR_PAYLOAD_DREG, libc::NFT_REG_1 as u32);
+        e
+    }
+}
+
+/// `numgen reg 1 = inc mod N`: nftnl has no numgen expression.
+struct NumgenExpr {
+    modulus: u32,
+}
+
+impl Expression for NumgenExpr {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
+        let e = alloc_expr(c"numgen");
+        set_u32(e, sys::NFTNL_EXPR_NG_DREG, libc::NFT_REG_1 as u32);
+        set_u32(e, sys::NFTNL_EXPR_NG_MODULUS, self.modulus);
+        set_u32(e, sys::NFTNL_EXPR_NG_TYPE, NFT_NG_INCREMENTAL);
         e
     }
 }

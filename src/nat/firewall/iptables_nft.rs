@@ -39,7 +39,7 @@
 use std::ffi::CStr;
 
 use super::Layout;
-use super::nat_rules::{Head, postrouting};
+use super::nat_rules::{Head, postrouting, vms_on};
 use super::ruleset::{
     Action, BaseChain, ChainSpec, ChainType, Family, Hook, Match, Policy, RuleSpec, TableSpec,
 };
@@ -76,12 +76,12 @@ impl Layout for IptablesNft {
         ]
     }
 
-    fn ruleset(&self, docker: &Docker, _endpoints: &[Endpoint]) -> Vec<TableSpec> {
-        ruleset(docker)
+    fn ruleset(&self, docker: &Docker, endpoints: &[Endpoint]) -> Vec<TableSpec> {
+        ruleset(docker, endpoints)
     }
 }
 
-fn ruleset(docker: &Docker) -> Vec<TableSpec> {
+fn ruleset(docker: &Docker, endpoints: &[Endpoint]) -> Vec<TableSpec> {
     let nets: Vec<&DockerNet> = docker.all_networks().collect();
     let oif = |equal, br: &IfName| Match::Oif {
         equal,
@@ -100,7 +100,7 @@ fn ruleset(docker: &Docker) -> Vec<TableSpec> {
     let mut nat_rules = Vec::new();
     let mut nat_notes = Vec::new();
     for net in nets.iter().rev() {
-        let (rules, notes) = postrouting(net, Head::SaddrFirst);
+        let (rules, notes) = postrouting(net, Head::SaddrFirst, &vms_on(net, endpoints));
         nat_rules.extend(rules);
         nat_notes.extend(notes);
     }

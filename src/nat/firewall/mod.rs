@@ -229,7 +229,7 @@ mod tests {
 
     #[test]
     fn golden_masquerade_and_filter() {
-        let rules = rules_of(Nat::Masquerade { ports: None });
+        let rules = rules_of(Nat::MASQUERADE);
         let got: Vec<(String, String, String)> = rules
             .iter()
             .map(|r| (r.table.clone(), r.chain.clone(), r.text.clone()))
@@ -301,7 +301,10 @@ mod tests {
             [ immediate reg 2 0x0000a39c ]
             [ masq proto_min reg 1 proto_max reg 2 flags 0x2 ]";
         assert_eq!(
-            postrouting_of(Nat::Masquerade { ports }),
+            postrouting_of(Nat::Masquerade {
+                ports,
+                random_fully: false
+            }),
             vec![
                 golden(&[MATCH, TCP, COUNTER, range]),
                 golden(&[MATCH, UDP, COUNTER, range]),
@@ -317,7 +320,10 @@ mod tests {
             [ immediate reg 1 0x00008813 ]
             [ masq proto_min reg 1 flags 0x2 ]";
         assert_eq!(
-            postrouting_of(Nat::Masquerade { ports })[0],
+            postrouting_of(Nat::Masquerade {
+                ports,
+                random_fully: false
+            })[0],
             golden(&[MATCH, TCP, COUNTER, one])
         );
     }
@@ -328,6 +334,7 @@ mod tests {
             pool: pool(7, 7),
             ports: None,
             persistent: false,
+            random_fully: false,
         };
         assert_eq!(
             postrouting_of(nat),
@@ -346,6 +353,7 @@ mod tests {
             pool: pool(7, 9),
             ports: Some(PortRange::new(40000, 40099).unwrap()),
             persistent: true,
+            random_fully: false,
         };
         let with_ports = "
             [ immediate reg 1 0x0731a8c0 ]
@@ -375,6 +383,7 @@ mod tests {
             pool: pool(7, 7),
             ports: Some(PortRange::new(40000, 40099).unwrap()),
             persistent: false,
+            random_fully: false,
         };
         assert_eq!(
             postrouting_of(nat)[0],
@@ -403,7 +412,7 @@ mod tests {
     #[test]
     fn saddr_prefixes_are_encoded_like_nft() {
         let enc = |net: &str| {
-            let mut d = docker(Nat::Masquerade { ports: None });
+            let mut d = docker(Nat::MASQUERADE);
             d.default_bridge.subnet = net.parse().unwrap();
             let text = &postrouting_of_docker(&d)[0];
             text.lines().take(3).collect::<Vec<_>>().join("\n")
@@ -442,7 +451,7 @@ mod tests {
 
     #[test]
     fn batch_replaces_each_table_then_adds_chains_then_rules() {
-        let planned = plan_batch(&ruleset(&docker(Nat::Masquerade { ports: None })));
+        let planned = plan_batch(&ruleset(&docker(Nat::MASQUERADE)));
         let t = |m: i32| nft_msg_type(m as u8);
         let types: Vec<u16> = batch_messages(&planned)
             .into_iter()
@@ -468,7 +477,7 @@ mod tests {
 
     #[test]
     fn chains_are_base_or_regular_as_docker_has_them() {
-        let planned = plan_batch(&ruleset(&docker(Nat::Masquerade { ports: None })));
+        let planned = plan_batch(&ruleset(&docker(Nat::MASQUERADE)));
         let mut chains = Vec::new();
         for page in planned.batch.iter() {
             for (ty, msg) in messages(page) {
@@ -511,7 +520,7 @@ mod tests {
 
     #[test]
     fn refusals_name_the_object_and_missing_nat_is_unsupported() {
-        let planned = plan_batch(&ruleset(&docker(Nat::Masquerade { ports: None })));
+        let planned = plan_batch(&ruleset(&docker(Nat::MASQUERADE)));
         let seq_of = |needle: &str| {
             let i = planned
                 .steps
@@ -607,10 +616,7 @@ table ip filter {
 	}
 }
 "#;
-        assert_eq!(
-            nft_script(&docker(Nat::Masquerade { ports: None }), &[]),
-            want
-        );
+        assert_eq!(nft_script(&docker(Nat::MASQUERADE), &[]), want);
     }
 
     fn script_postrouting(nat: Nat) -> Vec<String> {
@@ -627,7 +633,10 @@ table ip filter {
     fn script_nat_variants() {
         let head = r#"ip saddr 172.17.0.0/16 oifname != "docker0""#;
         let ports = Some(PortRange::new(40000, 40099).unwrap());
-        let post = script_postrouting(Nat::Masquerade { ports });
+        let post = script_postrouting(Nat::Masquerade {
+            ports,
+            random_fully: false,
+        });
         assert_eq!(
             post[2..],
             [
@@ -642,6 +651,7 @@ table ip filter {
             pool: pool(7, 7),
             ports: None,
             persistent: false,
+            random_fully: false,
         };
         assert_eq!(
             script_postrouting(single)[1..],
@@ -652,6 +662,7 @@ table ip filter {
             pool: pool(7, 9),
             ports,
             persistent: true,
+            random_fully: false,
         };
         assert_eq!(
             script_postrouting(nat)[2..],
@@ -683,6 +694,7 @@ table ip filter {
             pool: vec![],
             ports: None,
             persistent: false,
+            random_fully: false,
         });
         let err = apply(&d, &[]).unwrap_err();
         assert!(format!("{err:#}").contains("pool is empty"));
@@ -710,7 +722,7 @@ table ip filter {
     /// the kernel in tests/nftables.rs.
     #[test]
     fn golden_nftables_rules() {
-        let d = nftables(Nat::Masquerade { ports: None });
+        let d = nftables(Nat::MASQUERADE);
         let planned = plan_batch(&ruleset_with(&d, &endpoints(2)));
         let rules: Vec<(String, String, String)> = batch_messages(&planned)
             .into_iter()
@@ -821,7 +833,7 @@ table ip filter {
 
     #[test]
     fn nftables_script_writes_docker_29_comments_and_host_ipv4() {
-        let s = nft_script(&nftables(Nat::Masquerade { ports: None }), &endpoints(3));
+        let s = nft_script(&nftables(Nat::MASQUERADE), &endpoints(3));
         for line in [
             "\t\tip daddr 172.17.0.2 iifname != \"docker0\" counter drop comment \"DROP DIRECT ACCESS\"\n\t\tip daddr 172.17.0.3 iifname != \"docker0\" counter drop comment \"DROP DIRECT ACCESS\"\n",
             "\t\toifname != \"docker0\" ip saddr 172.17.0.0/16 counter masquerade comment \"MASQUERADE\"\n",
@@ -836,6 +848,7 @@ table ip filter {
             pool: pool(41, 41),
             ports: None,
             persistent: false,
+            random_fully: false,
         };
         let s = nft_script(&nftables(host_ipv4), &[]);
         assert!(s.contains(

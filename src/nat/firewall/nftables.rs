@@ -53,7 +53,7 @@ use std::ffi::{CStr, CString};
 use ipnet::Ipv4Net;
 
 use super::Layout;
-use super::nat_rules::{Head, postrouting};
+use super::nat_rules::{Head, postrouting, vms_on};
 use super::ruleset::{
     Action, BaseChain, ChainSpec, ChainType, Family, Hook, IfKey, L4, MapSpec, Match, Policy,
     RuleSpec, TableSpec,
@@ -255,7 +255,7 @@ fn ip_table(nets: &[&DockerNet], endpoints: &[Endpoint]) -> TableSpec {
         );
     }
     for net in nets {
-        chains.extend(bridge_chains(net));
+        chains.extend(bridge_chains(net, endpoints));
     }
     TableSpec {
         family: Family::Ip,
@@ -266,7 +266,7 @@ fn ip_table(nets: &[&DockerNet], endpoints: &[Endpoint]) -> TableSpec {
 }
 
 /// The four chains of one bridge, in PER_BRIDGE's order.
-fn bridge_chains(net: &DockerNet) -> [ChainSpec; 4] {
+fn bridge_chains(net: &DockerNet, endpoints: &[Endpoint]) -> [ChainSpec; 4] {
     let br = &net.bridge;
     let established = || RuleSpec::counted(vec![Match::CtEstablishedRelated], Action::Accept);
     let mut inbound = vec![established()];
@@ -291,13 +291,14 @@ fn bridge_chains(net: &DockerNet) -> [ChainSpec; 4] {
         RuleSpec::counted(vec![], Action::Accept).with_comment(c"OUTGOING"),
     ];
 
-    let (nat, notes) = postrouting(net, Head::OifFirst);
+    let (nat, notes) = postrouting(net, Head::OifFirst, &vms_on(net, endpoints));
     let nat = nat
         .into_iter()
         .map(|r| {
             let comment = match r.action {
                 Action::Snat { .. } => c"SNAT",
-                _ => c"MASQUERADE",
+                Action::Masquerade { .. } => c"MASQUERADE",
+                _ => return r,
             };
             r.with_comment(comment)
         })

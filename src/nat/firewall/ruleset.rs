@@ -153,6 +153,10 @@ pub(super) enum Match {
     },
     Proto(L4),
     CtEstablishedRelated,
+    /// `numgen inc mod N 0`: every N-th packet that reaches the rule (a counter per rule).
+    NumgenInc {
+        modulus: u32,
+    },
 }
 
 /// Which interface name a verdict map is keyed on.
@@ -198,12 +202,14 @@ pub(super) enum Action {
     Drop,
     Masquerade {
         ports: Option<PortRange>,
+        random_fully: bool,
     },
     Snat {
         first: Ipv4Addr,
         last: Ipv4Addr,
         ports: Option<PortRange>,
         persistent: bool,
+        random_fully: bool,
     },
 }
 
@@ -274,6 +280,7 @@ impl Match {
             Match::Proto(p) => format!("ip protocol {}", p.name()),
             // nft's order; Docker's iptables text says RELATED,ESTABLISHED.
             Match::CtEstablishedRelated => "ct state established,related".into(),
+            Match::NumgenInc { modulus } => format!("numgen inc mod {modulus} 0"),
         }
     }
 }
@@ -296,6 +303,19 @@ impl IfKey {
     }
 }
 
+/// A NAT statement's flags as nft 1.0.6 lists them: ` fully-random,persistent`.
+fn nat_flags(persistent: bool, random_fully: bool) -> String {
+    let flags: Vec<&str> = [(random_fully, "fully-random"), (persistent, "persistent")]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+    if flags.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", flags.join(","))
+    }
+}
+
 /// `P-Q`, or just `P` for a one-port range, as nft prints it.
 pub(super) fn ports_nft(p: PortRange) -> String {
     if p.lo() == p.hi() {
@@ -312,13 +332,23 @@ impl Action {
             Action::Vmap { key, map } => format!("{} vmap @{}", key.nft(), map.to_string_lossy()),
             Action::Accept => "accept".into(),
             Action::Drop => "drop".into(),
-            Action::Masquerade { ports: None } => "masquerade".into(),
-            Action::Masquerade { ports: Some(p) } => format!("masquerade to :{}", ports_nft(*p)),
+            Action::Masquerade {
+                ports,
+                random_fully,
+            } => {
+                let mut s = String::from("masquerade");
+                if let Some(p) = ports {
+                    let _ = write!(s, " to :{}", ports_nft(*p));
+                }
+                s.push_str(&nat_flags(false, *random_fully));
+                s
+            }
             Action::Snat {
                 first,
                 last,
                 ports,
                 persistent,
+                random_fully,
             } => {
                 let mut s = format!("snat to {first}");
                 if last != first {
@@ -327,9 +357,7 @@ impl Action {
                 if let Some(p) = ports {
                     let _ = write!(s, ":{}", ports_nft(*p));
                 }
-                if *persistent {
-                    s.push_str(" persistent");
-                }
+                s.push_str(&nat_flags(*persistent, *random_fully));
                 s
             }
         }
