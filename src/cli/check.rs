@@ -43,6 +43,7 @@ pub fn run(args: Args) -> Result<()> {
                 }
                 print!("{}", topology::render(&loaded.plan));
                 print!("{}", nat::render_prediction(&predict_lab(&loaded.plan)));
+                print!("{}", nat::render_profile_rules(&loaded.plan));
                 print!("{}", programs::render(&loaded.plan));
                 print!("{}", crate::report::capacity(&Capacity::of(&loaded.plan)));
             }

@@ -226,17 +226,30 @@ impl fmt::Display for HostNat {
                 let addresses: Vec<String> = c.addresses.iter().map(|a| a.to_string()).collect();
                 write!(f, "{} on {}", c.profile.name(), addresses.join(", "))?;
                 match c.ports_per_vm {
-                    Some(p) => write!(f, " ({p} ports per VM)"),
+                    Some(p) => write!(f, " ({} ports per VM)", thousands(p)),
                     None => write!(
                         f,
                         " ({} ports per address and destination)",
-                        c.profile.address_ports().size()
+                        thousands(c.profile.address_ports().size())
                     ),
                 }
             }
             Nat::None => f.write_str("none"),
         }
     }
+}
+
+/// `55,000`: the published figures as the clouds write them.
+fn thousands(n: u32) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
 }
 
 impl Serialize for HostNat {
@@ -315,6 +328,32 @@ mod tests {
             assert_eq!(n.kind(), kind, "{docker}");
             assert_eq!(n.is_pool(), is_pool, "{docker}");
             assert_eq!(n.model(&[]).is_some(), kind != NatKind::None, "{docker}");
+        }
+    }
+
+    #[test]
+    fn cloud_profiles_in_words() {
+        let cases = [
+            (
+                "[hosts.h.docker]\nnat = { profile = \"aws-nat-gateway\" }",
+                "aws-nat-gateway on 192.168.49.6, 192.168.49.7, 192.168.49.8 (55,000 ports per address and destination)",
+                "aws-nat-gateway",
+            ),
+            (
+                "[hosts.h.docker]\nnat = { profile = \"gcp-cloud-nat\", min_ports_per_vm = 1024 }",
+                "gcp-cloud-nat on 192.168.49.6, 192.168.49.7, 192.168.49.8 (1,024 ports per VM)",
+                "gcp-cloud-nat",
+            ),
+            (
+                "[hosts.h.docker]\nnat = { masquerade = true, random_fully = true }",
+                "masquerade to 192.168.49.6 random-fully",
+                "masquerade",
+            ),
+        ];
+        for (docker, words, kind) in cases {
+            let n = nat(docker);
+            assert_eq!(n.to_string(), words);
+            assert_eq!(serde_json::to_value(n.kind()).unwrap(), kind);
         }
     }
 

@@ -1092,4 +1092,84 @@ mod tests {
         assert_eq!(nat_json["addresses"]["kind"], "snat");
         assert_eq!(nat_json["ports"], serde_json::json!([20_000, 20_099]));
     }
+
+    /// An AWS NAT gateway's addresses taken in turn: a destination's connections split evenly,
+    /// each address capped at its own ports.
+    #[test]
+    fn addresses_in_turn_split_evenly() {
+        let model = NatModel::in_turn(vec![ip("192.168.49.6"), ip("192.168.49.7")], (1024, 56023));
+        let dst = sock("192.168.49.5:443");
+        let flows = [
+            Flow::new("c1", ip("172.17.0.2"), dst, 30_001),
+            Flow::new("c2", ip("172.17.0.3"), dst, 30_000),
+        ]
+        .map(|f| f.with_local_ports(64_512));
+        let p = model.predict(&flows);
+        let split: Vec<(Ipv4Addr, u64, u64)> = p
+            .paths
+            .iter()
+            .map(|p| (p.translated, p.wanted, p.established))
+            .collect();
+        assert_eq!(
+            split,
+            [
+                (ip("192.168.49.6"), 30_001, 30_001),
+                (ip("192.168.49.7"), 30_000, 30_000)
+            ]
+        );
+        assert_eq!(p.established, 60_001);
+        assert!(p.flows.iter().all(|f| f.limit == PortLimit::None));
+        assert_eq!(p.flows[0].in_turn.len(), 2);
+
+        let over = flows.map(|f| Flow {
+            connections: 60_000,
+            ..f
+        });
+        let p = model.predict(&over);
+        assert_eq!(p.established, 110_000);
+        assert!(p.paths.iter().all(|p| p.overflow && p.capacity == 55_000));
+        assert!(p.flows.iter().all(|f| f.limit == PortLimit::PathPorts));
+    }
+
+    /// Each VM its own block: two VMs on one address and destination are two paths; a VM
+    /// without a block is dropped.
+    #[test]
+    fn per_vm_blocks_are_paths_of_their_own() {
+        let nat = ip("192.168.49.6");
+        let block = |first| VmPorts {
+            address: nat,
+            first,
+            last: first + 63,
+        };
+        let model = NatModel::per_vm(
+            vec![
+                (ip("172.17.0.2"), Some(block(1024))),
+                (ip("172.17.0.3"), Some(block(1088))),
+                (ip("172.17.0.4"), None),
+            ],
+            64,
+        );
+        let dst = sock("192.168.49.5:443");
+        let flows = [
+            Flow::new("vm1", ip("172.17.0.2"), dst, 100),
+            Flow::new("vm2", ip("172.17.0.3"), dst, 10),
+            Flow::new("vm3", ip("172.17.0.4"), dst, 100),
+        ];
+        let p = model.predict(&flows);
+        assert_eq!(p.paths.len(), 2);
+        assert_eq!(p.established, 64 + 10);
+        assert_eq!(p.paths[0].vm_ports, Some(block(1024)));
+        assert!(p.paths[0].overflow && !p.paths[1].overflow);
+        let limits: Vec<PortLimit> = p.flows.iter().map(|f| f.limit).collect();
+        assert_eq!(
+            limits,
+            [
+                PortLimit::PathPorts,
+                PortLimit::None,
+                PortLimit::NoAllocation
+            ]
+        );
+        assert_eq!(p.path_at(nat, dst, 1100).map(|p| p.established), Some(10));
+        assert_eq!(p.path_at(nat, dst, 1030).map(|p| p.established), Some(64));
+    }
 }

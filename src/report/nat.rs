@@ -227,3 +227,34 @@ pub fn render_view(v: &crate::nat::view::NatView) -> String {
     }
     out
 }
+
+/// Rules listed one by one in `lab check` before the rest are counted.
+const RULES_SHOWN: usize = 9;
+
+/// `lab check`: the kernel rules of each network that plays a cloud's NAT (the first few; `lab
+/// show --commands` prints them all).
+pub fn render_profile_rules(plan: &crate::lab::Plan) -> String {
+    let mut out = String::new();
+    for (i, host) in plan.hosts.iter().enumerate() {
+        let Some(docker) = &host.docker else { continue };
+        let endpoints = plan.endpoints_of(crate::lab::plan::HostId(i));
+        for (network, rules) in crate::nat::firewall::profile_rules(docker, &endpoints) {
+            let _ = writeln!(
+                out,
+                "\nNAT rules of {} (POSTROUTING, as lab up writes them)",
+                crate::nat::form::place(host.name.as_str(), &network)
+            );
+            for r in rules.iter().take(RULES_SHOWN) {
+                let _ = writeln!(out, "  {r}");
+            }
+            if rules.len() > RULES_SHOWN {
+                let _ = writeln!(
+                    out,
+                    "  ... {} more (lab show --commands prints them all)",
+                    rules.len() - RULES_SHOWN
+                );
+            }
+        }
+    }
+    out
+}

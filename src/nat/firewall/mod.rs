@@ -53,6 +53,16 @@ fn layout_of(docker: &Docker) -> &'static dyn Layout {
     }
 }
 
+/// The NAT rules of each of `docker`'s networks that plays a cloud's NAT, as nft text, with the
+/// network's name: what `lab check` shows of a profile.
+pub fn profile_rules(docker: &Docker, endpoints: &[Endpoint]) -> Vec<(String, Vec<String>)> {
+    docker
+        .all_networks()
+        .filter(|n| matches!(n.nat, Nat::Cloud(_)))
+        .map(|n| (n.name.to_string(), nat_rules::nft_lines(n, endpoints)))
+        .collect()
+}
+
 /// The ruleset [`apply`] writes, as `nft -f` input, for `lab show --commands` and the docs.
 ///
 /// Both come from the same description, so the script is what the kernel ends up with: loading

@@ -107,6 +107,16 @@ pub(super) fn vms_on(net: &DockerNet, endpoints: &[Endpoint]) -> Vec<Ipv4Addr> {
         .collect()
 }
 
+/// The POSTROUTING rules of `net` as nft text, in the iptables-nft layout's order: what
+/// `lab check` shows of a cloud profile (`lab show --commands` prints the whole ruleset).
+pub(super) fn nft_lines(net: &DockerNet, endpoints: &[Endpoint]) -> Vec<String> {
+    postrouting(net, Head::SaddrFirst, &vms_on(net, endpoints))
+        .0
+        .iter()
+        .map(RuleSpec::nft)
+        .collect()
+}
+
 /// One network's rules: Docker's match in the layout's order, then the form's.
 struct Rules<'a> {
     docker: &'a DockerNet,
