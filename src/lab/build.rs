@@ -13,7 +13,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use super::fault;
 use super::firewall::Firewall;
 use super::netlink::{Namespace, Veth};
-use super::plan::{Container, Endpoint, Host, HostId, IfName, Lan, Plan};
+use super::plan::{CHILD_EHASH_SYSCTL, Container, Endpoint, Host, HostId, IfName, Lan, Plan};
 
 /// Containers built at once. Netlink requests are cheap; this bounds open sockets and fds.
 const CONTAINER_CONCURRENCY: usize = 16;
@@ -55,8 +55,12 @@ pub async fn build(plan: &Plan, firewall: &dyn Firewall) -> Result<()> {
             "build host {}",
             host.name
         );
+        let ehash = Ehash {
+            own: plan.host_ehash(HostId(i)),
+            containers: plan.containers_ehash(HostId(i)),
+        };
         hosts.push(
-            build_host(host, &endpoints, lan, firewall)
+            build_host(host, &endpoints, lan, firewall, ehash)
                 .await
                 .with_context(|| format!("build host {}", host.name))?,
         );
@@ -90,13 +94,33 @@ async fn build_lan(lan: &Lan) -> Result<LanNode> {
     Ok(LanNode { netns, bridge })
 }
 
+/// The established-hash sizes of a host's namespace and of its containers' (`None`: the
+/// machine's shared table).
+#[derive(Clone, Copy)]
+struct Ehash {
+    own: Option<u32>,
+    containers: Option<u32>,
+}
+
 async fn build_host(
     host: &Host,
     endpoints: &[Endpoint],
     lan: &LanNode,
     firewall: &dyn Firewall,
+    ehash: Ehash,
 ) -> Result<HostNode> {
-    let netns = Namespace::create(&host.netns)?;
+    // A table of its own: created from the LAN's namespace, sized by the LAN's child setting.
+    let netns = match ehash.own {
+        Some(n) => {
+            lan.netns.write_sysctl(CHILD_EHASH_SYSCTL, &n.to_string())?;
+            Namespace::create_from(&host.netns, &lan.netns)?
+        }
+        None => Namespace::create(&host.netns)?,
+    };
+    // Its containers are created from it, with theirs.
+    if let Some(n) = ehash.containers {
+        netns.write_sysctl(CHILD_EHASH_SYSCTL, &n.to_string())?;
+    }
     netns.loopback_up().await?;
     // The NIC: eth0 in the host, its peer a port of the LAN bridge named after the host.
     let nic = Veth {
@@ -170,7 +194,10 @@ async fn build_container(plan: &Plan, c: &Container, host: &HostNode) -> Result<
         c.name,
         h.name
     );
-    let netns = Namespace::create(&c.netns)?;
+    let netns = match plan.containers_ehash(c.host) {
+        Some(_) => Namespace::create_from(&c.netns, &host.netns)?,
+        None => Namespace::create(&c.netns)?,
+    };
     netns.loopback_up().await?;
     let eth0_name = IfName::eth0();
     let eth0 = Veth {

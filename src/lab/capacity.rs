@@ -146,7 +146,7 @@ impl Capacity {
                 .file_max
                 .zip(limits.files_in_use)
                 .map(|(max, used)| max.saturating_sub(used)),
-            kernel_bytes: connections * KERNEL_BYTES_PER_CONNECTION,
+            kernel_bytes: connections * KERNEL_BYTES_PER_CONNECTION + ehash_bytes(plan),
             memory_available: limits.memory_available,
             conntrack_per_namespace,
             conntrack_max: limits.conntrack_max,
@@ -214,6 +214,20 @@ impl Capacity {
 
 /// Refuses (exit 3) a lab the machine cannot hold, before anything is built; returns the
 /// estimate, whose [`Capacity::raises`] the run must make.
+/// The established-hashes the lab's namespaces get of their own: a bucket is an
+/// `hlist_nulls_head` (8 bytes), allocated when the namespace is created.
+fn ehash_bytes(plan: &super::Plan) -> u64 {
+    const BUCKET_BYTES: u64 = 8;
+    let mut buckets = 0u64;
+    for i in 0..plan.hosts.len() {
+        let id = super::plan::HostId(i);
+        buckets += u64::from(plan.host_ehash(id).unwrap_or(0));
+        let containers = plan.containers_of(id).count() as u64;
+        buckets += containers * u64::from(plan.containers_ehash(id).unwrap_or(0));
+    }
+    buckets * BUCKET_BYTES
+}
+
 /// Programs whose processes will each hold more sockets than `limit` (a few descriptors more
 /// for the program itself).
 fn crowded_programs(plan: &super::Plan, limit: u64) -> Vec<String> {

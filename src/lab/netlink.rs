@@ -72,6 +72,21 @@ impl Namespace {
         Self::connect(name.clone(), ns)
     }
 
+    /// Creates the named namespace from inside `parent`, whose `net.ipv4.tcp_child_ehash_entries`
+    /// the kernel reads to size the new namespace's established-hash (its own table instead of
+    /// the machine's shared one): nothing on the host changes.
+    pub fn create_from(name: &NetnsName, parent: &Namespace) -> Result<Self> {
+        if netns_exists(name) {
+            return Err(NetnsTaken(name.clone()).into());
+        }
+        // netns-rs unshares in a thread it spawns, which starts in the calling thread's
+        // namespace: the parent's.
+        let ns = parent
+            .run(|| NetNs::new(name.as_str()))?
+            .with_context(|| format!("create network namespace {name} from {}", parent.name))?;
+        Self::connect(name.clone(), ns)
+    }
+
     /// Opens an existing namespace.
     pub fn open(name: &NetnsName) -> Result<Self> {
         let ns =

@@ -909,7 +909,61 @@ pub struct Plan {
     pub run: RunSettings,
 }
 
+/// `net.ipv4.tcp_child_ehash_entries`: the size of the established-hash each namespace created
+/// from this one gets (0: the host's shared table). Per namespace, read at creation.
+pub const CHILD_EHASH_SYSCTL: &str = "net.ipv4.tcp_child_ehash_entries";
+
+/// Sockets from which a namespace gets an established-hash of its own: below, the machine's
+/// shared table (262,144 buckets here) keeps its chains short.
+pub const OWN_EHASH_FROM: u64 = 16_384;
+
+/// The kernel's largest `tcp_child_ehash_entries` (`tcp_child_ehash_entries_max`, 16 Mi).
+pub const MAX_EHASH_ENTRIES: u64 = 16 << 20;
+
+/// The established-hash for a namespace that will hold `sockets`: the next power of two (the
+/// kernel rounds up to one anyway), within its bounds; `None` (the shared table) for few.
+pub fn ehash_entries_for(sockets: u64) -> Option<u32> {
+    (sockets >= OWN_EHASH_FROM).then(|| sockets.next_power_of_two().min(MAX_EHASH_ENTRIES) as u32)
+}
+
 impl Plan {
+    /// TCP sockets each host and each container will hold at most, from the clients'
+    /// connections: a container its own, a host those to its addresses (servers are on hosts).
+    pub fn expected_sockets(&self) -> (Vec<u64>, Vec<u64>) {
+        let mut hosts = vec![0u64; self.hosts.len()];
+        let mut containers = vec![0u64; self.containers.len()];
+        for g in &self.clients {
+            let n = u64::from(g.connections.get());
+            for (i, &cid) in g.containers.iter().enumerate() {
+                containers[cid.0] += n;
+                let dst = *g.target_of(i).ip();
+                if let Some(h) = self.hosts.iter().position(|h| h.addresses.contains(&dst)) {
+                    hosts[h] += n;
+                }
+            }
+        }
+        (hosts, containers)
+    }
+
+    /// The established-hash of host `id`'s own, if it will hold many sockets.
+    pub fn host_ehash(&self, id: HostId) -> Option<u32> {
+        ehash_entries_for(self.expected_sockets().0[id.0])
+    }
+
+    /// The established-hash each container of host `id` gets: one size for them all (they are
+    /// created at once from the host's namespace), sized for the busiest.
+    pub fn containers_ehash(&self, id: HostId) -> Option<u32> {
+        let (_, per) = self.expected_sockets();
+        let most = self
+            .containers
+            .iter()
+            .zip(&per)
+            .filter(|(c, _)| c.host == id)
+            .map(|(_, n)| *n)
+            .max()?;
+        ehash_entries_for(most)
+    }
+
     pub fn lan(&self, id: LanId) -> &Lan {
         &self.lans[id.0]
     }
@@ -1048,6 +1102,16 @@ mod duration_secs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ehash_sizes() {
+        assert_eq!(ehash_entries_for(0), None);
+        assert_eq!(ehash_entries_for(OWN_EHASH_FROM - 1), None);
+        assert_eq!(ehash_entries_for(OWN_EHASH_FROM), Some(16_384));
+        assert_eq!(ehash_entries_for(25_000), Some(32_768));
+        assert_eq!(ehash_entries_for(1_000_000), Some(1 << 20));
+        assert_eq!(ehash_entries_for(100_000_000), Some(16 << 20));
+    }
 
     #[test]
     fn ifname_limits() {

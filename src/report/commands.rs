@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use crate::lab::plan::{Container, Endpoint, Host, HostId, Lan, Plan, Sysctl};
+use crate::lab::plan::{CHILD_EHASH_SYSCTL, Container, Endpoint, HostId, Lan, Plan, Sysctl};
 use crate::nat::firewall::nft_script;
 
 pub fn script(plan: &Plan) -> String {
@@ -24,8 +24,8 @@ pub fn script(plan: &Plan) -> String {
     for lan in &plan.lans {
         lan_commands(&mut s, lan);
     }
-    for (i, host) in plan.hosts.iter().enumerate() {
-        host_commands(&mut s, plan, host, &plan.endpoints_of(HostId(i)));
+    for i in 0..plan.hosts.len() {
+        host_commands(&mut s, plan, HostId(i), &plan.endpoints_of(HostId(i)));
     }
     for c in &plan.containers {
         container_commands(&mut s, plan, c);
@@ -66,14 +66,37 @@ fn lan_commands(s: &mut String, lan: &Lan) {
     let _ = writeln!(s, "ip -n {ns} link set dev {br} up");
 }
 
-fn host_commands(s: &mut String, plan: &Plan, host: &Host, endpoints: &[Endpoint]) {
+fn host_commands(s: &mut String, plan: &Plan, id: HostId, endpoints: &[Endpoint]) {
+    let host = plan.host(id);
     let ns = q(host.netns.as_str());
     let nic = q(host.nic.as_str());
     let lan = plan.lan(host.lan);
     let lan_ns = q(lan.netns.as_str());
     let port = q(host.lan_port.as_str());
     let _ = writeln!(s, "\n# host {}: eth0 on LAN {}", host.name, lan.name);
-    let _ = writeln!(s, "ip netns add {ns}");
+    match plan.host_ehash(id) {
+        Some(n) => {
+            let _ = writeln!(
+                s,
+                "# its own TCP established-hash of {n}: a namespace's is sized by its creator's \
+                 {CHILD_EHASH_SYSCTL}"
+            );
+            let _ = writeln!(
+                s,
+                "ip netns exec {lan_ns} sysctl -qw {CHILD_EHASH_SYSCTL}={n}"
+            );
+            let _ = writeln!(s, "nsenter --net=/run/netns/{lan_ns} ip netns add {ns}");
+        }
+        None => {
+            let _ = writeln!(s, "ip netns add {ns}");
+        }
+    }
+    if let Some(n) = plan.containers_ehash(id) {
+        let _ = writeln!(
+            s,
+            "ip netns exec {ns} sysctl -qw {CHILD_EHASH_SYSCTL}={n}  # its containers' tables"
+        );
+    }
     let _ = writeln!(s, "ip -n {ns} link set dev lo up");
     let _ = writeln!(
         s,
@@ -141,7 +164,11 @@ fn container_commands(s: &mut String, plan: &Plan, c: &Container) {
     let host_ns = q(host.netns.as_str());
     let veth = q(c.veth.as_str());
     let _ = writeln!(s, "\n# container {} on {}", c.name, host.name);
-    let _ = writeln!(s, "ip netns add {ns}");
+    if plan.containers_ehash(c.host).is_some() {
+        let _ = writeln!(s, "nsenter --net=/run/netns/{host_ns} ip netns add {ns}");
+    } else {
+        let _ = writeln!(s, "ip netns add {ns}");
+    }
     let _ = writeln!(s, "ip -n {ns} link set dev lo up");
     let _ = writeln!(
         s,

@@ -47,6 +47,27 @@ pub fn render(plan: &Plan) -> String {
                     r.dst, r.via
                 );
             }
+            let id = crate::lab::plan::HostId(*host_id);
+            match (plan.host_ehash(id), plan.containers_ehash(id)) {
+                (None, None) => {}
+                (own, theirs) => {
+                    let size = |n: Option<u32>| {
+                        n.map_or("the machine's shared one".to_owned(), |n| {
+                            format!("{} buckets of its own", super::count(u64::from(n)))
+                        })
+                    };
+                    let containers = if plan.containers_of(id).next().is_some() {
+                        format!("; each of its containers: {}", size(theirs))
+                    } else {
+                        String::new()
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{stem}   TCP established-hash: {}{containers}",
+                        size(own)
+                    );
+                }
+            }
             for s in plan.servers.iter().filter(|s| s.host.0 == *host_id) {
                 let who = match (&s.command, s.processes) {
                     (None, _) => String::new(),
