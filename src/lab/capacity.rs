@@ -43,6 +43,8 @@ pub struct Resources {
     pub files_in_use: Option<u64>,
     pub memory_available: Option<u64>,
     pub conntrack_max: Option<u64>,
+    /// Buckets of the conntrack hash all namespaces share.
+    pub conntrack_buckets: Option<u64>,
     /// The open-files hard limit of a process here (what a program's soft limit is raised to).
     pub open_files_per_process: Option<u64>,
     /// Global limits this process may not change, with the errno: in a network namespace
@@ -58,6 +60,7 @@ impl Resources {
             files_in_use: read_numbers("/proc/sys/fs/file-nr").first().copied(),
             memory_available: mem_available(),
             conntrack_max: GlobalLimit::ConntrackMax.read().ok(),
+            conntrack_buckets: GlobalLimit::ConntrackBuckets.read().ok(),
             open_files_per_process: crate::sys::open_files_hard_limit().ok(),
             unchangeable: GlobalLimit::ALL
                 .into_iter()
@@ -74,7 +77,10 @@ impl Resources {
         let &(_, e) = self.unchangeable.iter().find(|(l, _)| *l == limit)?;
         let why = io::Error::from_raw_os_error(e);
         Some(match (limit, e) {
-            (GlobalLimit::ConntrackMax, libc::EACCES | libc::EPERM) => format!(
+            (
+                GlobalLimit::ConntrackMax | GlobalLimit::ConntrackBuckets,
+                libc::EACCES | libc::EPERM,
+            ) => format!(
                 "{limit} cannot be changed here ({why}): only the host's initial network \
                  namespace can change it, and lab runs in another one (a container?)"
             ),
@@ -134,6 +140,20 @@ impl Capacity {
                 blocked: limits.blocked(GlobalLimit::ConntrackMax),
             });
         }
+        // The conntrack hash is one for all namespaces: a bucket per entry of every NAT host,
+        // when the file allows it (it is speed, never a refusal).
+        if let Some(buckets) = limits.conntrack_buckets
+            && allowed(GlobalLimit::ConntrackBuckets)
+            && connections > buckets
+        {
+            needs.push(Need {
+                limit: GlobalLimit::ConntrackBuckets,
+                current: buckets,
+                needed: connections.next_power_of_two(),
+                allowed: true,
+                blocked: limits.blocked(GlobalLimit::ConntrackBuckets),
+            });
+        }
         let crowded = limits
             .open_files_per_process
             .map(|limit| crowded_programs(plan, limit))
@@ -159,6 +179,10 @@ impl Capacity {
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         for need in &self.needs {
+            if need.limit == GlobalLimit::ConntrackBuckets {
+                // Only speed: a lab that cannot have it runs with the machine's table.
+                continue;
+            }
             let key = need.limit.key();
             let allow = match (&need.blocked, need.allowed) {
                 (None, true) => continue,
@@ -179,6 +203,7 @@ impl Capacity {
                     need.current,
                     self.open_files_free.unwrap_or(0)
                 ),
+                GlobalLimit::ConntrackBuckets => continue,
                 GlobalLimit::ConntrackMax => format!(
                     "one host will need {} conntrack entries, more than {key} = {} allows a \
                      namespace (new connections beyond it would be dropped); {allow}, or spread \
@@ -320,9 +345,34 @@ mod tests {
             files_in_use: Some(10_000),
             memory_available: Some(23 << 30),
             conntrack_max: Some(262_144),
+            conntrack_buckets: Some(262_144),
             open_files_per_process: Some(20_000),
             unchangeable: Vec::new(),
         }
+    }
+
+    /// The shared conntrack hash is sized only where the file allows it, and never refuses.
+    #[test]
+    fn conntrack_buckets_are_raised_only_when_allowed() {
+        let c = Capacity::estimate(&million(20_000, ""), &here());
+        assert!(c.needs.is_empty(), "{:?}", c.needs);
+        let allowed = "[machine]\nraise = [\"net.netfilter.nf_conntrack_buckets\"]\n";
+        let c = Capacity::estimate(&million(20_000, allowed), &here());
+        let r = c.raises();
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(
+            (r[0].limit, r[0].current, r[0].needed),
+            (GlobalLimit::ConntrackBuckets, 262_144, 1 << 20)
+        );
+        // Where it cannot be changed, the lab runs with the machine's table.
+        let mut limits = here();
+        limits.unchangeable = vec![(GlobalLimit::ConntrackBuckets, libc::EACCES)];
+        let c = Capacity::estimate(&million(20_000, allowed), &limits);
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        assert!(c.raises().is_empty());
+        // A small lab needs no more buckets than the machine has.
+        let c = Capacity::estimate(&million(2_000, allowed), &here());
+        assert!(c.needs.is_empty(), "{:?}", c.needs);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Global limits: the few sysctls that only the initial namespace can change and that a big lab
-//! can outgrow (`fs.file-max`, `net.netfilter.nf_conntrack_max`).
+//! can outgrow (`fs.file-max`, `net.netfilter.nf_conntrack_max`), or run slowly in
+//! (`net.netfilter.nf_conntrack_buckets`, the one conntrack hash every namespace shares).
 //!
 //! A lab never touches them unless its file allows it (`[machine] raise = [...]`) and its
 //! workload needs more than the machine has. Then `lab run` records the change in the lab's
@@ -32,16 +33,25 @@ pub enum GlobalLimit {
     /// namespace's own count.
     #[serde(rename = "net.netfilter.nf_conntrack_max")]
     ConntrackMax,
+    /// Buckets of the conntrack hash all namespaces share: never required, only faster (chains
+    /// of one instead of four at a million), so raised only when the lab file allows it.
+    #[serde(rename = "net.netfilter.nf_conntrack_buckets")]
+    ConntrackBuckets,
 }
 
 impl GlobalLimit {
-    pub const ALL: [GlobalLimit; 2] = [GlobalLimit::FileMax, GlobalLimit::ConntrackMax];
+    pub const ALL: [GlobalLimit; 3] = [
+        GlobalLimit::FileMax,
+        GlobalLimit::ConntrackMax,
+        GlobalLimit::ConntrackBuckets,
+    ];
 
     /// The sysctl's name, as `sysctl` and lab files write it.
     pub fn key(self) -> &'static str {
         match self {
             GlobalLimit::FileMax => "fs.file-max",
             GlobalLimit::ConntrackMax => "net.netfilter.nf_conntrack_max",
+            GlobalLimit::ConntrackBuckets => "net.netfilter.nf_conntrack_buckets",
         }
     }
 

@@ -159,6 +159,8 @@ impl Machine {
             conntrack_max: Some(self.conntrack_max),
             open_files_per_process: Some(self.open_files_per_process),
             unchangeable: Vec::new(),
+            // Speed only: a plan does not depend on it.
+            ..Resources::default()
         }
     }
 

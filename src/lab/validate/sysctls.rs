@@ -305,7 +305,7 @@ mod tests {
             d[2].help.as_deref(),
             Some(
                 "lab can raise only these global limits: `fs.file-max`, \
-                 `net.netfilter.nf_conntrack_max`"
+                 `net.netfilter.nf_conntrack_max`, `net.netfilter.nf_conntrack_buckets`"
             )
         );
         assert_eq!(d[3].message, "`fs.file-max` is listed twice");
@@ -344,7 +344,11 @@ mod tests {
         );
         assert_eq!(
             d.help.as_deref(),
-            Some("a lab namespace can only read it: the initial namespace's value applies to all")
+            Some(
+                "it is global, one value for the whole machine: to let `lab run` raise it when \
+                 the workload needs more (and restore it after), write `[machine]` `raise = \
+                 [\"net.netfilter.nf_conntrack_buckets\"]`"
+            )
         );
         let text = host_sysctls("\"net.core.netdev_max_backlog\" = 1");
         let d = reported(
