@@ -618,6 +618,47 @@ mod tests {
         );
     }
 
+    /// The numgen expression's bytes as `nft --debug=mnl` showed them for `numgen inc mod 3 0`:
+    /// dreg 1, modulus 3, type inc (0), and an offset of 0, which nft always sends (the
+    /// printed text hides it).
+    #[test]
+    fn numgen_is_encoded_byte_for_byte_like_nft() {
+        let nat = cloud(CloudProfile::AwsNatGateway, pool(6, 8), None);
+        let planned = plan_batch(&ruleset_with(&docker(nat), &[]));
+        let attr = |len: u16, ty: u16| [len.to_ne_bytes(), ty.to_ne_bytes()].concat();
+        const NESTED: u16 = 0x8000;
+        let u32_attr = |ty: u16, v: u32| [attr(8, ty), v.to_be_bytes().to_vec()].concat();
+        let name: Vec<u8> = [
+            attr(52, NESTED | 1), // NFTA_LIST_ELEM
+            attr(11, 1),          // NFTA_EXPR_NAME
+            b"numgen\0".to_vec(),
+        ]
+        .concat();
+        // One byte of padding between: nft zeroes it, libmnl here leaves what the buffer
+        // held (the kernel ignores it).
+        let data: Vec<u8> = [
+            attr(36, NESTED | 2), // NFTA_EXPR_DATA
+            u32_attr(1, 1),       // NFTA_NG_DREG: reg 1
+            u32_attr(2, 3),       // NFTA_NG_MODULUS
+            u32_attr(3, 0),       // NFTA_NG_TYPE: NFT_NG_INCREMENTAL
+            u32_attr(4, 0),       // NFTA_NG_OFFSET
+        ]
+        .concat();
+        let len = name.len() + 1 + data.len();
+        let found = planned
+            .batch
+            .iter()
+            .flat_map(messages)
+            .filter(|(ty, _)| *ty == nft_msg_type(libc::NFT_MSG_NEWRULE as u8))
+            .filter(|(_, msg)| {
+                msg.windows(len)
+                    .any(|w| w[..name.len()] == name[..] && w[name.len() + 1..] == data[..])
+            })
+            .count();
+        // tcp and udp each have one `mod 3` rule.
+        assert_eq!(found, 2);
+    }
+
     #[test]
     fn golden_none_has_no_nat_rule_but_the_chain() {
         assert!(postrouting_of(Nat::None).is_empty());
