@@ -92,11 +92,16 @@ addresses = ["192.168.49.6"]
 
 # Docker's default bridge network on this host (implied by containers; these are the
 # defaults). nat may also be "none", { snat = ["192.168.49.6"] } for a pool of the host's own
-# addresses, or { masquerade = true, ports = "40000-40299" } for a smaller port budget.
+# addresses, or { masquerade = true, ports = "40000-40299" } for a smaller port budget; add
+# random_fully = true to either table to draw every port at random (kube-proxy's
+# --random-fully). Or the host plays a cloud's NAT, leaving from its own addresses:
 [hosts.client-host.docker]
 bridge = "docker0"
 subnet = "172.17.0.0/16"
 nat = "masquerade"
+# nat = { profile = "aws-nat-gateway" }     # 55,000 per address and destination, addresses in turn
+# nat = { profile = "gcp-cloud-nat", min_ports_per_vm = 64 }   # a block of ports per container
+# nat = { profile = "azure-lb-outbound" }   # ports per container by how many there are
 # How this host's Docker writes its rules: "iptables-nft" (the default) or "nftables"
 # (Docker 29's native backend, daemon.json "firewall-backend").
 firewall = "iptables-nft"
@@ -192,5 +197,24 @@ mod tests {
         )
         .unwrap_or_else(|d| panic!("uncommented [machine] rejected: {d:?}"));
         assert_eq!(loaded.plan.may_raise.len(), 2);
+
+        // Each commented cloud profile, and random_fully, works as written in place of
+        // `nat = "masquerade"`.
+        let forms: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# nat = "))
+            .filter(|l| l.starts_with("{ profile"))
+            .map(|l| l.split('#').next().unwrap_or(l).trim())
+            .collect();
+        assert_eq!(forms.len(), 3, "{forms:?}");
+        let mut tried = forms.clone();
+        tried.push(r#"{ masquerade = true, random_fully = true }"#);
+        tried.push(r#"{ snat = ["192.168.49.6"], random_fully = true }"#);
+        for form in tried {
+            let with = text.replace("nat = \"masquerade\"\n", &format!("nat = {form}\n"));
+            assert_ne!(with, text, "{form}");
+            load(&Source::new("my-lab.toml", with), &LoadOptions::default())
+                .unwrap_or_else(|d| panic!("starter with nat = {form} rejected: {d:?}"));
+        }
     }
 }

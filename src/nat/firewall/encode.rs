@@ -269,7 +269,8 @@ impl Expression for NetworkPayload {
     }
 }
 
-/// `numgen reg 1 = inc mod N`: nftnl has no numgen expression.
+/// `numgen reg 1 = inc mod N`: nftnl has no numgen expression. nft 1.0.6 always sends the
+/// offset, 0 here (its printed text leaves a 0 offset out).
 struct NumgenExpr {
     modulus: u32,
 }
@@ -280,6 +281,7 @@ impl Expression for NumgenExpr {
         set_u32(e, sys::NFTNL_EXPR_NG_DREG, libc::NFT_REG_1 as u32);
         set_u32(e, sys::NFTNL_EXPR_NG_MODULUS, self.modulus);
         set_u32(e, sys::NFTNL_EXPR_NG_TYPE, NFT_NG_INCREMENTAL);
+        set_u32(e, sys::NFTNL_EXPR_NG_OFFSET, 0);
         e
     }
 }

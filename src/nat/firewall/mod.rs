@@ -129,7 +129,7 @@ mod tests {
     use super::readback::parse_rule;
     use super::ruleset::UNSUPPORTED_NAT;
     use super::*;
-    use crate::lab::plan::{DockerNet, IfName, Mac, Name, PortRange};
+    use crate::lab::plan::{CloudNat, CloudProfile, DockerNet, IfName, Mac, Name, PortRange};
     use crate::nfnl::{NFNL_SUBSYS_NFTABLES, NLMSG_HDRLEN};
 
     fn ruleset(d: &Docker) -> Vec<TableSpec> {
@@ -407,6 +407,266 @@ mod tests {
                 "[ nat snat ip addr_min reg 1 proto_min reg 2 proto_max reg 3 flags 0x2 ]",
             ])
         );
+    }
+
+    // What `nft --debug=netlink -f` printed (nft 1.0.6, libnftnl 1.2.4) for the rules of the
+    // cloud profiles and `fully-random`; `nft list ruleset` printed the same text back.
+    const NUMGEN_3: &str = "
+        [ numgen reg 1 = inc mod 3 ]
+        [ cmp eq reg 1 0x00000000 ]";
+    const NUMGEN_2: &str = "
+        [ numgen reg 1 = inc mod 2 ]
+        [ cmp eq reg 1 0x00000000 ]";
+    /// `snat to 192.168.49.N:1024-56023`: an AWS address's 55,000 ports.
+    fn snat_aws(addr: &str) -> String {
+        golden(&[
+            &format!("[ immediate reg 1 {addr} ]"),
+            "[ immediate reg 2 0x00000004 ]",
+            "[ immediate reg 3 0x0000d7da ]",
+            "[ nat snat ip addr_min reg 1 proto_min reg 2 proto_max reg 3 flags 0x2 ]",
+        ])
+    }
+    /// `snat to 192.168.49.N`, no ports: what is neither tcp nor udp.
+    fn snat_bare(addr: &str) -> String {
+        golden(&[
+            &format!("[ immediate reg 1 {addr} ]"),
+            "[ nat snat ip addr_min reg 1 ]",
+        ])
+    }
+    /// `ip saddr 172.17.0.N oifname != "docker0"`: one container (VM).
+    fn vm_match(addr: &str) -> String {
+        golden(&[
+            "[ payload load 4b @ network header + 12 => reg 1 ]",
+            &format!("[ cmp eq reg 1 {addr} ]"),
+            "[ meta load oifname => reg 1 ]",
+            "[ cmp neq reg 1 0x6b636f64 0x00307265 0x00000000 0x00000000 ]",
+        ])
+    }
+    const A6: &str = "0x0631a8c0";
+    const A7: &str = "0x0731a8c0";
+    const A8: &str = "0x0831a8c0";
+
+    fn cloud(profile: CloudProfile, addresses: Vec<Ipv4Addr>, ports_per_vm: Option<u32>) -> Nat {
+        Nat::Cloud(CloudNat {
+            profile,
+            addresses,
+            ports_per_vm,
+        })
+    }
+
+    /// The encoded POSTROUTING rules with containers 172.17.0.2 to 172.17.0.`last` on docker0
+    /// (a cloud profile's VMs, in order).
+    fn postrouting_with(nat: Nat, last: u8) -> Vec<String> {
+        let planned = plan_batch(&ruleset_with(&docker(nat), &endpoints(last)));
+        batch_messages(&planned)
+            .into_iter()
+            .filter_map(|(_, r)| r)
+            .filter(|r| r.table == "nat" && r.chain == "POSTROUTING")
+            .map(|r| r.text)
+            .collect()
+    }
+
+    #[test]
+    fn golden_aws_nat_gateway_one_address() {
+        let nat = cloud(CloudProfile::AwsNatGateway, pool(6, 6), None);
+        assert_eq!(
+            postrouting_with(nat, 3),
+            vec![
+                golden(&[MATCH, TCP, COUNTER, &snat_aws(A6)]),
+                golden(&[MATCH, UDP, COUNTER, &snat_aws(A6)]),
+                golden(&[MATCH, COUNTER, &snat_bare(A6)]),
+            ]
+        );
+    }
+
+    /// Three addresses in turn: rule k takes one in n-k of what reaches it (`numgen inc mod 3`,
+    /// then `mod 2`), the last address takes the rest; tcp, then udp, then the rest of the
+    /// traffic to the first address.
+    #[test]
+    fn golden_aws_nat_gateway_three_addresses() {
+        let nat = cloud(CloudProfile::AwsNatGateway, pool(6, 8), None);
+        let mut want = Vec::new();
+        for proto in [TCP, UDP] {
+            want.push(golden(&[MATCH, proto, NUMGEN_3, COUNTER, &snat_aws(A6)]));
+            want.push(golden(&[MATCH, proto, NUMGEN_2, COUNTER, &snat_aws(A7)]));
+            want.push(golden(&[MATCH, proto, COUNTER, &snat_aws(A8)]));
+        }
+        want.push(golden(&[MATCH, COUNTER, &snat_bare(A6)]));
+        assert_eq!(postrouting_with(nat, 3), want);
+    }
+
+    /// 32,768 ports per VM: one VM per address, so of three VMs on two addresses the third gets
+    /// no block and its packets are dropped.
+    #[test]
+    fn golden_gcp_cloud_nat_third_vm_without_a_block() {
+        let nat = cloud(CloudProfile::GcpCloudNat, pool(6, 7), Some(32_768));
+        let block = |addr: &str| {
+            golden(&[
+                &format!("[ immediate reg 1 {addr} ]"),
+                "[ immediate reg 2 0x00000004 ]",
+                "[ immediate reg 3 0x0000ff83 ]",
+                "[ nat snat ip addr_min reg 1 proto_min reg 2 proto_max reg 3 flags 0x2 ]",
+            ])
+        };
+        let (vm2, vm3, vm4) = (
+            vm_match("0x020011ac"),
+            vm_match("0x030011ac"),
+            vm_match("0x040011ac"),
+        );
+        assert_eq!(
+            postrouting_with(nat, 4),
+            vec![
+                golden(&[&vm2, TCP, COUNTER, &block(A6)]),
+                golden(&[&vm2, UDP, COUNTER, &block(A6)]),
+                golden(&[&vm2, COUNTER, &snat_bare(A6)]),
+                golden(&[&vm3, TCP, COUNTER, &block(A7)]),
+                golden(&[&vm3, UDP, COUNTER, &block(A7)]),
+                golden(&[&vm3, COUNTER, &snat_bare(A7)]),
+                golden(&[
+                    &vm4,
+                    COUNTER,
+                    "[ immediate reg 0 drop ]",
+                    r"userdata = { \x00\x16nat_allocation_failed\x00 }",
+                ]),
+            ]
+        );
+    }
+
+    /// Three VMs behind one frontend IP: 1,024 ports each (Azure's table for a pool of 1-50),
+    /// 1024-2047, 2048-3071, 3072-4095.
+    #[test]
+    fn golden_azure_lb_outbound() {
+        let per_vm = crate::lab::cloud::azure_ports_per_vm(3, 1);
+        assert_eq!(per_vm, Some(1_024));
+        let nat = cloud(CloudProfile::AzureLbOutbound, pool(6, 6), per_vm);
+        let block = |lo: &str, hi: &str| {
+            golden(&[
+                &format!("[ immediate reg 1 {A6} ]"),
+                &format!("[ immediate reg 2 {lo} ]"),
+                &format!("[ immediate reg 3 {hi} ]"),
+                "[ nat snat ip addr_min reg 1 proto_min reg 2 proto_max reg 3 flags 0x2 ]",
+            ])
+        };
+        let mut want = Vec::new();
+        for (vm, lo, hi) in [
+            ("0x020011ac", "0x00000004", "0x0000ff07"),
+            ("0x030011ac", "0x00000008", "0x0000ff0b"),
+            ("0x040011ac", "0x0000000c", "0x0000ff0f"),
+        ] {
+            want.push(golden(&[&vm_match(vm), TCP, COUNTER, &block(lo, hi)]));
+            want.push(golden(&[&vm_match(vm), UDP, COUNTER, &block(lo, hi)]));
+            want.push(golden(&[&vm_match(vm), COUNTER, &snat_bare(A6)]));
+        }
+        assert_eq!(postrouting_with(nat, 4), want);
+    }
+
+    #[test]
+    fn golden_random_fully() {
+        let masq = Nat::Masquerade {
+            ports: None,
+            random_fully: true,
+        };
+        assert_eq!(
+            postrouting_of(masq),
+            vec![golden(&[MATCH, COUNTER, "[ masq flags 0x10 ]"])]
+        );
+        let masq_ports = Nat::Masquerade {
+            ports: Some(PortRange::new(40000, 40099).unwrap()),
+            random_fully: true,
+        };
+        assert_eq!(
+            postrouting_of(masq_ports)[0],
+            golden(&[
+                MATCH,
+                TCP,
+                COUNTER,
+                "[ immediate reg 1 0x0000409c ]",
+                "[ immediate reg 2 0x0000a39c ]",
+                "[ masq proto_min reg 1 proto_max reg 2 flags 0x12 ]",
+            ])
+        );
+        let single = Nat::Snat {
+            pool: pool(7, 7),
+            ports: None,
+            persistent: false,
+            random_fully: true,
+        };
+        assert_eq!(
+            postrouting_of(single),
+            vec![golden(&[
+                MATCH,
+                COUNTER,
+                "[ immediate reg 1 0x0731a8c0 ]",
+                "[ nat snat ip addr_min reg 1 flags 0x10 ]",
+            ])]
+        );
+        let pool_ports = Nat::Snat {
+            pool: pool(7, 9),
+            ports: Some(PortRange::new(40000, 40099).unwrap()),
+            persistent: true,
+            random_fully: true,
+        };
+        let with_ports = "
+            [ immediate reg 1 0x0731a8c0 ]
+            [ immediate reg 2 0x0931a8c0 ]
+            [ immediate reg 3 0x0000409c ]
+            [ immediate reg 4 0x0000a39c ]
+            [ nat snat ip addr_min reg 1 addr_max reg 2 proto_min reg 3 proto_max reg 4 flags 0x1a ]";
+        assert_eq!(
+            postrouting_of(pool_ports),
+            vec![
+                golden(&[MATCH, TCP, COUNTER, with_ports]),
+                golden(&[MATCH, UDP, COUNTER, with_ports]),
+                golden(&[
+                    MATCH,
+                    COUNTER,
+                    "[ immediate reg 1 0x0731a8c0 ]",
+                    "[ immediate reg 2 0x0931a8c0 ]",
+                    "[ nat snat ip addr_min reg 1 addr_max reg 2 flags 0x18 ]",
+                ]),
+            ]
+        );
+    }
+
+    /// The numgen expression's bytes as `nft --debug=mnl` showed them for `numgen inc mod 3 0`:
+    /// dreg 1, modulus 3, type inc (0), and an offset of 0, which nft always sends (the
+    /// printed text hides it).
+    #[test]
+    fn numgen_is_encoded_byte_for_byte_like_nft() {
+        let nat = cloud(CloudProfile::AwsNatGateway, pool(6, 8), None);
+        let planned = plan_batch(&ruleset_with(&docker(nat), &[]));
+        let attr = |len: u16, ty: u16| [len.to_ne_bytes(), ty.to_ne_bytes()].concat();
+        const NESTED: u16 = 0x8000;
+        let u32_attr = |ty: u16, v: u32| [attr(8, ty), v.to_be_bytes().to_vec()].concat();
+        let name: Vec<u8> = [
+            attr(52, NESTED | 1), // NFTA_LIST_ELEM
+            attr(11, 1),          // NFTA_EXPR_NAME
+            b"numgen\0".to_vec(),
+        ]
+        .concat();
+        // One byte of padding between: nft zeroes it, libmnl here leaves what the buffer
+        // held (the kernel ignores it).
+        let data: Vec<u8> = [
+            attr(36, NESTED | 2), // NFTA_EXPR_DATA
+            u32_attr(1, 1),       // NFTA_NG_DREG: reg 1
+            u32_attr(2, 3),       // NFTA_NG_MODULUS
+            u32_attr(3, 0),       // NFTA_NG_TYPE: NFT_NG_INCREMENTAL
+            u32_attr(4, 0),       // NFTA_NG_OFFSET
+        ]
+        .concat();
+        let len = name.len() + 1 + data.len();
+        let found = planned
+            .batch
+            .iter()
+            .flat_map(messages)
+            .filter(|(ty, _)| *ty == nft_msg_type(libc::NFT_MSG_NEWRULE as u8))
+            .filter(|(_, msg)| {
+                msg.windows(len)
+                    .any(|w| w[..name.len()] == name[..] && w[name.len() + 1..] == data[..])
+            })
+            .count();
+        // tcp and udp each have one `mod 3` rule.
+        assert_eq!(found, 2);
     }
 
     #[test]
@@ -694,6 +954,90 @@ table ip filter {
             [
                 "# enable_ip_masquerade=false: containers leave with their own addresses",
                 "type nat hook postrouting priority srcnat; policy accept;",
+            ]
+        );
+    }
+
+    /// The script's POSTROUTING lines with containers 172.17.0.2 to 172.17.0.`last`.
+    fn script_postrouting_with(nat: Nat, last: u8) -> Vec<String> {
+        let s = nft_script(&docker(nat), &endpoints(last));
+        s.lines()
+            .skip_while(|l| !l.contains("chain POSTROUTING"))
+            .skip(1)
+            .take_while(|l| l.trim() != "}")
+            .map(|l| l.trim().to_owned())
+            .collect()
+    }
+
+    /// The text of the cloud profiles and `fully-random`, as `nft list ruleset` printed it
+    /// back after `nft -f` (nft 1.0.6; counters left out), notes first.
+    #[test]
+    fn script_cloud_profiles_and_random_fully() {
+        let head = r#"ip saddr 172.17.0.0/16 oifname != "docker0""#;
+        let aws = script_postrouting_with(cloud(CloudProfile::AwsNatGateway, pool(6, 8), None), 3);
+        assert_eq!(
+            aws,
+            [
+                "# AWS NAT gateway: 55000 ports per address and destination (1024-56023), as many destinations as you like".to_owned(),
+                "# 3 addresses: each new connection takes the next one in turn (numgen), so a SYN dropped on a full address tries another when it is sent again".to_owned(),
+                "type nat hook postrouting priority srcnat; policy accept;".to_owned(),
+                format!("{head} ip protocol tcp numgen inc mod 3 0 counter snat to 192.168.49.6:1024-56023"),
+                format!("{head} ip protocol tcp numgen inc mod 2 0 counter snat to 192.168.49.7:1024-56023"),
+                format!("{head} ip protocol tcp counter snat to 192.168.49.8:1024-56023"),
+                format!("{head} ip protocol udp numgen inc mod 3 0 counter snat to 192.168.49.6:1024-56023"),
+                format!("{head} ip protocol udp numgen inc mod 2 0 counter snat to 192.168.49.7:1024-56023"),
+                format!("{head} ip protocol udp counter snat to 192.168.49.8:1024-56023"),
+                format!("{head} counter snat to 192.168.49.6"),
+            ]
+        );
+
+        let gcp = script_postrouting_with(
+            cloud(CloudProfile::GcpCloudNat, pool(6, 7), Some(32_768)),
+            4,
+        );
+        let vm = |i: u8| format!(r#"ip saddr 172.17.0.{i} oifname != "docker0""#);
+        assert_eq!(
+            gcp,
+            [
+                "# GCP Cloud NAT: 32768 ports per VM (container) on one address, each port once per destination".to_owned(),
+                "# 1 VM(s) get no ports: the addresses hold 2 VMs (nat_allocation_failed)".to_owned(),
+                "type nat hook postrouting priority srcnat; policy accept;".to_owned(),
+                format!("{} ip protocol tcp counter snat to 192.168.49.6:1024-33791", vm(2)),
+                format!("{} ip protocol udp counter snat to 192.168.49.6:1024-33791", vm(2)),
+                format!("{} counter snat to 192.168.49.6", vm(2)),
+                format!("{} ip protocol tcp counter snat to 192.168.49.7:1024-33791", vm(3)),
+                format!("{} ip protocol udp counter snat to 192.168.49.7:1024-33791", vm(3)),
+                format!("{} counter snat to 192.168.49.7", vm(3)),
+                format!(r#"{} counter drop comment "nat_allocation_failed""#, vm(4)),
+            ]
+        );
+
+        let masq = script_postrouting(Nat::Masquerade {
+            ports: None,
+            random_fully: true,
+        });
+        assert_eq!(
+            masq[1..],
+            [format!("{head} counter masquerade fully-random")]
+        );
+        let snat = script_postrouting(Nat::Snat {
+            pool: pool(7, 9),
+            ports: Some(PortRange::new(40000, 40099).unwrap()),
+            persistent: true,
+            random_fully: true,
+        });
+        assert_eq!(
+            snat[2..],
+            [
+                format!(
+                    "{head} ip protocol tcp counter snat to \
+                     192.168.49.7-192.168.49.9:40000-40099 fully-random,persistent"
+                ),
+                format!(
+                    "{head} ip protocol udp counter snat to \
+                     192.168.49.7-192.168.49.9:40000-40099 fully-random,persistent"
+                ),
+                format!("{head} counter snat to 192.168.49.7-192.168.49.9 fully-random,persistent"),
             ]
         );
     }
