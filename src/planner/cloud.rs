@@ -186,8 +186,11 @@ fn aws(req: &Request, n: u64, h: u64, ct: u64, local: u64) -> Result<Option<Shap
         {
             continue;
         }
-        // The busiest destination takes ceil(c / k) containers; in turn over m addresses.
-        let to_one = c.div_ceil(k) * per_container;
+        // The busiest destination is slot 0 of the first host: ceil(c / k) containers, of
+        // which the first of every k hold one more while the remainder lasts; in turn over m
+        // addresses.
+        let (q, fuller) = (n / (h * c), (n % (h * c)).div_ceil(h));
+        let to_one = c.div_ceil(k) * q + fuller.div_ceil(k);
         if to_one.div_ceil(m) <= fill {
             return Ok(Some(shape(h, m, k, c, per_container, capacity)));
         }

@@ -203,7 +203,7 @@ fn cloud_decisions(
                 profile.source(),
                 count(fill)
             ));
-            let more = if k > 1 && m == AWS_MAX_ADDRESSES as u64 {
+            let more = if aws_destinations_forced(shape, per_host) {
                 format!(
                     "; {AWS_MAX_ADDRESSES} addresses, a gateway's most, are not enough, so the \
                      load spreads over {k} destinations"
@@ -281,6 +281,14 @@ fn cloud_decisions(
     out
 }
 
+/// Whether an AWS plan spreads over more destinations because a gateway's 8 addresses to
+/// one fewer destination cannot hold its connections.
+fn aws_destinations_forced(shape: &Shape, per_host: u64) -> bool {
+    let k = shape.servers.len() as u64;
+    let fill = u64::from(path_fill(shape.path_capacity));
+    k > 1 && AWS_MAX_ADDRESSES as u64 * (k - 1) * fill < per_host
+}
+
 /// The cloud's limits, in the cloud's terms, where the kernel's plans have nf_nat's ports.
 fn cloud_limits(layout: &Layout, shape: &Shape, profile: CloudProfile) -> Vec<Limit> {
     let busiest_path = layout
@@ -306,7 +314,13 @@ fn cloud_limits(layout: &Layout, shape: &Shape, profile: CloudProfile) -> Vec<Li
             let need = layout
                 .connections
                 .div_ceil(layout.machine.conntrack_usable());
-            let full = m == AWS_MAX_ADDRESSES as u64;
+            let per_host = layout
+                .client_hosts
+                .iter()
+                .map(|h| h.connections)
+                .max()
+                .unwrap_or(0);
+            let forced = aws_destinations_forced(shape, per_host);
             vec![
                 Limit {
                     name: "AWS: 55,000 connections per NAT address per destination",
@@ -329,7 +343,7 @@ fn cloud_limits(layout: &Layout, shape: &Shape, profile: CloudProfile) -> Vec<Li
                     per: "NAT gateway (1 primary, 7 secondary)",
                     limit: AWS_MAX_ADDRESSES as u64,
                     planned: m,
-                    status: status(full && (k > 1 || gateways > need)),
+                    status: status(forced || gateways > need),
                     decides: if k > 1 {
                         plural(k, "destination", "destinations")
                     } else {
