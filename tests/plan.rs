@@ -1,6 +1,7 @@
 //! `lab plan`: the written lab, run for real, establishes exactly what the plan predicts
 //! (masquerade over two server addresses; an SNAT pool on two client hosts under a what-if
-//! conntrack limit); `lab check` of the written file estimates what the plan says; bad requests
+//! conntrack limit; each cloud NAT profile, GCP block by block); `lab check` of the written file
+//! estimates what the plan says; bad requests
 //! get exit 2 with what to do, and `--write` never overwrites.
 
 mod common;
@@ -63,18 +64,21 @@ fn run_exactly(tag: &str, args: &[&str]) -> (Value, Value) {
     assert_eq!(report["established"], plan["connections"], "{}", run.text());
     assert_eq!(report["expectations_met"], true);
     assert_eq!(report["failed"]["timed_out"], 0);
-    // The kernel's conntrack table, per NAT path, against the plan's paths.
-    let mut seen: Vec<(String, String, u64)> = Vec::new();
+    // The kernel's conntrack table, per NAT path (and a cloud VM's block), against the plan's
+    // paths.
+    let first = |p: &Value| p["vm_ports"]["first"].as_u64().unwrap_or(0);
+    let mut seen: Vec<(String, String, u64, u64)> = Vec::new();
     for view in report["nat"].as_array().expect("nat views") {
         for p in view["paths"].as_array().expect("paths") {
             seen.push((
                 p["translated"].as_str().unwrap_or_default().to_string(),
                 p["dst"].as_str().unwrap_or_default().to_string(),
+                first(p),
                 p["ports_used"].as_u64().unwrap_or(0),
             ));
         }
     }
-    let mut planned: Vec<(String, String, u64)> = plan["paths"]
+    let mut planned: Vec<(String, String, u64, u64)> = plan["paths"]
         .as_array()
         .expect("paths")
         .iter()
@@ -82,6 +86,7 @@ fn run_exactly(tag: &str, args: &[&str]) -> (Value, Value) {
             (
                 p["source"].as_str().unwrap_or_default().to_string(),
                 p["server"].as_str().unwrap_or_default().to_string(),
+                first(p),
                 p["connections"].as_u64().unwrap_or(0),
             )
         })
@@ -134,6 +139,66 @@ fn a_pool_on_two_client_hosts_establishes_exactly() {
     );
 }
 
+#[test]
+fn a_gcp_plan_at_64_ports_per_vm_establishes_exactly_block_by_block() {
+    if !root_or_skip("a_gcp_plan_at_64_ports_per_vm_establishes_exactly_block_by_block") {
+        return;
+    }
+    // GCP's default block: 2,000 connections take 34 VMs of 58-59 (60 planned of 64), each
+    // in its own block of one NAT IP; the kernel's table shows each block's count.
+    let (plan, report) = run_exactly(
+        "plg",
+        &[
+            "-n",
+            "2000",
+            "--nat",
+            "gcp-cloud-nat",
+            "--ports-per-vm",
+            "64",
+        ],
+    );
+    assert_eq!(plan["containers_per_host"], 34);
+    assert_eq!(plan["cloud"]["ports_per_vm"], 64);
+    assert_eq!(plan["paths"].as_array().map(Vec::len), Some(34));
+    assert!(
+        report["nat"][0]["paths"]
+            .as_array()
+            .expect("paths")
+            .iter()
+            .all(|p| p["exhausted"] == false)
+    );
+}
+
+#[test]
+fn an_aws_gateway_and_an_azure_pool_establish_exactly() {
+    if !root_or_skip("an_aws_gateway_and_an_azure_pool_establish_exactly") {
+        return;
+    }
+    // Two gateway addresses taken in turn: 1,000 on each.
+    let (plan, _) = run_exactly(
+        "pla",
+        &[
+            "-n",
+            "2000",
+            "--nat",
+            "aws-nat-gateway",
+            "--source-addresses",
+            "2",
+        ],
+    );
+    let loads: Vec<&Value> = plan["paths"]
+        .as_array()
+        .expect("paths")
+        .iter()
+        .map(|p| &p["connections"])
+        .collect();
+    assert_eq!(loads, [1000, 1000]);
+    // A pool of 4 VMs with 1,024 ports each (960 planned): 750 each.
+    let (plan, _) = run_exactly("plz", &["-n", "3000", "--nat", "azure-lb-outbound"]);
+    assert_eq!(plan["containers_per_host"], 4);
+    assert_eq!(plan["cloud"]["ports_per_vm"], 1024);
+}
+
 /// What `lab check --json` of each written file estimates is the plan's capacity, and its
 /// prediction is the plan's count (no root).
 #[test]
@@ -150,6 +215,9 @@ fn lab_check_of_the_written_file_agrees_with_the_plan() {
             "2",
         ],
         &["-n", "64512", "--containers-per-host", "1"],
+        &["-n", "1000000", "--nat", "aws-nat-gateway"],
+        &["-n", "1000000", "--nat", "gcp-cloud-nat"],
+        &["-n", "200000", "--nat", "azure-lb-outbound"],
     ]
     .into_iter()
     .enumerate()
@@ -197,8 +265,63 @@ fn the_text_names_each_limit_and_bad_requests_say_what_to_do() {
     let out = lab(&["plan", "-n", "10000", "--source-addresses", "2"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("--nat snat-pool"), "{}", text(&out));
-    let out = lab(&["plan", "-n", "10000", "--nat", "aws-nat-gateway"]);
+    // Each cloud's limits, in the cloud's terms, with what to change.
+    for (nat, names) in [
+        (
+            "aws-nat-gateway",
+            [
+                "AWS: 55,000 connections per NAT address per destination",
+                "AWS: 8 addresses per NAT gateway",
+                "associate more addresses with the NAT gateway",
+            ],
+        ),
+        (
+            "gcp-cloud-nat",
+            [
+                "GCP: min_ports_per_vm ports per VM per destination",
+                "GCP: 64,512 ports per NAT IP",
+                "raise min_ports_per_vm",
+            ],
+        ),
+        (
+            "azure-lb-outbound",
+            [
+                "Azure: SNAT ports per VM by backend pool size",
+                "Azure: 64,000 SNAT ports per frontend IP",
+                "add frontend IPs",
+            ],
+        ),
+    ] {
+        let out = lab(&["plan", "-n", "1000000", "--nat", nat]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let shown = String::from_utf8_lossy(&out.stdout);
+        for name in names {
+            assert!(shown.contains(name), "{nat}: {name} missing:\n{shown}");
+        }
+        assert!(!shown.contains("nf_nat source ports"), "{shown}");
+    }
+    let out = lab(&[
+        "plan",
+        "-n",
+        "10000",
+        "--nat",
+        "aws-nat-gateway",
+        "--source-addresses",
+        "9",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("at most 8 addresses"), "{}", text(&out));
+    let out = lab(&[
+        "plan",
+        "-n",
+        "10000",
+        "--nat",
+        "gcp-cloud-nat",
+        "--ports-per-vm",
+        "100",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("power of two"), "{}", text(&out));
 
     let dir = TempDir::new("plw");
     let file = dir.join("kept.toml");

@@ -661,7 +661,7 @@ fn plan_json(args: &[&str]) -> Value {
 }
 
 /// `lab plan --json` (no root) validates for plans of one host and of several, masquerade and
-/// pools, a widened port range and a what-if conntrack limit.
+/// pools, a widened port range, a what-if conntrack limit and each cloud NAT profile.
 #[test]
 fn lab_plan_json_validates() {
     for args in [
@@ -684,6 +684,16 @@ fn lab_plan_json_validates() {
             "--port",
             "8080",
         ],
+        &["-n", "1000000", "--nat", "aws-nat-gateway"],
+        &[
+            "-n",
+            "2000",
+            "--nat",
+            "gcp-cloud-nat",
+            "--ports-per-vm",
+            "64",
+        ],
+        &["-n", "200000", "--nat", "azure-lb-outbound"],
     ] {
         let doc = plan_json(args);
         assert_valid(Kind::Plan, &doc);
@@ -701,7 +711,7 @@ fn wrong_plan_documents_are_rejected() {
     assert_rejected(Kind::Plan, &doc, "/", "a plan without its lab file");
 
     let mut doc = good.clone();
-    doc["nat"] = json!("aws-nat-gateway");
+    doc["nat"] = json!("oci-nat-gateway");
     assert_rejected(
         Kind::Plan,
         &doc,
@@ -720,4 +730,24 @@ fn wrong_plan_documents_are_rejected() {
     let mut doc = good;
     doc["client_hosts"][0]["extra"] = json!(1);
     assert_rejected(Kind::Plan, &doc, "/client_hosts/0", "an unknown field");
+
+    let good = plan_json(&["-n", "2000", "--nat", "gcp-cloud-nat"]);
+    assert_valid(Kind::Plan, &good);
+    let mut doc = good.clone();
+    doc["cloud"]["profile"] = json!("gcp");
+    assert_rejected(Kind::Plan, &doc, "/cloud", "an unknown cloud profile");
+    let mut doc = good.clone();
+    doc["cloud"]
+        .as_object_mut()
+        .expect("cloud")
+        .remove("ports_per_vm");
+    assert_rejected(
+        Kind::Plan,
+        &doc,
+        "/cloud",
+        "a cloud without its ports per VM",
+    );
+    let mut doc = good;
+    doc["paths"][0]["vm_ports"]["first"] = json!(0);
+    assert_rejected(Kind::Plan, &doc, "/paths/0/vm_ports", "a block from port 0");
 }

@@ -129,11 +129,18 @@ pub enum Command {
     ///
     /// Reads this machine's limits (nf_conntrack_max, the open-files limit, fs.file-max,
     /// memory) and finds the fewest client hosts, NAT paths and containers; `--write` writes
-    /// the lab file, which `lab run` turns into exactly N established connections.
+    /// the lab file, which `lab run` turns into exactly N established connections. With a
+    /// cloud profile (`--nat aws-nat-gateway | gcp-cloud-nat | azure-lb-outbound`) each client
+    /// host is one of the cloud's NAT gateways and the cloud's published limits decide the
+    /// addresses, VMs and ports per VM.
     ///
     /// Example: lab plan --connections 1000000
     ///
     /// Example: lab plan -n 150000 --nat snat-pool --write both.toml
+    ///
+    /// Example: lab plan -n 200000 --nat aws-nat-gateway
+    ///
+    /// Example: lab plan -n 2000 --nat gcp-cloud-nat --ports-per-vm 64 --write gcp.toml
     Plan(plan::Args),
     /// Write a commented starter lab file that `lab check` accepts.
     ///

@@ -1,5 +1,5 @@
-//! `lab plan --connections N`: read this machine's limits once, plan the smallest lab that
-//! holds N, print it (text or `--json`), and with `--write FILE` write the lab file (never over
+//! `lab plan --connections N [--nat PROFILE]`: read this machine's limits once, plan the
+//! smallest lab that holds N (through the kernel's NAT or a cloud's), print it (text or `--json`), and with `--write FILE` write the lab file (never over
 //! an existing file). No root, no kernel calls beyond reading /proc and getrlimit.
 
 use std::io::{ErrorKind, Write as _};
@@ -20,6 +20,16 @@ pub enum Nat {
     Masquerade,
     /// SNAT to a pool of each host's addresses (the kernel hashes each container-server pair).
     SnatPool,
+    /// Each client host an AWS NAT gateway: 55,000 connections per address and destination,
+    /// up to 8 addresses.
+    AwsNatGateway,
+    /// Each client host a GCP Cloud NAT gateway (static allocation): each VM a block of
+    /// min_ports_per_vm ports, 64,512 / ports VMs per NAT IP.
+    #[value(name = "gcp-cloud-nat")]
+    GcpCloud,
+    /// Each client host an Azure load balancer's outbound SNAT: ports per VM by backend pool
+    /// size, times frontend IPs, at most 1,024.
+    AzureLbOutbound,
 }
 
 impl From<Nat> for NatChoice {
@@ -27,6 +37,9 @@ impl From<Nat> for NatChoice {
         match n {
             Nat::Masquerade => NatChoice::Masquerade,
             Nat::SnatPool => NatChoice::SnatPool,
+            Nat::AwsNatGateway => NatChoice::AwsNatGateway,
+            Nat::GcpCloud => NatChoice::GcpCloudNat,
+            Nat::AzureLbOutbound => NatChoice::AzureLbOutbound,
         }
     }
 }
@@ -42,15 +55,21 @@ pub struct Args {
     /// Use exactly this many server addresses (default: as few as hold N).
     #[arg(long)]
     pub server_addresses: Option<NonZeroU32>,
-    /// Source (SNAT) addresses per client host; more than 1 needs `--nat snat-pool`.
+    /// Source (SNAT) addresses per client host; more than 1 needs `--nat snat-pool` or a cloud
+    /// profile (an AWS gateway's addresses, up to 8; GCP's NAT IPs; Azure's frontend IPs).
     #[arg(long)]
     pub source_addresses: Option<NonZeroU32>,
     /// Use exactly this many containers per client host.
     #[arg(long)]
     pub containers_per_host: Option<NonZeroU32>,
-    /// The NAT of the client hosts.
+    /// The NAT of the client hosts; a cloud profile plans with the cloud's published limits,
+    /// each client host one of its NAT gateways.
     #[arg(long, value_enum, default_value_t = Nat::Masquerade)]
     pub nat: Nat,
+    /// GCP's min_ports_per_vm: a power of two from 2 to 32768 (default: the plan picks the
+    /// smallest block that needs the fewest NAT IPs and VMs; GCP's own default is 64).
+    #[arg(long, value_name = "PORTS")]
+    pub ports_per_vm: Option<NonZeroU32>,
     /// Plan as if nf_conntrack_max were this (what-if; the machine is not changed).
     #[arg(long, value_name = "ENTRIES")]
     pub conntrack_max: Option<NonZeroU64>,
@@ -86,6 +105,7 @@ pub fn run(args: Args) -> Result<()> {
         server_addresses: args.server_addresses,
         source_addresses: args.source_addresses,
         containers_per_host: args.containers_per_host,
+        ports_per_vm: args.ports_per_vm,
     };
     let layout = planner::plan(&request, &machine, name.as_str())?;
     if args.json {

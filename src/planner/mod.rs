@@ -8,6 +8,7 @@
 //! its own, forced by `nf_conntrack_max`), then fewest NAT paths (addresses), then fewest
 //! containers per host.
 
+mod cloud;
 pub mod limits;
 mod spread;
 pub mod write;
@@ -20,14 +21,15 @@ use serde::Serialize;
 
 use crate::error::{invalid, unsupported};
 use crate::lab::capacity::Resources;
+use crate::lab::cloud::CloudProfile;
 use crate::nat::predict::{DEFAULT_LOCAL_PORTS, DEFAULT_PATH_CAPACITY};
 
 pub use limits::{Limit, LimitStatus};
 pub use write::Layout;
 
 /// The NAT a plan is for. Each variant says how many ports a path has and how a client host's
-/// source addresses are used, so a NAT with other rules (a cloud NAT gateway) is one more arm
-/// here and in [`write`], not a new planner.
+/// source addresses are used; a cloud's NAT profile plans with the cloud's published limits
+/// ([`cloud`]), each client host playing one NAT gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NatChoice {
@@ -36,20 +38,40 @@ pub enum NatChoice {
     /// `snat to` a pool of the host's addresses; the kernel hashes each (container, server)
     /// pair to one of them.
     SnatPool,
+    /// An AWS NAT gateway: 55,000 ports per address and destination, up to 8 addresses.
+    AwsNatGateway,
+    /// GCP Cloud NAT, static allocation: a block of `min_ports_per_vm` ports per VM.
+    GcpCloudNat,
+    /// Azure load balancer outbound SNAT: ports per VM by backend pool size.
+    AzureLbOutbound,
 }
 
 impl NatChoice {
     pub fn as_str(self) -> &'static str {
-        match self {
-            NatChoice::Masquerade => "masquerade",
-            NatChoice::SnatPool => "snat-pool",
+        match self.profile() {
+            Some(p) => p.name(),
+            None if self == NatChoice::SnatPool => "snat-pool",
+            None => "masquerade",
         }
     }
 
-    /// Ports per NAT path (SNAT address, server address, server port).
-    pub fn path_capacity(self) -> u32 {
+    /// The cloud whose NAT each client host plays, if any.
+    pub fn profile(self) -> Option<CloudProfile> {
         match self {
-            NatChoice::Masquerade | NatChoice::SnatPool => DEFAULT_PATH_CAPACITY,
+            NatChoice::Masquerade | NatChoice::SnatPool => None,
+            NatChoice::AwsNatGateway => Some(CloudProfile::AwsNatGateway),
+            NatChoice::GcpCloudNat => Some(CloudProfile::GcpCloudNat),
+            NatChoice::AzureLbOutbound => Some(CloudProfile::AzureLbOutbound),
+        }
+    }
+
+    /// Ports per NAT path (SNAT address, server address, server port): the kernel's 64,512,
+    /// an AWS address's 55,000 per destination; for a cloud that gives each VM a block, the
+    /// block's size, which the plan chooses ([`Shape::path_capacity`]).
+    pub fn path_capacity(self) -> u32 {
+        match self.profile() {
+            None => DEFAULT_PATH_CAPACITY,
+            Some(p) => p.address_ports().size(),
         }
     }
 
@@ -68,6 +90,8 @@ pub struct Request {
     pub server_addresses: Option<NonZeroU32>,
     pub source_addresses: Option<NonZeroU32>,
     pub containers_per_host: Option<NonZeroU32>,
+    /// GCP's `min_ports_per_vm` (a power of two); `None`: the plan chooses.
+    pub ports_per_vm: Option<NonZeroU32>,
 }
 
 impl Request {
@@ -79,6 +103,7 @@ impl Request {
             server_addresses: None,
             source_addresses: None,
             containers_per_host: None,
+            ports_per_vm: None,
         }
     }
 
@@ -95,6 +120,7 @@ impl Request {
             ("--server-addresses", self.server_addresses),
             ("--source-addresses", self.source_addresses),
             ("--containers-per-host", self.containers_per_host),
+            ("--ports-per-vm", self.ports_per_vm),
         ] {
             if let Some(v) = v {
                 s.push_str(&format!(" {flag} {v}"));
@@ -201,6 +227,11 @@ pub struct Shape {
     pub wide_ports: bool,
     /// For each server slot with a pool, the containers per pool address the hash gives.
     pub spread: Vec<spread::SlotSpread>,
+    /// Ports one NAT path holds: 64,512, an AWS address's 55,000 per destination, or a VM's
+    /// block (GCP, Azure).
+    pub path_capacity: u32,
+    /// The block of ports each VM (container) gets on one address (GCP, Azure).
+    pub ports_per_vm: Option<u32>,
 }
 
 impl Shape {
@@ -232,6 +263,14 @@ impl Shape {
 pub fn search(req: &Request, machine: &Machine) -> Result<Shape> {
     let n = req.connections.get();
     let nat = req.nat;
+    if let Some(profile) = nat.profile() {
+        return cloud::search(req, machine, profile);
+    }
+    if req.ports_per_vm.is_some() {
+        return Err(invalid(
+            "--ports-per-vm is GCP Cloud NAT's min_ports_per_vm: use it with --nat gcp-cloud-nat",
+        ));
+    }
     if !nat.hashes_a_pool() && req.source_addresses.is_some_and(|m| m.get() > 1) {
         return Err(invalid(
             "masquerade translates to one address per host: for more source addresses use \
@@ -307,16 +346,22 @@ pub fn search(req: &Request, machine: &Machine) -> Result<Shape> {
                     containers,
                     wide_ports: per_container > u64::from(DOCKER_LOCAL_PORTS),
                     spread,
+                    path_capacity: nat.path_capacity(),
+                    ports_per_vm: None,
                 });
             }
         }
     }
-    Err(unsupported(format!(
+    Err(no_layout(n, machine))
+}
+
+fn no_layout(n: u64, machine: &Machine) -> anyhow::Error {
+    unsupported(format!(
         "no layout of at most {MOST_HOSTS} client hosts holds {n} connections here \
          (nf_conntrack_max = {} per namespace); fewer connections, or raise \
          net.netfilter.nf_conntrack_max",
         machine.conntrack_max
-    )))
+    ))
 }
 
 /// Plans `req` on `machine`: the search, the lab file, and the file loaded back and checked.

@@ -310,3 +310,277 @@ fn the_request_reads_back_as_its_command_line() {
         "lab plan --connections 150000 --nat snat-pool --server-addresses 2"
     );
 }
+
+// ---- cloud NAT profiles ---------------------------------------------------------------------
+
+fn cloud_request(n: u64, nat: NatChoice, ports_per_vm: Option<u32>) -> Request {
+    let mut r = request(n, nat);
+    r.ports_per_vm = ports_per_vm.and_then(NonZeroU32::new);
+    r
+}
+
+/// Per-VM blocks of the written file's prediction: (address, first port, last port, load).
+fn blocks(l: &Layout) -> Vec<(Ipv4Addr, u16, u16, u64)> {
+    l.paths
+        .iter()
+        .map(|p| {
+            let b = p.vm_ports.expect("a VM's block");
+            (p.source, b.first, b.last, p.connections)
+        })
+        .collect()
+}
+
+#[test]
+fn aws_fills_a_gateway_with_addresses_to_55000_less_a_sixteenth() {
+    // 55,000 per address and destination, planned to 51,563: one address holds 51,563 ...
+    let l = planned(&request(51_563, NatChoice::AwsNatGateway));
+    assert_eq!((l.path_capacity, l.path_fill), (55_000, 51_563));
+    assert_eq!(l.client_hosts[0].addresses, [ip(101)]);
+    assert_eq!(layout_loads(&l), [51_563]);
+    // ... and one more takes a second address, not a second destination (addresses are the
+    // gateway owner's fix; the split is the in-turn one, to one).
+    let l = planned(&request(51_564, NatChoice::AwsNatGateway));
+    assert_eq!(l.client_hosts[0].addresses, [ip(101), ip(102)]);
+    assert_eq!(l.server.addresses, [ip(5)]);
+    assert_eq!(layout_loads(&l), [25_782, 25_782]);
+    assert!(
+        l.lab_file
+            .contains("nat = { profile = \"aws-nat-gateway\" }")
+    );
+    let cloud = l.cloud.as_ref().expect("a cloud");
+    assert_eq!(
+        (
+            cloud.gateways,
+            cloud.addresses_per_gateway,
+            cloud.ports_per_vm
+        ),
+        (1, 2, None)
+    );
+    let aws = &l.limits[0];
+    assert_eq!(
+        (aws.name, aws.limit, aws.planned, aws.status),
+        (
+            "AWS: 55,000 connections per NAT address per destination",
+            55_000,
+            25_782,
+            LimitStatus::Binds
+        )
+    );
+    assert_eq!(aws.decides, "2 addresses x 1 destination per NAT gateway");
+    assert_eq!(l.limits[1].name, "AWS: 8 addresses per NAT gateway");
+    assert_eq!(l.limits[1].status, LimitStatus::Fits);
+    assert!(l.limits.iter().all(|x| !x.name.starts_with("nf_nat")));
+}
+
+#[test]
+fn aws_plans_the_million_as_four_gateways_of_five_addresses() {
+    let l = planned(&request(1_000_000, NatChoice::AwsNatGateway));
+    assert_eq!(
+        l.client_hosts.len(),
+        4,
+        "nf_conntrack_max: 250,000 a gateway"
+    );
+    assert!(l.client_hosts.iter().all(|h| h.addresses.len() == 5));
+    assert_eq!(l.server.addresses, [ip(5)]);
+    assert_eq!(l.containers_per_host, 9);
+    assert_eq!(layout_loads(&l), [50_000; 20]);
+    assert!(
+        l.decisions
+            .iter()
+            .any(|d| d.contains("take 5 addresses (of 8 a gateway may have) x 1 destination"))
+    );
+}
+
+#[test]
+fn aws_past_eight_addresses_takes_destinations_or_gateways() {
+    // As if a namespace held 2,000,000: one gateway, 20 paths of 51,563; 8 addresses are not
+    // enough, so 3 destinations of 7 addresses each.
+    let big = Machine {
+        conntrack_max: 2_000_000,
+        ..here()
+    };
+    let l = plan(&request(1_000_000, NatChoice::AwsNatGateway), &big, "p").expect("plans");
+    assert_eq!(l.client_hosts.len(), 1);
+    assert_eq!(l.client_hosts[0].addresses.len(), 7);
+    assert_eq!(l.server.addresses.len(), 3);
+    assert!(l.paths.iter().all(|p| p.connections <= 51_563));
+    let eight = &l.limits[1];
+    assert_eq!(
+        (eight.status, eight.decides.as_str()),
+        (LimitStatus::Binds, "3 destinations")
+    );
+    assert!(
+        l.decisions
+            .iter()
+            .any(|d| d.contains("8 addresses, a gateway's most, are not enough"))
+    );
+    // Held to one destination: three gateways of 7 addresses.
+    let mut r = request(1_000_000, NatChoice::AwsNatGateway);
+    r.server_addresses = nz(1);
+    let l = plan(&r, &big, "p").expect("plans");
+    assert_eq!(l.client_hosts.len(), 3);
+    assert!(l.client_hosts.iter().all(|h| h.addresses.len() == 7));
+    assert_eq!(
+        (l.limits[1].status, l.limits[1].decides.as_str()),
+        (LimitStatus::Binds, "3 NAT gateways")
+    );
+}
+
+#[test]
+fn gcp_picks_the_block_for_the_fewest_nat_ips_then_vms() {
+    // 2,000: one VM; the smallest block holding 2,000 with a 16th free is 4,096 (3,840).
+    let l = planned(&request(2_000, NatChoice::GcpCloudNat));
+    let cloud = l.cloud.as_ref().expect("a cloud");
+    assert_eq!(
+        (cloud.ports_per_vm, cloud.vms_per_address),
+        (Some(4_096), Some(15))
+    );
+    assert_eq!((l.path_capacity, l.path_fill), (4_096, 3_840));
+    assert_eq!(blocks(&l), [(ip(101), 1024, 5119, 2_000)]);
+    assert!(
+        l.lab_file
+            .contains("nat = { profile = \"gcp-cloud-nat\", min_ports_per_vm = 4096 }")
+    );
+    // The million: 4 gateways (conntrack); 250,000 each in blocks of 8,192 (7,680 planned):
+    // 33 VMs, 7 to a NAT IP, 5 NAT IPs; 1,024 would take the same 5 IPs with 261 VMs.
+    let l = planned(&request(1_000_000, NatChoice::GcpCloudNat));
+    assert_eq!(l.client_hosts.len(), 4);
+    assert_eq!(l.containers_per_host, 33);
+    assert!(l.client_hosts.iter().all(|h| h.addresses.len() == 5));
+    assert_eq!(l.path_capacity, 8_192);
+    assert_eq!(l.paths.len(), 4 * 33);
+    assert!(l.paths.iter().all(|p| p.connections <= 7_680));
+    let ips = &l.limits[1];
+    assert_eq!(
+        (ips.name, ips.limit, ips.planned, ips.decides.as_str()),
+        (
+            "GCP: 64,512 ports per NAT IP",
+            7,
+            7,
+            "5 NAT IPs per Cloud NAT gateway"
+        )
+    );
+    assert!(
+        l.decisions
+            .iter()
+            .any(|d| d.contains("GCP's default of 64 would take 4167 VMs per gateway"))
+    );
+    // 60,480 is one NAT IP's 63 blocks of 1,024 at 960 each; one more takes a second IP.
+    let l = planned(&request(60_480, NatChoice::GcpCloudNat));
+    assert_eq!((l.path_capacity, l.containers_per_host), (1_024, 63));
+    assert_eq!(l.client_hosts[0].addresses.len(), 1);
+    let l = planned(&request(60_481, NatChoice::GcpCloudNat));
+    assert_eq!(l.client_hosts[0].addresses.len(), 2);
+}
+
+#[test]
+fn gcp_at_its_default_64_ports_takes_a_vm_per_60_connections() {
+    // 64 ports per VM, 60 planned: 2,000 take 34 VMs (58 or 59 each) in 34 blocks of one IP.
+    let l = planned(&cloud_request(2_000, NatChoice::GcpCloudNat, Some(64)));
+    assert_eq!(l.containers_per_host, 34);
+    assert_eq!(l.client_hosts[0].addresses, [ip(101)]);
+    let b = blocks(&l);
+    assert_eq!(b.len(), 34);
+    assert_eq!(b[0], (ip(101), 1024, 1087, 59));
+    assert_eq!(b[33], (ip(101), 3136, 3199, 58));
+    assert_eq!(b.iter().map(|x| x.3).sum::<u64>(), 2_000);
+    assert_eq!(l.limits[0].limit, 64);
+    assert!(l.command.ends_with("--nat gcp-cloud-nat --ports-per-vm 64"));
+    assert!(
+        l.decisions
+            .iter()
+            .any(|d| d.contains("min_ports_per_vm = 64, as asked"))
+    );
+    // One NAT IP holds 1,008 VMs of 64: 60,480 connections; past that, a second IP.
+    let l = planned(&cloud_request(60_481, NatChoice::GcpCloudNat, Some(64)));
+    assert_eq!(l.containers_per_host, 1_009);
+    assert_eq!(l.client_hosts[0].addresses.len(), 2);
+}
+
+#[test]
+fn azure_takes_the_fewest_frontends_then_the_smallest_pool() {
+    // 1-50 VMs get 1,024 ports (960 planned): 3,000 take 4 VMs.
+    let l = planned(&request(3_000, NatChoice::AzureLbOutbound));
+    assert_eq!(l.containers_per_host, 4);
+    assert_eq!(l.path_capacity, 1_024);
+    assert!(
+        l.lab_file
+            .contains("nat = { profile = \"azure-lb-outbound\" }")
+    );
+    // 50 x 960 = 48,000 is one frontend's most; a pool of 51 gets 512, so one more
+    // connection takes a second frontend (51 VMs of 1,024).
+    let l = planned(&request(48_000, NatChoice::AzureLbOutbound));
+    assert_eq!((l.containers_per_host, l.path_capacity), (50, 1_024));
+    assert_eq!(l.client_hosts[0].addresses.len(), 1);
+    let l = planned(&request(48_001, NatChoice::AzureLbOutbound));
+    assert_eq!((l.containers_per_host, l.path_capacity), (51, 1_024));
+    assert_eq!(l.client_hosts[0].addresses.len(), 2);
+    // The million: 4 load balancers of 6 frontends and 348 VMs, 128 x 6 = 768 ports each.
+    let l = planned(&request(1_000_000, NatChoice::AzureLbOutbound));
+    assert_eq!(l.client_hosts.len(), 4);
+    assert!(l.client_hosts.iter().all(|h| h.addresses.len() == 6));
+    assert_eq!((l.containers_per_host, l.path_capacity), (348, 768));
+    let azure = &l.limits[0];
+    assert_eq!(
+        (azure.name, azure.limit, azure.planned),
+        ("Azure: SNAT ports per VM by backend pool size", 768, 719)
+    );
+}
+
+#[test]
+fn every_cloud_plan_predicts_exactly_n_with_no_path_over_its_fill() {
+    for nat in [
+        NatChoice::AwsNatGateway,
+        NatChoice::GcpCloudNat,
+        NatChoice::AzureLbOutbound,
+    ] {
+        for n in [1, 7, 1_000, 28_233, 51_564, 60_481, 262_144, 1_234_567] {
+            let l = planned(&request(n, nat));
+            let sum: u64 = l.paths.iter().map(|p| p.connections).sum();
+            assert_eq!(sum, n, "{nat:?} {n}");
+            assert!(
+                l.paths
+                    .iter()
+                    .all(|p| p.connections <= u64::from(l.path_fill))
+            );
+            assert_eq!(l.path_fill, path_fill(l.path_capacity));
+            assert!(l.capacity.conntrack_per_namespace <= here().conntrack_usable());
+            let c = &l.connections_per_container;
+            assert!(c.max - c.min <= 1, "{nat:?} {n}");
+            assert!(c.max <= u64::from(DOCKER_LOCAL_PORTS));
+            assert!(l.containers_per_host <= 1_023);
+            // The file loads back with each host the profile's NAT.
+            let lab = load(
+                &Source::new("p.toml", l.lab_file.clone()),
+                &LoadOptions::default(),
+            )
+            .expect("loads")
+            .plan;
+            assert_eq!(path_loads(&lab), layout_loads(&l), "{nat:?} {n}");
+        }
+    }
+}
+
+#[test]
+fn cloud_requests_the_cloud_does_not_allow_are_refused() {
+    let refused = |r: &Request| match search(r, &here()) {
+        Ok(s) => panic!("planned {s:?}"),
+        Err(e) => {
+            assert_eq!(crate::error::exit_code(&e), crate::error::exit::INVALID);
+            format!("{e:#}")
+        }
+    };
+    let mut r = request(10_000, NatChoice::AwsNatGateway);
+    r.source_addresses = nz(9);
+    assert!(refused(&r).contains("at most 8 addresses"));
+    let why = refused(&cloud_request(10_000, NatChoice::GcpCloudNat, Some(100)));
+    assert!(why.contains("power of two"), "{why}");
+    for nat in [
+        NatChoice::AwsNatGateway,
+        NatChoice::AzureLbOutbound,
+        NatChoice::Masquerade,
+    ] {
+        let why = refused(&cloud_request(10_000, nat, Some(64)));
+        assert!(why.contains("min_ports_per_vm"), "{why}");
+    }
+}

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::limits::{self, Limit};
 use super::{Machine, NatChoice, Request, Shape, path_fill};
 use crate::lab::capacity::Capacity;
+use crate::lab::cloud::CloudProfile;
 use crate::lab::limits::GlobalLimit;
 use crate::lab::{LoadOptions, Plan, Source, load};
 use crate::nat::form::HostNat;
@@ -49,6 +50,9 @@ pub struct Layout {
     pub local_ports: LocalPorts,
     pub path_capacity: u32,
     pub path_fill: u32,
+    /// The cloud whose NAT each client host plays, with its published numbers; `None` for
+    /// the kernel's NAT.
+    pub cloud: Option<PlannedCloud>,
     pub paths: Vec<PlannedPath>,
     pub limits: Vec<Limit>,
     pub decisions: Vec<String>,
@@ -99,8 +103,38 @@ pub struct PlannedPath {
     pub host: String,
     pub source: Ipv4Addr,
     pub server: SocketAddrV4,
+    /// The VM's own block of ports when the path is one VM's (GCP, Azure).
+    pub vm_ports: Option<PortSpan>,
     pub containers: Vec<String>,
     pub connections: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PortSpan {
+    pub first: u16,
+    pub last: u16,
+}
+
+/// A cloud's NAT as planned: each client host is one of its NAT gateways (AWS), Cloud NAT
+/// gateways (GCP) or load balancers (Azure).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedCloud {
+    pub profile: CloudProfile,
+    pub product: &'static str,
+    /// Where the numbers are published.
+    pub source: &'static str,
+    pub gateways: u32,
+    /// NAT addresses per gateway (AWS: up to 8; GCP: NAT IPs; Azure: frontend IPs).
+    pub addresses_per_gateway: u32,
+    /// Ports each NAT address offers: 55,000 per destination (AWS), 64,512 (GCP), 64,000
+    /// (Azure).
+    pub ports_per_address: u32,
+    /// GCP's `min_ports_per_vm`, Azure's preallocation for the pool; `None` for AWS.
+    pub ports_per_vm: Option<u32>,
+    /// VMs one address holds with those blocks; `None` for AWS.
+    pub vms_per_address: Option<u32>,
+    /// How the cloud shows the wall.
+    pub symptom: &'static str,
 }
 
 /// The client groups of host h: (name, members, connections each, first container index).
@@ -161,9 +195,13 @@ pub fn lab_text(
         let addresses: Vec<Ipv4Addr> = (0..shape.sources)
             .map(|i| client_address(shape, h, i))
             .collect();
-        let nat = match req.nat {
-            NatChoice::Masquerade => "\"masquerade\"".to_string(),
-            NatChoice::SnatPool => format!("{{ snat = {} }}", quoted(&addresses)),
+        let nat = match (req.nat, shape.ports_per_vm) {
+            (NatChoice::Masquerade, _) => "\"masquerade\"".to_string(),
+            (NatChoice::SnatPool, _) => format!("{{ snat = {} }}", quoted(&addresses)),
+            (NatChoice::GcpCloudNat, Some(p)) => {
+                format!("{{ profile = \"gcp-cloud-nat\", min_ports_per_vm = {p} }}")
+            }
+            (cloud, _) => format!("{{ profile = \"{}\" }}", cloud.as_str()),
         };
         let _ = writeln!(
             t,
@@ -248,13 +286,22 @@ pub fn layout(req: &Request, machine: &Machine, shape: &Shape, name: &str) -> Re
     }
     let capacity = Capacity::estimate(&plan, &resources);
 
-    let fill = path_fill(req.nat.path_capacity());
+    let fill = path_fill(shape.path_capacity);
     let predicted = predict_lab(&plan);
     let mut paths = Vec::new();
     let mut established = 0u64;
     for hp in &predicted {
         for p in &hp.prediction.paths {
             established += p.established;
+            if p.capacity != shape.path_capacity {
+                return Err(anyhow!(
+                    "planned path {} -> {} holds {} connections, not the {} planned (a planner bug)",
+                    p.translated,
+                    p.dst,
+                    p.capacity,
+                    shape.path_capacity
+                ));
+            }
             if p.wanted > u64::from(fill) || p.overflow {
                 return Err(anyhow!(
                     "planned path {} -> {} wants {} connections, more than the {fill} planned \
@@ -268,6 +315,10 @@ pub fn layout(req: &Request, machine: &Machine, shape: &Shape, name: &str) -> Re
                 host: hp.name.clone(),
                 source: p.translated,
                 server: p.dst,
+                vm_ports: p.vm_ports.map(|b| PortSpan {
+                    first: b.first,
+                    last: b.last,
+                }),
                 containers: p.containers.clone(),
                 connections: p.wanted,
             });
@@ -348,8 +399,21 @@ pub fn layout(req: &Request, machine: &Machine, shape: &Shape, name: &str) -> Re
             ports: u32::from(hi) - u32::from(lo) + 1,
             widened: shape.wide_ports,
         },
-        path_capacity: req.nat.path_capacity(),
+        path_capacity: shape.path_capacity,
         path_fill: fill,
+        cloud: req.nat.profile().map(|profile| PlannedCloud {
+            profile,
+            product: profile.product(),
+            source: profile.source(),
+            gateways: shape.hosts,
+            addresses_per_gateway: shape.sources,
+            ports_per_address: profile.address_ports().size(),
+            ports_per_vm: shape.ports_per_vm,
+            vms_per_address: shape
+                .ports_per_vm
+                .map(|p| profile.address_ports().size() / p),
+            symptom: profile.symptom(),
+        }),
         paths,
         limits: Vec::new(),
         decisions,

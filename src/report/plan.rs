@@ -36,6 +36,10 @@ fn table<const N: usize>(head: [&str; N], rows: &[[String; N]], left: usize) -> 
     out
 }
 
+fn plural_of(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", count(n), if n == 1 { one } else { many })
+}
+
 pub fn render(l: &Layout) -> String {
     let mut t = String::new();
     let hosts = l.client_hosts.len();
@@ -65,6 +69,20 @@ pub fn render(l: &Layout) -> String {
         count(l.paths.iter().map(|p| p.connections).max().unwrap_or(0)),
         count(u64::from(l.path_capacity)),
     );
+    if let Some(c) = &l.cloud {
+        let _ = writeln!(
+            t,
+            "  each client host is one {} ({} per gateway{}); published limits: {}\n  \
+             the wall, as the cloud shows it: {}\n",
+            c.product,
+            plural_of(u64::from(c.addresses_per_gateway), "address", "addresses"),
+            c.ports_per_vm
+                .map(|p| format!(", {} ports per VM", count(u64::from(p))))
+                .unwrap_or_default(),
+            c.source,
+            c.symptom
+        );
+    }
     let rows: Vec<[String; 6]> = l
         .client_hosts
         .iter()
@@ -115,9 +133,13 @@ pub fn render(l: &Layout) -> String {
     );
     let _ = writeln!(t, "NAT paths (as `lab check` of the written file predicts)");
     for p in l.paths.iter().take(PATHS_SHOWN) {
+        let block = p
+            .vm_ports
+            .map(|b| format!(" ports {}-{}", b.first, b.last))
+            .unwrap_or_default();
         let _ = writeln!(
             t,
-            "  {} {} -> {}  [{}]  {} of {} ports",
+            "  {} {}{block} -> {}  [{}]  {} of {} ports",
             p.host,
             p.source,
             p.server,
