@@ -426,7 +426,10 @@ mod tests {
     fn million(per: u32, machine: &str) -> super::super::Plan {
         let text = MILLION
             .replace("connections = 20000", &format!("connections = {per}"))
-            .replace("[machine]\nraise = [\"fs.file-max\"]\n", machine);
+            .replace(
+                "[machine]\nraise = [\"fs.file-max\", \"net.netfilter.nf_conntrack_buckets\"]\n",
+                machine,
+            );
         let source = super::super::Source::new("million.toml", text);
         match super::super::load(&source, &super::super::LoadOptions::default()) {
             Ok(l) => l.plan,
