@@ -704,7 +704,7 @@ connections = 250
         );
     }
     assert!(
-        kept[0] >= 150 && kept[1] <= 15,
+        kept[0] >= 100 && kept[1] <= 15,
         "own ports kept without random_fully {}, with it {} (of 300)",
         kept[0],
         kept[1]
@@ -749,8 +749,7 @@ nat = { profile = "aws-nat-gateway" }
         let (n, line) = lab_text
             .lines()
             .enumerate()
-            .filter(|(_, l)| l.contains(needle))
-            .nth(0)
+            .find(|(_, l)| l.contains(needle))
             .unwrap_or_else(|| panic!("no line with {needle}"));
         let col = line.find(col_of).expect("column") + 1;
         format!("cbad.toml:{}:{col}: error: ", n + 1)
