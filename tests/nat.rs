@@ -209,7 +209,15 @@ fn a_small_port_range_caps_each_path_at_its_size() {
         (second["ports_used"].as_u64(), second["exhausted"].as_bool()),
         (Some(50), Some(false))
     );
-    assert_eq!(v["stats"]["insert_failed"].as_u64(), Some(150), "{v:#}");
+    // 50 connects time out on the full path, each after 3 SYNs the NAT dropped; now and then
+    // two SYNs race for the same free port and the loser is dropped too, then retried (CI saw
+    // 151 once): at least the 150, and the kernel's own two counters agree.
+    let failed = v["stats"]["insert_failed"].as_u64().unwrap_or(0);
+    assert!(
+        (150..160).contains(&failed),
+        "insert_failed {failed}: {v:#}"
+    );
+    assert_eq!(v["stats"]["drop"].as_u64(), Some(failed), "{v:#}");
     let shared = &v["shared_port"];
     let dsts: std::collections::BTreeSet<&str> = shared["entries"]
         .as_array()

@@ -151,6 +151,10 @@ fn nat_summary(host: &Host, d: &DockerNet) -> String {
     let rule = HostNat::of(host, d);
     match rule.kind() {
         NatKind::None => format!("{rule} (containers leave with their own addresses)"),
+        NatKind::Cloud(p) if p.per_vm() => format!(
+            "{rule} (a rule per container: ip saddr <container> oifname != \"{}\")",
+            d.bridge
+        ),
         _ => format!("{rule} (ip saddr {} oifname != \"{}\")", d.subnet, d.bridge),
     }
 }
