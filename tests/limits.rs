@@ -240,6 +240,62 @@ fn after_kill_9_down_or_clean_restores_the_limit_and_two_labs_share_it() {
     assert_host_unchanged(&before_snapshot);
 }
 
+/// The conntrack hash every namespace shares is sized to the lab's connections only where the
+/// file allows it, and given back like the others: here the crowded lab, stopped right after
+/// its raises.
+#[test]
+fn conntrack_buckets_are_raised_when_allowed_and_restored() {
+    let Some((_one, before_snapshot)) =
+        begin("conntrack_buckets_are_raised_when_allowed_and_restored")
+    else {
+        return;
+    };
+    const BUCKETS: &str = "/proc/sys/net/netfilter/nf_conntrack_buckets";
+    let buckets = || -> u64 {
+        std::fs::read_to_string(BUCKETS)
+            .expect("read nf_conntrack_buckets")
+            .trim()
+            .parse()
+            .expect("a number")
+    };
+    let before = buckets();
+    let per = per_container(1000);
+    let total = per * CONTAINERS;
+    let name = unique_name("limbk");
+    let _guard = LabGuard { name: name.clone() };
+    let allow = "[machine]\nraise = [\"net.netfilter.nf_conntrack_max\", \
+                 \"net.netfilter.nf_conntrack_buckets\"]";
+    let file = crowded_lab("limbk", per, allow);
+    let (run, _) = paused_after_raise(&file, &name, "up:limits");
+    let raised = buckets();
+    if total > before {
+        assert_eq!(
+            raised,
+            total.next_power_of_two(),
+            "buckets for {total} connections"
+        );
+    } else {
+        assert_eq!(raised, before, "a machine with enough buckets keeps them");
+    }
+    // SAFETY: our own child, by pid.
+    unsafe { libc::kill(run.pid() as i32, libc::SIGINT) };
+    let run = run.wait(RUN_LIMIT);
+    assert_eq!(run.code, Some(128 + libc::SIGINT), "{}", run.text());
+    if raised > before {
+        let line = format!(
+            "lab: restored net.netfilter.nf_conntrack_buckets to {before} (lab {name} had raised it to {raised})"
+        );
+        assert!(
+            run.stderr.contains(&line),
+            "no {line:?} in:\n{}",
+            run.text()
+        );
+    }
+    assert_eq!(buckets(), before, "not restored");
+    assert_gone(&name);
+    assert_host_unchanged(&before_snapshot);
+}
+
 /// The real thing: one host whose NAT holds more connections than nf_conntrack_max allows a
 /// namespace. With the raise every connection is established; after the run the limit is back.
 #[test]
