@@ -14,6 +14,17 @@ use crate::error::unsupported;
 /// 1,000,000 connections, measured here (kernel.md section 6).
 pub const KERNEL_BYTES_PER_CONNECTION: u64 = 7_400;
 
+/// Userspace memory per connection of the built-in agents: 0.83-0.90 KiB resident measured at
+/// 75,000 and 1,000,000 (docs/bench.md). A lower bound for the user's own programs (the
+/// article's Go programs took 19 KiB), which cannot be known before they run.
+pub const USER_BYTES_PER_CONNECTION: u64 = 1_024;
+
+/// Memory a lab always leaves free, whatever it needs: the larger of 1 GiB and a tenth of what
+/// is available, so that the machine never reaches the OOM killer for a lab.
+pub fn memory_margin(available: u64) -> u64 {
+    (available / 10).max(1 << 30)
+}
+
 /// What a lab's workload will ask of the machine, against what the machine has.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Capacity {
@@ -22,6 +33,8 @@ pub struct Capacity {
     pub open_files: u64,
     pub open_files_free: Option<u64>,
     pub kernel_bytes: u64,
+    /// The agents' memory, at least ([`USER_BYTES_PER_CONNECTION`]).
+    pub user_bytes: u64,
     pub memory_available: Option<u64>,
     /// The most conntrack entries one namespace will hold, and the limit each namespace has.
     pub conntrack_per_namespace: u64,
@@ -167,6 +180,7 @@ impl Capacity {
                 .zip(limits.files_in_use)
                 .map(|(max, used)| max.saturating_sub(used)),
             kernel_bytes: connections * KERNEL_BYTES_PER_CONNECTION + ehash_bytes(plan),
+            user_bytes: connections * USER_BYTES_PER_CONNECTION,
             memory_available: limits.memory_available,
             conntrack_per_namespace,
             conntrack_max: limits.conntrack_max,
@@ -213,16 +227,27 @@ impl Capacity {
                 ),
             });
         }
-        if let Some(avail) = self.memory_available
-            && self.kernel_bytes > avail / 10 * 9
-        {
-            out.push(format!(
-                "the connections need about {} MiB of kernel memory (about {} bytes each, both ends \
-                 and the NAT entry) but only {} MiB are available; make the lab smaller",
-                self.kernel_bytes >> 20,
-                KERNEL_BYTES_PER_CONNECTION,
-                avail >> 20
-            ));
+        if let Some(avail) = self.memory_available {
+            let margin = memory_margin(avail);
+            let needed = self.kernel_bytes + self.user_bytes;
+            if needed > avail.saturating_sub(margin) {
+                out.push(format!(
+                    "the connections need about {} MiB of kernel memory (about {} bytes each, both \
+                     ends and the NAT entry) and {} MiB for the agents (at least {} bytes each), \
+                     {} MiB in all, but only {} MiB are available and lab keeps {} MiB of them \
+                     free so that the machine never reaches the OOM killer; make the lab smaller \
+                     (at most about {} connections here)",
+                    self.kernel_bytes >> 20,
+                    KERNEL_BYTES_PER_CONNECTION,
+                    self.user_bytes >> 20,
+                    USER_BYTES_PER_CONNECTION,
+                    needed >> 20,
+                    avail >> 20,
+                    margin >> 20,
+                    avail.saturating_sub(margin)
+                        / (KERNEL_BYTES_PER_CONNECTION + USER_BYTES_PER_CONNECTION)
+                ));
+            }
         }
         out
     }
@@ -518,5 +543,34 @@ mod tests {
         let p = Capacity::estimate(&million(20_000, ""), &limits).problems();
         assert_eq!(p.len(), 1);
         assert!(p[0].contains("kernel memory"), "{p:?}");
+    }
+
+    /// A lab that fits the available memory but not its margin is refused with the numbers: a
+    /// million needs about 7.9 GiB (kernel, its own TCP tables and agents), so 8.5 GiB available
+    /// leaves less than the 1 GiB kept free.
+    #[test]
+    fn the_memory_margin_is_kept_free() {
+        assert_eq!(memory_margin(4 << 30), 1 << 30);
+        assert_eq!(memory_margin(20 << 30), 2 << 30);
+        let mut limits = here();
+        limits.memory_available = Some(17 << 29);
+        let p = Capacity::estimate(&million(20_000, ""), &limits).problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        for part in [
+            "7077 MiB of kernel memory",
+            "976 MiB for the agents",
+            "8704 MiB are available",
+            "keeps 1024 MiB",
+            "OOM killer",
+            "at most about 955966 connections",
+        ] {
+            assert!(p[0].contains(part), "no {part:?} in {p:?}");
+        }
+        limits.memory_available = Some(10 << 30);
+        assert!(
+            Capacity::estimate(&million(20_000, ""), &limits)
+                .problems()
+                .is_empty()
+        );
     }
 }
