@@ -194,6 +194,26 @@ fn each_mistake_has_its_message_and_place() {
             "8:12: unknown firewall backend `nftable`",
         ),
         (
+            &format!("{BASE}[hosts.h.docker]\nnat = {{ profile = \"aws\" }}\n"),
+            "8:19: unknown NAT profile `aws`",
+        ),
+        (
+            &format!(
+                "{BASE}[hosts.h.docker]\nnat = {{ profile = \"gcp-cloud-nat\", min_ports_per_vm = 48 }}\n"
+            ),
+            "8:55: min_ports_per_vm = 48 is not a power of two from 2 to 32768",
+        ),
+        (
+            &format!(
+                "{BASE}[hosts.h.docker]\nnat = {{ profile = \"aws-nat-gateway\", random_fully = true }}\n"
+            ),
+            "8:53: `random_fully` cannot be set with a `profile`",
+        ),
+        (
+            &format!("{BASE}[hosts.h.docker]\nnat = {{ masquerade = true, random_fully = 1 }}\n"),
+            "8:43: wrong type for `random_fully`: expected a boolean, found an integer",
+        ),
+        (
             &format!(
                 "{BASE}[containers.c]\nhost = \"h\"\nnetwork = \"egres\"\n\
                  [hosts.h.docker.networks.egress]\n"

@@ -162,7 +162,8 @@ established = 200          # or a range: { min = 150, max = 200 }
 
 # Nothing outside the lab's namespaces changes, unless listed here: global limits `lab run`
 # may raise when the workload needs more than the machine has (it says so and restores them
-# at teardown). Without this, a lab too big for them is refused.
+# at teardown). Without this, a lab too big for them is refused. A third,
+# "net.netfilter.nf_conntrack_buckets", only makes a big lab faster: it is never required.
 # [machine]
 # raise = ["fs.file-max", "net.netfilter.nf_conntrack_max"]
 "#;

@@ -29,6 +29,8 @@ struct LanNode {
 struct HostNode {
     netns: Namespace,
     bridges: Vec<u32>,
+    /// Its containers get an established-hash of their own: they are created from it.
+    parent_of_containers: bool,
 }
 
 /// Builds every object of `plan`, Docker hosts' rules through `firewall`. The namespaces must
@@ -176,7 +178,11 @@ async fn build_host(
             bridges
         }
     };
-    Ok(HostNode { netns, bridges })
+    Ok(HostNode {
+        netns,
+        bridges,
+        parent_of_containers: ehash.containers.is_some(),
+    })
 }
 
 async fn build_container(plan: &Plan, c: &Container, host: &HostNode) -> Result<()> {
@@ -194,9 +200,10 @@ async fn build_container(plan: &Plan, c: &Container, host: &HostNode) -> Result<
         c.name,
         h.name
     );
-    let netns = match plan.containers_ehash(c.host) {
-        Some(_) => Namespace::create_from(&c.netns, &host.netns)?,
-        None => Namespace::create(&c.netns)?,
+    let netns = if host.parent_of_containers {
+        Namespace::create_from(&c.netns, &host.netns)?
+    } else {
+        Namespace::create(&c.netns)?
     };
     netns.loopback_up().await?;
     let eth0_name = IfName::eth0();
