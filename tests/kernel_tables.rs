@@ -86,6 +86,23 @@ fn busy_namespaces_get_an_established_hash_of_their_own() {
         }
     }
     assert_gone(&name);
+
+    // `tcp_tables = "shared"`: as busy as the first, on the machine's table, as the kernel does.
+    let shared = format!("{}[machine]\ntcp_tables = \"shared\"\n", lab_text(20_000));
+    let file = temp_lab("tables-shared", &shared);
+    let name = unique_name("tbh");
+    {
+        let up = LabGuard::up(&file, &name);
+        for node in ["server-host", "c1", "c2", "client-host"] {
+            assert_eq!(ehash(Some(&up.ns(node))), -machine, "{node}");
+        }
+        let shown = text(&lab(&["check", file.to_str().expect("utf-8")]));
+        assert!(
+            shown.contains("TCP established-hash: the machine's shared one"),
+            "{shown}"
+        );
+    }
+    assert_gone(&name);
     assert_eq!(ehash(None), machine, "the machine's table is untouched");
     assert_eq!(
         sh("sysctl -n net.ipv4.tcp_child_ehash_entries").trim(),

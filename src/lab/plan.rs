@@ -907,6 +907,32 @@ pub struct Plan {
     /// `[run]`.
     #[serde(default)]
     pub run: RunSettings,
+    /// `[machine] tcp_tables`.
+    #[serde(default)]
+    pub tcp_tables: TcpTables,
+}
+
+/// Whose TCP established-hash a busy namespace uses (`[machine] tcp_tables`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TcpTables {
+    /// A namespace that will hold many sockets gets a table of its own, sized for them.
+    #[default]
+    Sized,
+    /// Every namespace uses the host's one table, as the kernel does by default: to compare, or
+    /// to show a class what the shared table costs.
+    Shared,
+}
+
+impl TcpTables {
+    pub const ALL: [TcpTables; 2] = [TcpTables::Sized, TcpTables::Shared];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpTables::Sized => "sized",
+            TcpTables::Shared => "shared",
+        }
+    }
 }
 
 /// `net.ipv4.tcp_child_ehash_entries`: the size of the established-hash each namespace created
@@ -947,12 +973,18 @@ impl Plan {
 
     /// The established-hash of host `id`'s own, if it will hold many sockets.
     pub fn host_ehash(&self, id: HostId) -> Option<u32> {
+        if self.tcp_tables == TcpTables::Shared {
+            return None;
+        }
         ehash_entries_for(self.expected_sockets().0[id.0])
     }
 
     /// The established-hash each container of host `id` gets: one size for them all (they are
     /// created at once from the host's namespace), sized for the busiest.
     pub fn containers_ehash(&self, id: HostId) -> Option<u32> {
+        if self.tcp_tables == TcpTables::Shared {
+            return None;
+        }
         let (_, per) = self.expected_sockets();
         let most = self
             .containers

@@ -176,11 +176,15 @@ pub struct ExpectSpec {
     pub established: Option<Spanned<CountSpec>>,
 }
 
-/// `[machine]`: what the lab may change outside its namespaces.
+/// `[machine]`: what the lab may change outside its namespaces, and how it uses the kernel's
+/// tables.
 #[derive(Debug, Clone)]
 pub struct MachineSpec {
     /// Global limits `lab run` may raise when the workload needs more (sysctl names).
     pub raise: Option<StringList>,
+    /// `"sized"` (busy namespaces get TCP tables of their own) or `"shared"` (the kernel's
+    /// default: every namespace uses the host's).
+    pub tcp_tables: Option<Spanned<String>>,
 }
 
 /// An expected count: `64512` or `{ min = .., max = .. }` (the span of the whole is outside).
@@ -234,7 +238,7 @@ const CLIENT_KEYS: &[&str] = &[
 ];
 const RUN_KEYS: &[&str] = &["settle", "timeout", "hold"];
 const EXPECT_KEYS: &[&str] = &["established"];
-const MACHINE_KEYS: &[&str] = &["raise"];
+const MACHINE_KEYS: &[&str] = &["raise", "tcp_tables"];
 const RANGE_KEYS: &[&str] = &["min", "max"];
 
 /// Reads a lab file's TOML. `None` only for a TOML syntax error (reported in `diags`): past
@@ -416,6 +420,7 @@ fn machine(t: TableView<'_>, d: &mut Vec<Diagnostic>) -> MachineSpec {
     let mut r = Reader::new(t, MACHINE_KEYS, d);
     MachineSpec {
         raise: r.optional("raise", string_list),
+        tcp_tables: r.optional("tcp_tables", string),
     }
 }
 

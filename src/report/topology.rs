@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::lab::plan::{DockerNet, Host, NetworkId, Plan};
+use crate::lab::plan::{DockerNet, Host, NetworkId, Plan, TcpTables};
 use crate::nat::form::{HostNat, NatKind};
 
 pub fn render(plan: &Plan) -> String {
@@ -48,7 +48,15 @@ pub fn render(plan: &Plan) -> String {
                 );
             }
             let id = crate::lab::plan::HostId(*host_id);
+            let busy = crate::lab::plan::ehash_entries_for(plan.expected_sockets().0[id.0]);
             match (plan.host_ehash(id), plan.containers_ehash(id)) {
+                (None, None) if plan.tcp_tables == TcpTables::Shared && busy.is_some() => {
+                    let _ = writeln!(
+                        out,
+                        "{stem}   TCP established-hash: the machine's shared one \
+                         ([machine] tcp_tables = \"shared\")"
+                    );
+                }
                 (None, None) => {}
                 (own, theirs) => {
                     let size = |n: Option<u32>| {

@@ -36,11 +36,11 @@ use super::diag::{Diagnostic, Source};
 use super::plan::{
     ClientGroup, Container, Docker, DockerNet, Expect, FirewallBackend, GlobalLimit, Host, HostId,
     IfName, Lan, LanId, Mac, Name, Nat, NetnsName, NetworkId, Plan, Route, RunSettings, Server,
-    Sysctl, veth_name,
+    Sysctl, TcpTables, veth_name,
 };
 use super::spec::{self, ContainerSpec, HostSpec, LabSpec, LanSpec, Named, Span, Spanned};
 
-use sysctls::may_raise;
+use sysctls::{may_raise, tcp_tables};
 use values::{gateway_of, name};
 use workload::server_queues;
 
@@ -109,6 +109,7 @@ pub fn validate(lab: &LabSpec, opts: &LoadOptions, diags: &mut Vec<Diagnostic>) 
     let clients = v.clients(&lab.clients, &servers);
     let expect = v.expect(lab);
     let may_raise = may_raise(lab, v.diags);
+    let tcp_tables = tcp_tables(lab, v.diags);
     let run = programs::run_settings(lab.run.as_ref(), v.diags);
     if v.diags.iter().any(Diagnostic::is_error) {
         return None;
@@ -121,6 +122,7 @@ pub fn validate(lab: &LabSpec, opts: &LoadOptions, diags: &mut Vec<Diagnostic>) 
         clients: clients.into_iter().collect::<Option<_>>()?,
         expect,
         may_raise,
+        tcp_tables,
         run,
     })
 }
@@ -216,6 +218,7 @@ struct Assembly {
     clients: Vec<ClientGroup>,
     expect: Expect,
     may_raise: Vec<GlobalLimit>,
+    tcp_tables: TcpTables,
     run: RunSettings,
 }
 
@@ -317,6 +320,7 @@ impl<'s> Validator<'s, '_> {
             clients: a.clients,
             expect: a.expect,
             may_raise: a.may_raise,
+            tcp_tables: a.tcp_tables,
             run: a.run,
         })
     }

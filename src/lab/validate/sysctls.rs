@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use crate::lab::diag::{Diagnostic, did_you_mean};
 use crate::lab::plan::{
     GlobalLimit, KERNEL_LOCAL_PORT_RANGE, KERNEL_UNPRIVILEGED_PORT_START, LOCAL_PORT_RANGE_SYSCTL,
-    Setting, Sysctl, UNPRIVILEGED_PORT_START_SYSCTL,
+    Setting, Sysctl, TcpTables, UNPRIVILEGED_PORT_START_SYSCTL,
 };
 use crate::lab::spec::{LabSpec, SysctlSpec};
 
@@ -224,6 +224,29 @@ fn sysctl(s: &SysctlSpec, d: &mut Vec<Diagnostic>) -> Option<Sysctl> {
     }
 }
 
+/// `[machine] tcp_tables`: `"sized"` (the default) or `"shared"`.
+pub(super) fn tcp_tables(lab: &LabSpec, d: &mut Vec<Diagnostic>) -> TcpTables {
+    let Some(raw) = lab.machine.as_ref().and_then(|m| m.tcp_tables.as_ref()) else {
+        return TcpTables::default();
+    };
+    if let Some(t) = TcpTables::ALL.into_iter().find(|t| t.name() == raw.value) {
+        return t;
+    }
+    let diag = Diagnostic::error(
+        raw.span.clone(),
+        format!("unknown tcp_tables `{}`", raw.value),
+    );
+    let allowed = "use \"sized\" (busy namespaces get their own established-hash, the default) \
+                   or \"shared\" (every namespace uses the host's, as the kernel does by default)";
+    d.push(
+        match did_you_mean(&raw.value, TcpTables::ALL.map(TcpTables::name)) {
+            Some(s) => diag.with_help(format!("did you mean \"{s}\"? ({allowed})")),
+            None => diag.with_help(allowed),
+        },
+    );
+    TcpTables::default()
+}
+
 /// `[machine] raise`: the global limits the lab may raise, each known and listed once.
 pub(super) fn may_raise(lab: &LabSpec, d: &mut Vec<Diagnostic>) -> Vec<GlobalLimit> {
     let Some(list) = lab.machine.as_ref().and_then(|m| m.raise.as_ref()) else {
@@ -274,6 +297,21 @@ mod tests {
     use super::super::testing::*;
     use super::*;
     use crate::lab::diag::Source;
+
+    #[test]
+    fn machine_tcp_tables_is_sized_unless_shared_is_asked() {
+        assert_eq!(ok(BASE).plan.tcp_tables, TcpTables::Sized);
+        let shared = ok(&format!("{BASE}[machine]\ntcp_tables = \"shared\"\n")).plan;
+        assert_eq!(shared.tcp_tables, TcpTables::Shared);
+        let d = rejected(&format!("{BASE}[machine]\ntcp_tables = \"shard\"\n"));
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert_eq!(d[0].message, "unknown tcp_tables `shard`");
+        assert!(
+            d[0].help
+                .as_deref()
+                .is_some_and(|h| h.starts_with("did you mean \"shared\""))
+        );
+    }
 
     #[test]
     fn machine_raise_lists_known_global_limits_once() {
