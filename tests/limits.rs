@@ -401,3 +401,53 @@ fn outside_the_hosts_namespace_the_raise_is_refused_up_front() {
     drop(other);
     assert_host_unchanged(&before);
 }
+
+/// `lab up` is for the same load as `lab run` (the user's own tools may drive it through `lab
+/// exec`): it makes the raises the file allows, says so, and `lab down` restores them; a lab
+/// that may not raise is built all the same, with the warning of what `lab run` would refuse.
+#[test]
+fn lab_up_makes_the_raises_the_file_allows_and_down_restores_them() {
+    let Some((_one, before_snapshot)) =
+        begin("lab_up_makes_the_raises_the_file_allows_and_down_restores_them")
+    else {
+        return;
+    };
+    let before = conntrack_max();
+    let per = per_container(1000);
+    let file = crowded_lab("limup", per, ALLOW);
+    let name = unique_name("limup");
+    {
+        let _guard = LabGuard { name: name.clone() };
+        let up = lab(&["up", file.to_str().expect("utf-8"), "--name", &name]);
+        assert!(up.status.success(), "{}", text(&up));
+        let raised = conntrack_max();
+        assert!(raised > before, "{KEY} is still {raised}: not raised");
+        assert!(
+            String::from_utf8_lossy(&up.stderr)
+                .contains(&format!("lab: raised {KEY} from {before} to {raised}")),
+            "{}",
+            text(&up)
+        );
+        let down = lab(&["down", &name]);
+        assert!(down.status.success(), "{}", text(&down));
+        assert_eq!(conntrack_max(), before, "not restored by lab down");
+    }
+    assert_gone(&name);
+
+    let file = crowded_lab("limupno", per, "");
+    let name = unique_name("limupno");
+    {
+        let _guard = LabGuard { name: name.clone() };
+        let up = lab(&["up", file.to_str().expect("utf-8"), "--name", &name]);
+        assert!(up.status.success(), "{}", text(&up));
+        assert!(
+            String::from_utf8_lossy(&up.stderr)
+                .contains("lab: warning: `lab run` would refuse this lab: one host will need"),
+            "{}",
+            text(&up)
+        );
+        assert_eq!(conntrack_max(), before, "raised without the file's leave");
+    }
+    assert_gone(&name);
+    assert_host_unchanged(&before_snapshot);
+}

@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use super::{absolute, load_lab, runtime};
+use crate::lab::capacity::Capacity;
 use crate::lab::lifecycle::{Signals, up};
 use crate::lab::preflight;
 use crate::nat::firewall::DockerFirewall;
@@ -24,12 +25,21 @@ pub fn run(args: Args) -> Result<()> {
     preflight::check_machine()?;
     let plan = loaded.plan;
     let name = plan.name.clone();
+    // The lab's `[clients]` say what load it is for, whoever runs it (`lab run`, or the user's
+    // own tools through `lab exec`): the same raises the file allows, printed, recorded and
+    // restored by `lab down`. What the machine cannot hold is said, not refused: nothing runs
+    // yet.
+    let capacity = Capacity::of(&plan);
+    for problem in capacity.problems() {
+        errln!("lab: warning: `lab run` would refuse this lab: {problem}");
+    }
+    let raises = capacity.raises();
     let namespaces = plan.namespaces().len();
     let file = absolute(&args.file);
     let started = Instant::now();
     runtime()?.block_on(async {
         let mut signals = Signals::catch()?;
-        let lab = up(plan, Some(&file), &[], &mut signals, &DockerFirewall).await?;
+        let lab = up(plan, Some(&file), &raises, &mut signals, &DockerFirewall).await?;
         lab.leave_up()
     })?;
     super::log::status!(

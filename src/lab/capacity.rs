@@ -262,8 +262,6 @@ impl Capacity {
     }
 }
 
-/// Refuses (exit 3) a lab the machine cannot hold, before anything is built; returns the
-/// estimate, whose [`Capacity::raises`] the run must make.
 /// The established-hashes the lab's namespaces get of their own: a bucket is an
 /// `hlist_nulls_head` (8 bytes), allocated when the namespace is created.
 fn ehash_bytes(plan: &super::Plan) -> u64 {
@@ -323,6 +321,8 @@ fn crowded_programs(plan: &super::Plan, limit: u64) -> Vec<String> {
     out
 }
 
+/// Refuses (exit 3) a lab the machine cannot hold, before anything is built; returns the
+/// estimate, whose [`Capacity::raises`] the run must make.
 pub fn check_capacity(plan: &super::Plan) -> Result<Capacity> {
     let cap = Capacity::of(plan);
     let problems = cap.problems();
