@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Benchmark: the million lab (labs/million.toml: 5 client hosts x 10 containers, one server host
 # with 5 addresses, container j -> address j mod 5, port 9000, through Docker's masquerade),
-# scaled to N connections (N/50 per container), run two ways (issue 7):
+# scaled to N connections (N/50 per container; LAB_FILE=labs/max.toml: 10 hosts, N/100), run
+# three ways (issues 7 and 18):
 #   lab  `lab run` of the scaled file (it builds its own lab and agents)
 #   c    bench/c/client.c + bench/c/server.c, the minimal epoll probe, in the same topology
-#        built with `lab up` of the same scaled file, each program started with `lab exec`, split
-#        over exactly as many processes as lab uses (clients: disjoint port slices of the
-#        container's 1024-65535; servers: SO_REUSEPORT on port 9000)
+#        built with `lab up` of the same scaled file (the same kernel tables as lab: busy
+#        namespaces' own established-hashes, the conntrack buckets the file allows), each
+#        program started with `lab exec`, split over exactly as many processes as lab uses
+#        (clients: disjoint port slices of the container's 1024-65535; servers: SO_REUSEPORT)
+#   c0   the same probe on the kernel's default tables: the file with `[machine] tcp_tables =
+#        "shared"` and without the conntrack buckets raise
 # For each run:
 #   time      from starting the clients until the server namespace holds N connections accepted
 #             by the server processes (the sockstat method of bench/workload.sh, every 50 ms);
@@ -17,6 +21,8 @@
 #             kernel: the drop of MemAvailable from just before the run to the target
 #   CPU       /proc/stat (user, system, softirq, idle) over the ramp; per-process CPU of clients,
 #             servers and `lab run`; server-side TCP segments in (2 per handshake, 1 per ping)
+#   cost      the machine's busy CPU time over the ramp (all CPUs, /proc/stat) per connection,
+#             in microseconds: what one connection costs, to compare across N
 #   teardown  lab: from its first agent exiting (it stops them after reading the NAT view) until
 #             `lab run` exits; c: SIGTERM to every process until `lab down` has removed the lab
 # Before each run it waits until the CPUs are < IDLE_PCT busy (other sessions) and the kernel has
@@ -24,7 +30,9 @@
 # down on failure; `ip netns list` is left as found.
 #
 # Usage (root): bench/million.sh [N...]      (default 100000 250000 500000 1000000)
-#   VARIANTS="lab c"   which to run, in this order for each N
+#   VARIANTS="lab c c0"  which to run, in this order for each N
+#   LAB_FILE=FILE      the lab to scale (default labs/million.toml; its one client group's
+#                      `connections` becomes N / its containers)
 #   RUNS=1             rounds (the order of the variants alternates per round)
 #   WORK=DIR           files, logs, samples, results (default /tmp/lab-bench-million)
 #   PING=DUR           ping interval: lab gets `ping_interval = "DUR"` (e.g. 1h), the C client
@@ -55,8 +63,10 @@ done
 
 ROOT=$PWD
 WORK=${WORK:-/tmp/lab-bench-million}
-read -r -a kinds <<<"${VARIANTS:-lab c}"
-for k in "${kinds[@]}"; do [[ $k =~ ^(lab|c)$ ]] || { echo "VARIANTS: lab, c" >&2; exit 2; }; done
+read -r -a kinds <<<"${VARIANTS:-lab c c0}"
+for k in "${kinds[@]}"; do [[ $k =~ ^(lab|c|c0)$ ]] || { echo "VARIANTS: lab, c, c0" >&2; exit 2; }; done
+LAB_FILE=${LAB_FILE:-labs/million.toml}
+[[ -r $LAB_FILE ]] || { echo "LAB_FILE: cannot read $LAB_FILE" >&2; exit 2; }
 RUNS=${RUNS:-1}
 ROUND0=${ROUND0:-1}
 C_PORT_SHIFT=${C_PORT_SHIFT:-0}
@@ -139,12 +149,14 @@ PER_PROCESS=$((HARD - 64)) # lab's FD_RESERVE: what one agent holds at most
 # --- lab files ------------------------------------------------------------------------------
 # Prints the path of the scaled lab file for N and variant KIND, named NAME.
 lab_file() { # N KIND NAME
-  local n=$1 name=$3 f=$WORK/files/$3.toml
+  local n=$1 kind=$2 name=$3 f=$WORK/files/$3.toml
   if [[ $TOPO == lab ]]; then
-    ((n % 50 == 0)) || { echo "N must be a multiple of 50" >&2; return 2; }
-    sed -e "s/^name = \"million\"/name = \"$name\"/" \
-      -e "s/^connections = 20000$/connections = $((n / 50))/" \
-      -e "s/^established = 1000000$/established = $n/" labs/million.toml >"$f"
+    local k
+    k=$("$LAB" check "$LAB_FILE" --json | jq '.plan.clients[0].containers | length')
+    ((n % k == 0)) || { echo "N must be a multiple of $k (the containers of $LAB_FILE)" >&2; return 2; }
+    sed -E -e "s/^name = \".*\"/name = \"$name\"/" \
+      -e "s/^connections = [0-9]+$/connections = $((n / k))/" \
+      -e "s/^established = [0-9]+$/established = $n/" "$LAB_FILE" >"$f"
   else # the kernel notes' probe: 4 hosts x 12 containers, 4 server addresses
     local h c per=$(((n + 47) / 48))
     {
@@ -164,6 +176,11 @@ lab_file() { # N KIND NAME
   fi
   if [[ -n $PING ]]; then
     sed -i "s/^\[clients.load\]$/[clients.load]\nping_interval = \"$PING\"/" "$f"
+  fi
+  if [[ $kind == c0 ]]; then # the kernel's default tables
+    sed -i -E -e 's/, "net.netfilter.nf_conntrack_buckets"|"net.netfilter.nf_conntrack_buckets",? ?//' \
+      -e 's/^\[machine\]$/[machine]\ntcp_tables = "shared"/' "$f"
+    grep -q '^tcp_tables' "$f" || printf '\n[machine]\ntcp_tables = "shared"\n' >>"$f"
   fi
   "$LAB" check "$f" >/dev/null || { echo "lab check $f failed" >&2; return 2; }
   echo "$f"
@@ -226,6 +243,10 @@ cpu_split() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x); split(b, y); t = 0
   for (i = 2; i <= 11; i++) t += y[i] - x[i]; if (!t) t = 1
   printf "%.0f %.0f %.0f %.0f", 100 * (y[2] + y[3] - x[2] - x[3]) / t, 100 * (y[4] - x[4]) / t,
     100 * (y[8] - x[8]) / t, 100 * (y[5] + y[6] - x[5] - x[6]) / t }'; }
+# Busy CPU-seconds (all CPUs: everything but idle and iowait) between two /proc/stat lines.
+cpu_busy_s() { awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { split(a, x); split(b, y); t = 0
+  for (i = 2; i <= 11; i++) t += y[i] - x[i]
+  printf "%.1f", (t - (y[5] - x[5]) - (y[6] - x[6])) / hz }'; }
 cpu_busy() { # percent of all CPUs busy over 1 s
   local a b; a=$(cpu_line); sleep 1; b=$(cpu_line)
   awk -v a="$a" -v b="$b" 'BEGIN { split(a, x); split(b, y); t = 0
@@ -385,8 +406,8 @@ run_one() { # KIND N DIR
   splits=$(lab_splits "$conns")
   nclients=$((${#plan[@]} * splits))
   servers=$(lab_servers "$((conns * ${#plan[@]}))")
-  [[ $kind == c && -n ${SERVERS:-} ]] && servers=$SERVERS
-  [[ $TOPO == notes && $kind == c && -z ${SERVERS:-} ]] && servers=64
+  [[ $kind != lab && -n ${SERVERS:-} ]] && servers=$SERVERS
+  [[ $TOPO == notes && $kind != lab && -z ${SERVERS:-} ]] && servers=64
   n=$((conns * ${#plan[@]}))
   if [[ -e /run/lab/$name ]] || ip netns list | grep -q "^$name-"; then
     echo "lab $name exists already (someone else's?); not touching it" >&2
@@ -539,6 +560,9 @@ run_one() { # KIND N DIR
   cpu_clients=$(cpu_of "${client_pids[@]}") cpu_servers=$(cpu_of "${server_pids[@]}")
   [[ $kind == lab ]] && cpu_lab=$(cpu_of "$lab_pid")
   ramp_cpu=$(cpu_split "$cpu0" "$cpu1")
+  local busy_s us_per
+  busy_s=$(cpu_busy_s "$cpu0" "$cpu1")
+  us_per=$(awk -v s="$busy_s" -v n="$n" 'BEGIN { printf "%.1f", s * 1e6 / n }')
   local segs=$(( $(in_segs "$sampler_pid") - segs0 ))
   stop_perf
   local synre ctd
@@ -599,7 +623,7 @@ run_one() { # KIND N DIR
     failed=$(jq '[.outcome.last.failed | .. | numbers] | add // 0' "$dir/report.json")
     report_rss=$(jq '((.outcome.last.agents_rss_bytes + .lab_rss_bytes) / 1024) | floor' "$dir/report.json" 2>/dev/null || echo -)
     report_pss=$(jq '(.outcome.last.agents_pss_bytes / 1024) | floor' "$dir/report.json" 2>/dev/null || echo -)
-  elif [[ $kind == c ]]; then
+  elif [[ $kind != lab ]]; then
     est=$(cat "$dir"/client-*.log | awk '/ established / { e += $1; f += $3 } END { print e + 0 }')
     failed=$(cat "$dir"/client-*.log | awk '/ established / { f += $3 } END { print f + 0 }')
   fi
@@ -616,18 +640,18 @@ run_one() { # KIND N DIR
     "$lab_hwm" $((mem0 - mem1)) "$slab" "$kused" "$(ms_between "$td0" "$td1")" "$td_kill" "$t_after" "$t_up" \
     "$spread" "$servers" "$nclients" "$est" "$failed" "$own" "$report_rss" "$report_pss" \
     "$ramp_cpu" "$cpu_clients" "$cpu_servers" "$cpu_lab" "$segs" "$synre" "$ctd" "$listen_drops" \
-    "$sn" "$m100" "$m250" "$m500" "$left" "$name")
+    "$sn" "$m100" "$m250" "$m500" "$left" "$name" "$busy_s" "$us_per")
   row=${row%$'\t'}
 }
 
 # --- the runs ---------------------------------------------------------------------------------
 results=$WORK/results${TAG:+-$TAG}.tsv
-header='kind	N	ms_to_N	ms_kernel	peak_per_s	rss_kib	pss_kib	lab_hwm_kib	memavail_drop_kib	slab_growth_kib	kernel_used_growth_kib	teardown_ms	td_kill_ms	after_N_until_sigterm_ms	up_ms	client_start_spread_ms	servers	clients	established	failed	lab_series_ms	lab_report_rss_kib	lab_report_pss_kib	cpu_user_sys_softirq_idle_pct	cpu_clients_s	cpu_servers_s	cpu_lab_s	server_segs_in	syn_retrans	ct_insert_failed_drop	listen_drops	softnet_drops	ms_100k	ms_250k	ms_500k	netns_left	name	busy_pct	load1	files_before	date'
+header='kind	N	ms_to_N	ms_kernel	peak_per_s	rss_kib	pss_kib	lab_hwm_kib	memavail_drop_kib	slab_growth_kib	kernel_used_growth_kib	teardown_ms	td_kill_ms	after_N_until_sigterm_ms	up_ms	client_start_spread_ms	servers	clients	established	failed	lab_series_ms	lab_report_rss_kib	lab_report_pss_kib	cpu_user_sys_softirq_idle_pct	cpu_clients_s	cpu_servers_s	cpu_lab_s	server_segs_in	syn_retrans	ct_insert_failed_drop	listen_drops	softnet_drops	ms_100k	ms_250k	ms_500k	netns_left	name	ramp_cpu_busy_s	us_cpu_per_connection	busy_pct	load1	files_before	date'
 [[ -s $results ]] || echo "$header" >"$results"
 date -u +'%F %T UTC'
-echo "sizes: ${sizes[*]}; variants: ${kinds[*]}; rounds: $RUNS; topology: $TOPO; ping: ${PING:-lab file}; C batch $C_BATCH, in flight $IN_FLIGHT; open files $HARD"
-printf '%-4s %9s %10s %10s %8s %9s %9s %9s %10s %10s %s\n' kind N "to N (ms)" "kernel ms" peak/s \
-  "RSS MiB" "PSS MiB" "lab HWM" "kernel MiB" "down (ms)" "cpu u/s/si/idle"
+echo "sizes: ${sizes[*]}; variants: ${kinds[*]}; rounds: $RUNS; topology: $TOPO ($LAB_FILE); ping: ${PING:-lab file}; C batch $C_BATCH, in flight $IN_FLIGHT; open files $HARD"
+printf '%-4s %9s %10s %10s %8s %9s %9s %9s %10s %10s %8s %s\n' kind N "to N (ms)" "kernel ms" peak/s \
+  "RSS MiB" "PSS MiB" "lab HWM" "kernel MiB" "down (ms)" "us/conn" "cpu u/s/si/idle"
 for ((r = ROUND0; r < ROUND0 + RUNS; r++)); do
   for n in "${sizes[@]}"; do
     for ((j = 0; j < ${#kinds[@]}; j++)); do
@@ -638,11 +662,11 @@ for ((r = ROUND0; r < ROUND0 + RUNS; r++)); do
       run_one "$kind" "$n" "$dir"
       printf '%s\t%s\t%s\t%s\t%s\n' "$row" "$busy" "$load1" "$files0" "$(date -u +%FT%TZ)" >>"$results"
       IFS=$'\t' read -r -a f <<<"$row"
-      printf '%-4s %9s %10s %10s %8s %9s %9s %9s %10s %10s %s\n' "${f[0]}" "${f[1]}" "${f[2]}" "${f[3]}" \
+      printf '%-4s %9s %10s %10s %8s %9s %9s %9s %10s %10s %8s %s\n' "${f[0]}" "${f[1]}" "${f[2]}" "${f[3]}" \
         "${f[4]}" "$(awk -v k="${f[5]}" 'BEGIN { printf "%.1f", k / 1024 }')" \
         "$(awk -v k="${f[6]}" 'BEGIN { printf "%.1f", k / 1024 }')" \
         "$(awk -v k="${f[7]}" 'BEGIN { printf "%.1f", k / 1024 }')" \
-        "$(awk -v k="${f[10]}" 'BEGIN { printf "%.0f", k / 1024 }')" "${f[11]}" "${f[23]} (busy before $busy%)"
+        "$(awk -v k="${f[10]}" 'BEGIN { printf "%.0f", k / 1024 }')" "${f[11]}" "${f[38]}" "${f[23]} (busy before $busy%)"
       perf_summary "$dir"
     done
   done
@@ -655,7 +679,8 @@ awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
       for (a = 1; a <= cnt; a++) for (b = a + 1; b <= cnt; b++) if (t[k, b] + 0 < t[k, a] + 0) { x = t[k, a]; t[k, a] = t[k, b]; t[k, b] = x }
       split(k, f, " "); med[k] = t[k, int((cnt + 1) / 2)]
       printf "  %-4s %9s  %8.1f s  (%d runs)", f[2], f[1], med[k] / 1000, cnt
-      if (f[2] == "lab" && (f[1] " c") in med) printf "  %.2fx the C probe", med[k] / med[f[1] " c"]
-      if (f[2] == "c" && (f[1] " lab") in med) printf "  lab: %.2fx", med[f[1] " lab"] / med[k]
+      if (f[2] == "lab" && (f[1] " c") in med) printf "  %.2fx the probe on the same tables", med[k] / med[f[1] " c"]
+      if (f[2] == "lab" && (f[1] " c0") in med) printf "  %.2fx the probe on the default tables", med[k] / med[f[1] " c0"]
+      if (f[2] == "c" && (f[1] " c0") in med) printf "  %.2fx the probe on the default tables", med[k] / med[f[1] " c0"]
       printf "\n" } }' "$results"
 echo "results: $results (one row per run; the per-run directories hold samples, rates, logs)"
