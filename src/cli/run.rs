@@ -12,7 +12,7 @@ use crate::error::{Fail, invalid};
 use crate::lab::plan::Hold;
 use crate::report::live::Live;
 use crate::report::run::{RunReport, established_svg, render, series_csv};
-use crate::report::{nat as nat_report, topology};
+use crate::report::{html, nat as nat_report, topology};
 use crate::workload::options::RunOptions;
 use crate::workload::outcome::StopReason;
 use crate::workload::session;
@@ -163,6 +163,10 @@ pub fn run(args: Args) -> Result<()> {
         write(
             "established.svg",
             established_svg(&report, &groups).as_bytes(),
+        )?;
+        write(
+            "report.html",
+            html::page(&report, &ran.plan, &groups).as_bytes(),
         )?;
     }
     if args.json {
