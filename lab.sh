@@ -16,8 +16,10 @@ packages=(libnftnl-dev libmnl-dev pkg-config iproute2 nftables procps graphviz)
 # client of tests/programs/ (Go 1.19 on Debian 12, standard library only); nginx-light and wrk
 # are a real HTTP server and load generator for the tests that run the user's own programs;
 # python3 runs the small servers of tests/privileges.rs (what a program without root cannot do);
-# python3-yaml reads the compose files of `lab show --docker compose` (tests/show_docker.rs).
-test_packages=(golang-go nginx-light wrk python3 python3-yaml)
+# python3-yaml reads the compose files of `lab show --docker compose` (tests/show_docker.rs);
+# chromium opens the report.html of `lab run --out` headless and checks what it renders
+# (tests/report_html.rs).
+test_packages=(golang-go nginx-light wrk python3 python3-yaml chromium)
 
 # Installs those of the given packages that are not installed yet (nothing if all are).
 install_missing() {

@@ -27,8 +27,9 @@ pub struct Args {
     /// Print the report as one JSON document on stdout (progress still goes to stderr).
     #[arg(long)]
     pub json: bool,
-    /// Also write report.json, established.csv (time series per client group) and
-    /// established.svg (its plot) here, and your programs' logs into DIR/logs/ (a symlink as
+    /// Also write report.json, established.csv (time series per client group),
+    /// established.svg (its plot) and report.html (the whole report on one self-contained
+    /// page, to share or project) here, and your programs' logs into DIR/logs/ (a symlink as
     /// DIR is refused; nothing is written outside it).
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -184,7 +184,7 @@ fn headline(s: &mut String, r: &RunReport) {
         ),
         (
             count(r.predicted_established),
-            "predicted by lab check".to_owned(),
+            "lab check predicted".to_owned(),
         ),
     ];
     if paths > 0 {
@@ -194,10 +194,7 @@ fn headline(s: &mut String, r: &RunReport) {
         format!("{:.1} s", r.outcome.settle_ms as f64 / 1000.0),
         "to settle".to_owned(),
     ));
-    cards.push((
-        count(r.outcome.peak_rate),
-        "connections/s at the peak".to_owned(),
-    ));
+    cards.push((count(r.outcome.peak_rate), "peak connections/s".to_owned()));
     s.push_str(r#"<ul class="cards">"#);
     for (value, what) in cards {
         let _ = write!(
