@@ -2,9 +2,24 @@
 # One entry point on a fresh Debian machine: installs the system packages lab needs (once),
 # builds lab, then either runs lab with your arguments or runs the whole test suite.
 #
-#   sudo ./lab.sh up labs/02-cross-host.toml    build lab (release) and run it with these arguments
-#   sudo ./lab.sh test                          formatting, lints, unit and real-namespace tests
+#   ./lab.sh up labs/02-cross-host.toml    build lab (release) and run it with these arguments
+#   ./lab.sh test                          formatting, lints, unit and real-namespace tests
+#
+# It needs root (packages; labs are network namespaces). As root (a root shell, as on a Debian
+# box installed without sudo, or a container's build) it goes on; from a user account it runs
+# itself again through sudo, keeping PATH and rustup's and cargo's homes so that the same cargo
+# builds; without root and without sudo it says how to run it as root.
 set -euo pipefail
+if [ "$EUID" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    echo "lab.sh: needs root: running it again with sudo" >&2
+    exec sudo env "PATH=$PATH" "RUSTUP_HOME=${RUSTUP_HOME:-${HOME:-}/.rustup}" \
+      "CARGO_HOME=${CARGO_HOME:-${HOME:-}/.cargo}" "$0" "$@"
+  fi
+  echo "lab.sh: needs root (it installs packages, and labs are network namespaces), and sudo is" \
+    "not installed: run it as root, e.g. su -c '$0 $*' (or log in as root)" >&2
+  exit 1
+fi
 cd "$(dirname "$0")"
 
 # Build: libnftnl/libmnl headers (nftnl-sys, mnl-sys) and pkg-config to find them.
