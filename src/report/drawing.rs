@@ -1,7 +1,8 @@
 //! The topology as a picture drawn by lab itself, in plain SVG (no Graphviz needed, so a run's
-//! report.html always has it): each LAN a bar with its hosts hanging below it in columns, a
-//! host's servers in its box, and under the host each Docker network with its NAT rule and its
-//! containers. A network of many containers shows the first few and counts the rest.
+//! report.html always has it): each LAN a bar with its hosts hanging below it in columns; in a
+//! host's box its addresses and servers, then each Docker network (its bridge and NAT rule)
+//! holding its containers. A network of many containers shows the first few and counts the
+//! rest.
 
 use std::fmt::Write as _;
 
@@ -11,49 +12,57 @@ use crate::nat::form::{HostNat, NatKind};
 
 /// Containers drawn one by one in a network's box; past this, the first few and a count.
 const CONTAINERS_SHOWN: usize = 6;
-const COLUMN: f64 = 270.0;
+const COLUMN: f64 = 300.0;
 const GAP: f64 = 24.0;
 const MARGIN: f64 = 16.0;
 const LINE: f64 = 19.0;
 const PAD: f64 = 10.0;
 const BAR: f64 = 34.0;
-/// Characters of the 13 px sans-serif font that fit in a box's width, to wrap long lines.
-const CHARS: usize = 34;
+/// Characters of the 13 px sans-serif font that fit on a line of a host's box, and of a
+/// network's box inside it (bold text is wider: two fewer), to wrap long lines.
+const HOST_CHARS: usize = 38;
+const NET_CHARS: usize = 35;
 
-/// One text line of a box: its text and its CSS class (`t` title, `n` NAT rule, `m` muted).
+/// One text line of a box: its text and its CSS class (`t` title, `n` NAT rule, `s` server,
+/// `m` muted).
 type Text = (String, &'static str);
 
-/// A box of lines, drawn at a column's x and a given y.
-struct Boxed {
-    lines: Vec<Text>,
-    /// `host`, `net` or `ctr`: the box's CSS class.
-    class: &'static str,
+fn lines_height(lines: &[Text]) -> f64 {
+    LINE * lines.len() as f64
 }
 
-impl Boxed {
+/// A Docker network: its lines, then its containers (one line each).
+struct Network {
+    lines: Vec<Text>,
+    containers: Vec<Text>,
+}
+
+/// Height of one container's box.
+const CONTAINER: f64 = 26.0;
+
+impl Network {
     fn height(&self) -> f64 {
-        2.0 * PAD + LINE * self.lines.len() as f64 - 4.0
+        let n = self.containers.len() as f64;
+        let containers = if n > 0.0 {
+            4.0 + n * (CONTAINER + 6.0) - 6.0
+        } else {
+            0.0
+        };
+        PAD + lines_height(&self.lines) + containers + PAD
     }
 }
 
-/// What hangs below a LAN's bar in one column: the host, then its networks, each with its
-/// containers.
+/// What hangs below a LAN's bar in one column: a host's box, holding its networks.
 struct Column {
-    host: Boxed,
-    networks: Vec<(Boxed, Vec<Boxed>)>,
+    lines: Vec<Text>,
+    networks: Vec<Network>,
 }
 
 impl Column {
     fn height(&self) -> f64 {
-        let mut h = self.host.height();
-        for (net, ctrs) in &self.networks {
-            h += GAP + net.height();
-            for c in ctrs {
-                h += 6.0 + c.height();
-            }
-            h += PAD;
-        }
-        h
+        PAD + lines_height(&self.lines)
+            + self.networks.iter().map(|n| 6.0 + n.height()).sum::<f64>()
+            + PAD
     }
 }
 
@@ -87,7 +96,7 @@ fn column(plan: &Plan, id: HostId) -> Column {
     lines.extend(wrapped(
         &format!("{} {}", host.nic, addrs.join(", ")),
         "",
-        CHARS,
+        HOST_CHARS,
     ));
     for s in plan.servers.iter().filter(|s| s.host == id) {
         let what = if s.command.is_some() {
@@ -98,7 +107,7 @@ fn column(plan: &Plan, id: HostId) -> Column {
         lines.extend(wrapped(
             &format!("server {} listens on :{}{what}", s.name, s.port),
             "s",
-            CHARS,
+            HOST_CHARS - 2,
         ));
     }
     let mut networks = Vec::new();
@@ -111,73 +120,78 @@ fn column(plan: &Plan, id: HostId) -> Column {
             net.push((format!("network {}", d.name), "m"));
         }
         let nat = HostNat::of(host, d);
-        let class = if matches!(nat.kind(), NatKind::None) {
-            "m"
+        let (class, width) = if matches!(nat.kind(), NatKind::None) {
+            ("m", NET_CHARS)
         } else {
-            "n"
+            ("n", NET_CHARS - 2)
         };
-        net.extend(wrapped(&format!("nat: {nat}"), class, CHARS));
+        net.extend(wrapped(&format!("nat: {nat}"), class, width));
         let all: Vec<_> = plan.containers_on(id, network).collect();
         let shown = if all.len() > CONTAINERS_SHOWN {
             CONTAINERS_SHOWN - 1
         } else {
             all.len()
         };
-        let mut ctrs: Vec<Boxed> = all[..shown]
+        let mut containers: Vec<Text> = all[..shown]
             .iter()
-            .map(|c| Boxed {
-                lines: vec![(format!("{}  {}", c.name, c.address), "")],
-                class: "ctr",
-            })
+            .map(|c| (format!("{}  {}", c.name, c.address), ""))
             .collect();
         if let (Some(first), Some(last)) = (all.get(shown), all.last())
             && all.len() > shown
         {
-            ctrs.push(Boxed {
-                lines: vec![(
-                    format!(
-                        "… {} more: {} to {}",
-                        all.len() - shown,
-                        first.name,
-                        last.name
-                    ),
-                    "m",
-                )],
-                class: "ctr",
-            });
+            containers.push((
+                format!(
+                    "… {} more: {} to {}",
+                    all.len() - shown,
+                    first.name,
+                    last.name
+                ),
+                "m",
+            ));
         }
-        networks.push((
-            Boxed {
-                lines: net,
-                class: "net",
-            },
-            ctrs,
-        ));
+        networks.push(Network {
+            lines: net,
+            containers,
+        });
     }
-    Column {
-        host: Boxed {
-            lines,
-            class: "host",
-        },
-        networks,
+    Column { lines, networks }
+}
+
+/// Lines of text from (x, y), the top of the first line's box.
+fn draw_lines(s: &mut String, lines: &[Text], x: f64, y: f64) {
+    for (i, (text, class)) in lines.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            r#"<text class="{class}" x="{x:.1}" y="{:.1}">{}</text>"#,
+            y + 14.0 + LINE * i as f64,
+            escape(text)
+        );
     }
 }
 
-fn draw_box(s: &mut String, b: &Boxed, x: f64, y: f64, w: f64) {
+fn rect(s: &mut String, class: &str, x: f64, y: f64, w: f64, h: f64) {
     let _ = writeln!(
         s,
-        r#"<rect class="{}" x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{:.1}" rx="6"/>"#,
-        b.class,
-        b.height()
+        r#"<rect class="{class}" x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" rx="6"/>"#
     );
-    for (i, (text, class)) in b.lines.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            r#"<text class="{class}" x="{:.1}" y="{:.1}">{}</text>"#,
-            x + PAD,
-            y + PAD + 10.0 + LINE * i as f64,
-            escape(text)
-        );
+}
+
+fn draw_column(s: &mut String, col: &Column, x: f64, top: f64) {
+    rect(s, "host", x, top, COLUMN, col.height());
+    draw_lines(s, &col.lines, x + PAD, top + PAD);
+    let mut y = top + PAD + lines_height(&col.lines);
+    for net in &col.networks {
+        y += 6.0;
+        let (nx, nw) = (x + PAD, COLUMN - 2.0 * PAD);
+        rect(s, "net", nx, y, nw, net.height());
+        draw_lines(s, &net.lines, nx + PAD, y + PAD);
+        let mut cy = y + PAD + lines_height(&net.lines) + 4.0;
+        for c in &net.containers {
+            rect(s, "ctr", nx + PAD, cy, nw - 2.0 * PAD, CONTAINER);
+            draw_lines(s, std::slice::from_ref(c), nx + 2.0 * PAD, cy + 3.0);
+            cy += CONTAINER + 6.0;
+        }
+        y += net.height();
     }
 }
 
@@ -217,42 +231,7 @@ pub fn svg(plan: &Plan) -> String {
                 r#"<line class="wire" x1="{mid:.1}" y1="{:.1}" x2="{mid:.1}" y2="{top:.1}"/>"#,
                 y + BAR
             );
-            draw_box(&mut body, &col.host, x, top, COLUMN);
-            let mut cy = top + col.host.height();
-            for (net, ctrs) in &col.networks {
-                let _ = writeln!(
-                    body,
-                    r#"<line class="wire" x1="{mid:.1}" y1="{cy:.1}" x2="{mid:.1}" y2="{:.1}"/>"#,
-                    cy + GAP
-                );
-                cy += GAP;
-                let inner: f64 = ctrs.iter().map(|c| 6.0 + c.height()).sum();
-                let frame = Boxed {
-                    lines: net.lines.clone(),
-                    class: net.class,
-                };
-                let _ = writeln!(
-                    body,
-                    r#"<rect class="net" x="{x:.1}" y="{cy:.1}" width="{COLUMN:.1}" height="{:.1}" rx="6"/>"#,
-                    frame.height() + inner + PAD
-                );
-                for (i, (text, class)) in frame.lines.iter().enumerate() {
-                    let _ = writeln!(
-                        body,
-                        r#"<text class="{class}" x="{:.1}" y="{:.1}">{}</text>"#,
-                        x + PAD,
-                        cy + PAD + 10.0 + LINE * i as f64,
-                        escape(text)
-                    );
-                }
-                cy += frame.height();
-                for c in ctrs {
-                    cy += 6.0;
-                    draw_box(&mut body, c, x + PAD, cy, COLUMN - 2.0 * PAD);
-                    cy += c.height();
-                }
-                cy += PAD;
-            }
+            draw_column(&mut body, col, x, top);
             bottom = bottom.max(top + col.height());
         }
         y = bottom + 2.0 * GAP;

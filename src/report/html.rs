@@ -12,6 +12,7 @@ use super::run::{RunReport, established_svg, failures, stopped};
 use super::{count, escape};
 use crate::lab::plan::Plan;
 use crate::nat::view::{NatView, PathView};
+use crate::workload::protocol::Failures;
 
 const CSS: &str = r#"
 :root{--ink:#1b1f24;--muted:#57606a;--line:#d0d7de;--panel:#f6f8fa;--accent:#1f5fbf;
@@ -174,14 +175,7 @@ fn headline(s: &mut String, r: &RunReport) {
     let paths: usize = r.nat.iter().map(|v| v.paths.len()).sum();
     let failed = r.failed.total();
     let mut cards = vec![
-        (
-            count(failed),
-            if failed == 0 {
-                "failed".to_owned()
-            } else {
-                format!("failed: {}", failures(&r.failed))
-            },
-        ),
+        (count(failed), failed_words(&r.failed)),
         (
             count(r.predicted_established),
             "lab check predicted".to_owned(),
@@ -205,6 +199,28 @@ fn headline(s: &mut String, r: &RunReport) {
         );
     }
     s.push_str("</ul></section>\n");
+}
+
+/// The failed card's words: the cause alone when there is one, else each with its count.
+fn failed_words(f: &Failures) -> String {
+    let causes = [
+        f.no_local_port,
+        f.timed_out,
+        f.refused,
+        f.reset,
+        f.unreachable,
+        f.other,
+    ];
+    match causes.iter().filter(|&&n| n > 0).count() {
+        0 => "failed".to_owned(),
+        1 => format!(
+            "failed: {}",
+            failures(f)
+                .trim_start_matches(|c: char| c.is_ascii_digit() || c == ',')
+                .trim()
+        ),
+        _ => format!("failed: {}", failures(f)),
+    }
 }
 
 fn plot(s: &mut String, r: &RunReport, groups: &[String]) {
@@ -517,7 +533,6 @@ mod tests {
     use crate::lab::{LoadOptions, Source, load};
     use crate::nat::form::HostNat;
     use crate::workload::outcome::{ClientResult, Outcome, Sample, Snapshot, StopReason};
-    use crate::workload::protocol::Failures;
 
     /// Lab 07 with its description replaced.
     fn small_ports(description: &str) -> Plan {
@@ -666,6 +681,22 @@ mod tests {
         ] {
             assert!(html.contains(needle), "{needle} missing:\n{html}");
         }
+    }
+
+    #[test]
+    fn the_failed_card_names_its_causes() {
+        let one = Failures {
+            timed_out: 10_488,
+            ..Failures::default()
+        };
+        assert_eq!(failed_words(&one), "failed: timed out");
+        let two = Failures {
+            no_local_port: 1,
+            refused: 2_000,
+            ..Failures::default()
+        };
+        assert_eq!(failed_words(&two), "failed: 1 no local port, 2,000 refused");
+        assert_eq!(failed_words(&Failures::default()), "failed");
     }
 
     #[test]
