@@ -68,7 +68,8 @@ dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margi
 dl.facts dt{color:var(--muted)}dl.facts dd{margin:0}
 footer{margin-top:2.5rem;color:var(--muted);font-size:.8rem}
 @media (max-width:640px){html{font-size:16px}main{padding:1rem .8rem 2rem}h1{font-size:1.5rem}
-dl.facts{grid-template-columns:1fr}dl.facts dd{margin-bottom:.4rem}}
+dl.facts{grid-template-columns:1fr}dl.facts dd{margin-bottom:.4rem}
+figure{overflow-x:auto;-webkit-overflow-scrolling:touch}figure svg{min-width:560px}}
 @media print{html{font-size:10.5pt}main{max-width:none;padding:0}
 .headline,.badge,th,.cards li,.topology{-webkit-print-color-adjust:exact;print-color-adjust:exact}
 h2{break-after:avoid}figure,table,tr,.headline{break-inside:avoid}
