@@ -2,9 +2,24 @@
 # One entry point on a fresh Debian machine: installs the system packages lab needs (once),
 # builds lab, then either runs lab with your arguments or runs the whole test suite.
 #
-#   sudo ./lab.sh up labs/02-cross-host.toml    build lab (release) and run it with these arguments
-#   sudo ./lab.sh test                          formatting, lints, unit and real-namespace tests
+#   ./lab.sh up labs/02-cross-host.toml    build lab (release) and run it with these arguments
+#   ./lab.sh test                          formatting, lints, unit and real-namespace tests
+#
+# It needs root (packages; labs are network namespaces). As root (a root shell, as on a Debian
+# box installed without sudo, or a container's build) it goes on; from a user account it runs
+# itself again through sudo, keeping PATH and rustup's and cargo's homes so that the same cargo
+# builds; without root and without sudo it says how to run it as root.
 set -euo pipefail
+if [ "$EUID" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    echo "lab.sh: needs root: running it again with sudo" >&2
+    exec sudo env "PATH=$PATH" "RUSTUP_HOME=${RUSTUP_HOME:-${HOME:-}/.rustup}" \
+      "CARGO_HOME=${CARGO_HOME:-${HOME:-}/.cargo}" "$0" "$@"
+  fi
+  echo "lab.sh: needs root (it installs packages, and labs are network namespaces), and sudo is" \
+    "not installed: run it as root, e.g. su -c '$0 $*' (or log in as root)" >&2
+  exit 1
+fi
 cd "$(dirname "$0")"
 
 # Build: libnftnl/libmnl headers (nftnl-sys, mnl-sys) and pkg-config to find them.
@@ -16,8 +31,10 @@ packages=(libnftnl-dev libmnl-dev pkg-config iproute2 nftables procps graphviz)
 # client of tests/programs/ (Go 1.19 on Debian 12, standard library only); nginx-light and wrk
 # are a real HTTP server and load generator for the tests that run the user's own programs;
 # python3 runs the small servers of tests/privileges.rs (what a program without root cannot do);
-# python3-yaml reads the compose files of `lab show --docker compose` (tests/show_docker.rs).
-test_packages=(golang-go nginx-light wrk python3 python3-yaml)
+# python3-yaml reads the compose files of `lab show --docker compose` (tests/show_docker.rs);
+# chromium opens the report.html of `lab run --out` headless and checks what it renders
+# (tests/report_html.rs).
+test_packages=(golang-go nginx-light wrk python3 python3-yaml chromium)
 
 # Installs those of the given packages that are not installed yet (nothing if all are).
 install_missing() {

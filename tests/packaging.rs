@@ -92,6 +92,20 @@ fn the_workflow_parses_builds_lab_and_runs_a_lab_that_exists() {
     for s in ["Keep the report", "Nothing left behind"] {
         assert_eq!(step_named(&wf, s)["if"].as_str(), Some("always()"));
     }
+    // The report kept is the directory `--out` wrote (report.html among its files).
+    let keep = step_named(&wf, "Keep the report");
+    assert_eq!(keep["uses"].as_str(), Some("actions/upload-artifact@v4"));
+    let out = script
+        .split_whitespace()
+        .skip_while(|w| *w != "--out")
+        .nth(1)
+        .expect("the run step writes --out DIR");
+    assert_eq!(
+        keep["with"]["path"]
+            .as_str()
+            .map(|p| p.trim_end_matches('/')),
+        Some(out)
+    );
 }
 
 /// Runs the "Run the lab" step as GitHub would (`bash --noprofile --norc -eo pipefail`) with
@@ -141,6 +155,84 @@ fn the_run_step_fails_the_job_exactly_when_lab_fails() {
         let args = std::fs::read_to_string(tmp.0.join("args")).expect("lab was run");
         assert_eq!(args.trim(), "run labs/02-cross-host.toml --out lab-out");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// lab.sh without root.
+
+/// `bash lab.sh ARGS` as a user that is not root (as root: in a user namespace of its own,
+/// where it is uid 65534 but keeps its access to the files it can read), with only `dir` on
+/// `PATH`.
+fn lab_sh_as_a_user(dir: &Path, args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new("/bin/bash");
+    cmd.arg(repo().join("lab.sh"))
+        .args(args)
+        .env_clear()
+        .env("PATH", dir)
+        .env("HOME", "/home/someone")
+        .env("ARGS_FILE", dir.join("args"));
+    // SAFETY: geteuid cannot fail; unshare is async-signal-safe and changes only the child.
+    if unsafe { libc::geteuid() } == 0 {
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::unshare(libc::CLONE_NEWUSER) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    cmd.output().expect("run lab.sh")
+}
+
+/// The README's two commands work both ways: as root lab.sh goes on (CI runs it so), from a
+/// user account it runs itself again through sudo with the same arguments, PATH and cargo's
+/// homes; and where there is no sudo (a Debian box installed without it) it stops at once,
+/// saying to run it as root, instead of failing with "sudo: command not found".
+#[test]
+fn lab_sh_without_root_uses_sudo_or_says_how() {
+    let tmp = TempDir::new("labsh-user");
+    let out = lab_sh_as_a_user(&tmp.0, &["run", "labs/07-small-ports.toml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("lab.sh: needs root") && err.contains("sudo is not installed"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "run it as root, e.g. su -c '{} run labs/07-small-ports.toml'",
+            repo().join("lab.sh").display()
+        )),
+        "{err}"
+    );
+
+    let sudo = tmp.0.join("sudo");
+    std::fs::write(
+        &sudo,
+        "#!/bin/bash\nprintf '%s\\n' \"$@\" > \"$ARGS_FILE\"\n",
+    )
+    .expect("sudo");
+    std::fs::set_permissions(&sudo, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = lab_sh_as_a_user(&tmp.0, &["run", "labs/07-small-ports.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let args = std::fs::read_to_string(tmp.0.join("args")).expect("sudo was run");
+    let args: Vec<&str> = args.lines().collect();
+    let lab_sh = repo().join("lab.sh");
+    assert_eq!(
+        args,
+        [
+            "env",
+            &format!("PATH={}", tmp.0.display()),
+            "RUSTUP_HOME=/home/someone/.rustup",
+            "CARGO_HOME=/home/someone/.cargo",
+            lab_sh.to_str().expect("utf-8 path"),
+            "run",
+            "labs/07-small-ports.toml"
+        ]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -259,7 +259,7 @@ established = {expect}
 /// A lab without `[expect]` checks nothing, and says so: `expectations_met` is `null` in JSON,
 /// "no expectations" in text, exit 0. Its `--out` files are parsed, not grepped: report.json is
 /// the same report, established.csv has its header and one row per sample, established.svg is
-/// XML with one line per client group and the total.
+/// XML with one line per client group and the total, report.html says the same.
 #[test]
 fn a_lab_without_expectations_says_so_and_writes_parseable_outputs() {
     if !root_or_skip("a_lab_without_expectations_says_so_and_writes_parseable_outputs") {
@@ -367,6 +367,19 @@ connections = 700
     for label in ["a", "b", "total"] {
         assert!(texts.contains(&label), "legend {label}: {texts:?}");
     }
+
+    // report.html (tests/report_html.rs opens one in a browser): the same count, nothing
+    // short of it, and no expectations, said so.
+    let html = std::fs::read_to_string(out_dir.join("report.html")).expect("report.html");
+    for needle in [
+        r#"<strong id="established">1,200</strong> of <span id="asked">1,200</span>"#,
+        "every connection established",
+        r#"<span class="badge none">no expectations</span>"#,
+        "No expectations: the lab file has no <code>[expect]</code> table",
+    ] {
+        assert!(html.contains(needle), "report.html lacks {needle}");
+    }
+    assert_eq!(html.matches("<polyline").count(), 3, "a, b and total");
 }
 
 // ---- failure causes ---------------------------------------------------------------------

@@ -12,7 +12,7 @@ use crate::error::{Fail, invalid};
 use crate::lab::plan::Hold;
 use crate::report::live::Live;
 use crate::report::run::{RunReport, established_svg, render, series_csv};
-use crate::report::{nat as nat_report, topology};
+use crate::report::{html, nat as nat_report, topology};
 use crate::workload::options::RunOptions;
 use crate::workload::outcome::StopReason;
 use crate::workload::session;
@@ -27,8 +27,9 @@ pub struct Args {
     /// Print the report as one JSON document on stdout (progress still goes to stderr).
     #[arg(long)]
     pub json: bool,
-    /// Also write report.json, established.csv (time series per client group) and
-    /// established.svg (its plot) here, and your programs' logs into DIR/logs/ (a symlink as
+    /// Also write report.json, established.csv (time series per client group),
+    /// established.svg (its plot) and report.html (the whole report on one self-contained
+    /// page, to share or project) here, and your programs' logs into DIR/logs/ (a symlink as
     /// DIR is refused; nothing is written outside it).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -163,6 +164,10 @@ pub fn run(args: Args) -> Result<()> {
         write(
             "established.svg",
             established_svg(&report, &groups).as_bytes(),
+        )?;
+        write(
+            "report.html",
+            html::page(&report, &ran.plan, &groups).as_bytes(),
         )?;
     }
     if args.json {

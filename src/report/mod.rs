@@ -3,7 +3,9 @@
 
 pub mod commands;
 pub mod docker;
+pub mod drawing;
 pub mod graph;
+pub mod html;
 pub mod live;
 pub mod nat;
 pub mod notice;
@@ -44,6 +46,23 @@ pub fn count(n: u64) -> String {
             out.push(',');
         }
         out.push(c);
+    }
+    out
+}
+
+/// Text made safe inside HTML or SVG, in an element or a quoted attribute: a lab file's
+/// `<script>` is shown, never run.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
     }
     out
 }
@@ -100,6 +119,14 @@ mod tests {
             "an empty NO_COLOR is unset"
         );
         assert!(!allowed(true, None, Some(OsStr::new("dumb"))));
+    }
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            super::escape(r#"<script>alert("x" & 'y')</script>"#),
+            "&lt;script&gt;alert(&quot;x&quot; &amp; &#39;y&#39;)&lt;/script&gt;"
+        );
     }
 
     #[test]

@@ -4,12 +4,24 @@
 
 use std::fmt::Write as _;
 
-use super::count;
+use super::{count, escape};
 
 /// A labelled horizontal reference line.
 pub struct Mark {
     pub label: String,
     pub value: u64,
+    pub style: MarkStyle,
+}
+
+/// How a reference line is drawn.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum MarkStyle {
+    /// The limit the run stops at: solid, thick, red, its label bold.
+    Wall,
+    /// Another limit that was reached (a full NAT path): dashed red.
+    Limit,
+    /// A number to compare with (what was asked): dashed grey.
+    Reference,
 }
 
 /// One line of the plot: (milliseconds, value) points.
@@ -108,9 +120,14 @@ pub fn svg(title: &str, lines: &[Line], marks: &[Mark]) -> String {
     // Reference lines, labelled at the right edge.
     for m in marks {
         let yy = y(m.value);
+        let (color, line, weight) = match m.style {
+            MarkStyle::Wall => ("#c62828", r#"stroke-width="2.5""#, r#" font-weight="bold""#),
+            MarkStyle::Limit => ("#c62828", r#"stroke-dasharray="6,4""#, ""),
+            MarkStyle::Reference => ("#57606a", r#"stroke-dasharray="6,4""#, ""),
+        };
         let _ = writeln!(
             s,
-            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#d62728" stroke-dasharray="6,4"/><text x="{:.1}" y="{:.1}" fill="#d62728">{} {}</text>"##,
+            r#"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="{color}" {line}/><text x="{:.1}" y="{:.1}" fill="{color}"{weight}>{} {}</text>"#,
             LEFT + pw,
             LEFT + pw + 6.0,
             yy + 4.0,
@@ -160,12 +177,6 @@ fn nice_ceiling(n: u64) -> u64 {
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +202,7 @@ mod tests {
             &[Mark {
                 label: "path capacity".into(),
                 value: 64_512,
+                style: MarkStyle::Wall,
             }],
         );
         assert!(svg.starts_with("<svg"));

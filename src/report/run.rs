@@ -242,7 +242,8 @@ fn verdict(outcome: &Outcome, nat: &[NatView]) -> Vec<String> {
     out
 }
 
-fn failures(f: &Failures) -> String {
+/// A client's failures by cause, `-` when none.
+pub fn failures(f: &Failures) -> String {
     let parts: Vec<String> = [
         (f.no_local_port, "no local port"),
         (f.timed_out, "timed out"),
@@ -259,6 +260,22 @@ fn failures(f: &Failures) -> String {
         "-".into()
     } else {
         parts.join(", ")
+    }
+}
+
+/// Why the run stopped watching, in words.
+pub fn stopped(o: &Outcome) -> String {
+    match o.stop {
+        // A dead client counts as done, with connections it never tried.
+        StopReason::AllDone if !o.last.dead_agents.is_empty() => {
+            "every client finished or died".to_string()
+        }
+        StopReason::AllDone => "every connection established or failed".to_string(),
+        StopReason::Settled => "counts stopped moving".to_string(),
+        StopReason::Timeout => "timeout".to_string(),
+        StopReason::Interrupted(sig) => {
+            format!("interrupted by {}", crate::error::signal_name(sig))
+        }
     }
 }
 
@@ -447,18 +464,7 @@ pub fn render(r: &RunReport) -> String {
         out,
         "\nsettled {:.1} s after the clients started ({}); peak {} connections/s",
         o.settle_ms as f64 / 1000.0,
-        match o.stop {
-            // A dead client counts as done, with connections it never tried.
-            StopReason::AllDone if !last.dead_agents.is_empty() => {
-                "every client finished or died".to_string()
-            }
-            StopReason::AllDone => "every connection established or failed".to_string(),
-            StopReason::Settled => "counts stopped moving".to_string(),
-            StopReason::Timeout => "timeout".to_string(),
-            StopReason::Interrupted(sig) => {
-                format!("interrupted by {}", crate::error::signal_name(sig))
-            }
-        },
+        stopped(o),
         count(o.peak_rate),
     );
     if let Some(h) = &o.hold {
@@ -524,7 +530,7 @@ pub fn render(r: &RunReport) -> String {
 /// The plot of established connections per group and in total, with the capacity of every
 /// exhausted NAT path and the expectation as reference lines.
 pub fn established_svg(report: &RunReport, groups: &[String]) -> String {
-    use crate::report::plot::{Line, Mark, svg};
+    use crate::report::plot::{Line, Mark, MarkStyle, svg};
     let series = &report.outcome.series;
     let mut lines: Vec<Line> = groups
         .iter()
@@ -543,18 +549,43 @@ pub fn established_svg(report: &RunReport, groups: &[String]) -> String {
             points: series.iter().map(|s| (s.t_ms, s.total)).collect(),
         });
     }
-    let mut marks: Vec<Mark> = report
+    // The wall: what the prediction says the run stops at, when that is short of what was
+    // asked; a full NAT path at the same height is the same line.
+    let wall = report.predicted_established;
+    let wall = (wall > 0 && wall < report.asked).then_some(wall);
+    let mut full: Vec<u64> = report
         .nat
         .iter()
         .flat_map(|v| v.paths.iter().filter(|p| p.exhausted))
-        .map(|p| Mark {
+        .map(|p| u64::from(p.capacity))
+        .collect();
+    full.sort_unstable();
+    full.dedup();
+    let mut marks: Vec<Mark> = full
+        .iter()
+        .filter(|&&v| Some(v) != wall)
+        .map(|&value| Mark {
             label: "NAT path full".into(),
-            value: u64::from(p.capacity),
+            value,
+            style: MarkStyle::Limit,
         })
         .collect();
+    if let Some(value) = wall {
+        marks.push(Mark {
+            label: if full.contains(&value) {
+                "the NAT's wall"
+            } else {
+                "predicted wall"
+            }
+            .into(),
+            value,
+            style: MarkStyle::Wall,
+        });
+    }
     marks.push(Mark {
         label: "asked".into(),
         value: report.asked,
+        style: MarkStyle::Reference,
     });
     let title = format!(
         "lab {}: {} of {} connections established",
