@@ -50,15 +50,15 @@ fn busy_namespaces_get_an_established_hash_of_their_own() {
     }
     let before = host_snapshot();
     let machine = ehash(None);
-    // 20,000 sockets: the next power of two is 32,768, for the server's host and for each
+    // 20,000 sockets: two buckets a socket, the next power of two is 65,536, for the server's host and for each
     // container of the client's host (one size for the host's containers, the busiest's).
     let file = temp_lab("tables", &lab_text(20_000));
     let name = unique_name("tbl");
     {
         let up = LabGuard::up(&file, &name);
-        assert_eq!(ehash(Some(&up.ns("server-host"))), 32_768);
-        assert_eq!(ehash(Some(&up.ns("c1"))), 32_768);
-        assert_eq!(ehash(Some(&up.ns("c2"))), 32_768);
+        assert_eq!(ehash(Some(&up.ns("server-host"))), 65_536);
+        assert_eq!(ehash(Some(&up.ns("c1"))), 65_536);
+        assert_eq!(ehash(Some(&up.ns("c2"))), 65_536);
         // The LAN and the client's host hold no sockets of their own: the machine's table.
         assert_eq!(ehash(Some(&up.ns("client-host"))), -machine);
         assert_eq!(ehash(Some(&up.ns("lan"))), -machine);
@@ -66,11 +66,11 @@ fn busy_namespaces_get_an_established_hash_of_their_own() {
         let out = lab(&["check", file.to_str().expect("utf-8")]);
         let shown = text(&out);
         assert!(
-            shown.contains("TCP established-hash: 32,768 buckets of its own"),
+            shown.contains("TCP established-hash: 65,536 buckets of its own"),
             "{shown}"
         );
         assert!(
-            shown.contains("each of its containers: 32,768 buckets of its own"),
+            shown.contains("each of its containers: 65,536 buckets of its own"),
             "{shown}"
         );
     }

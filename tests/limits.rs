@@ -271,7 +271,7 @@ fn conntrack_buckets_are_raised_when_allowed_and_restored() {
     if total > before {
         assert_eq!(
             raised,
-            total.next_power_of_two(),
+            (2 * total).next_power_of_two(),
             "buckets for {total} connections"
         );
     } else {

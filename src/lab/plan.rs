@@ -946,10 +946,13 @@ pub const OWN_EHASH_FROM: u64 = 16_384;
 /// The kernel's largest `tcp_child_ehash_entries` (`tcp_child_ehash_entries_max`, 16 Mi).
 pub const MAX_EHASH_ENTRIES: u64 = 16 << 20;
 
-/// The established-hash for a namespace that will hold `sockets`: the next power of two (the
-/// kernel rounds up to one anyway), within its bounds; `None` (the shared table) for few.
+/// The established-hash for a namespace that will hold `sockets`: two buckets a socket, so that a
+/// lookup at the end of the ramp walks a chain of half a node on average, not one (the kernel
+/// rounds up to a power of two anyway; 16 bytes a socket), within its bounds; `None` (the shared
+/// table) for few.
 pub fn ehash_entries_for(sockets: u64) -> Option<u32> {
-    (sockets >= OWN_EHASH_FROM).then(|| sockets.next_power_of_two().min(MAX_EHASH_ENTRIES) as u32)
+    (sockets >= OWN_EHASH_FROM)
+        .then(|| (2 * sockets).next_power_of_two().min(MAX_EHASH_ENTRIES) as u32)
 }
 
 impl Plan {
@@ -1139,9 +1142,9 @@ mod tests {
     fn ehash_sizes() {
         assert_eq!(ehash_entries_for(0), None);
         assert_eq!(ehash_entries_for(OWN_EHASH_FROM - 1), None);
-        assert_eq!(ehash_entries_for(OWN_EHASH_FROM), Some(16_384));
-        assert_eq!(ehash_entries_for(25_000), Some(32_768));
-        assert_eq!(ehash_entries_for(1_000_000), Some(1 << 20));
+        assert_eq!(ehash_entries_for(OWN_EHASH_FROM), Some(32_768));
+        assert_eq!(ehash_entries_for(25_000), Some(65_536));
+        assert_eq!(ehash_entries_for(1_000_000), Some(1 << 21));
         assert_eq!(ehash_entries_for(100_000_000), Some(16 << 20));
     }
 

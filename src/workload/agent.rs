@@ -518,8 +518,9 @@ mod tests {
                 ("10.77.0.2".parse().expect("ip"), 200)
             ]
         );
-        // Every connection is pinged at least twice in 0.5 s (a round every 0.2 s).
-        thread::sleep(Duration::from_millis(500));
+        // Every connection is pinged at least twice in 0.7 s (a round every 0.2 s, the first
+        // 0.2 s after the client started).
+        thread::sleep(Duration::from_millis(700));
         let (sa, sb) = (a.stop(), b.stop());
         assert_eq!(sa.last.established, 300);
         assert!(sa.bytes_written >= 2 * 4 * 300, "{}", sa.bytes_written);

@@ -24,7 +24,12 @@
 //!   starved.
 //! - **Pings.** [`PingSweep`]: a cursor walks the descriptor table once per ping interval at a
 //!   steady pace, pinging each established connection it passes: every connection is pinged
-//!   once per interval and the pings are spread evenly over it, not burst.
+//!   once per interval and the pings are spread evenly over it, not burst. The first round
+//!   begins one interval after the client starts, so a connection first talks about an
+//!   interval after it was established, as a keepalive would, and a ramp shorter than the
+//!   interval carries no pings: pings during the ramp made each new connection's cost grow with
+//!   the connections already there (a profile of the million: the conntrack and TCP lookups
+//!   per connection doubled by its end, docs/bench.md).
 //! - **Failures** are classified by [`cause_of`]. An established connection the peer closes
 //!   (read returns end of file) counts as `Reset`, as does ECONNRESET/EPIPE, and `established`
 //!   goes down by one.
@@ -196,7 +201,8 @@ impl Pacer {
     }
 }
 
-/// Walks a table of `len` slots once per `interval_ms` at an even pace.
+/// Walks a table of `len` slots once per `interval_ms` at an even pace, the first round one
+/// interval after it was made.
 #[derive(Debug)]
 pub(crate) struct PingSweep {
     interval_ms: u64,
@@ -206,9 +212,10 @@ pub(crate) struct PingSweep {
 
 impl PingSweep {
     pub fn new(interval: Duration, now_ms: u64) -> Self {
+        let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
         PingSweep {
-            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
-            start_ms: now_ms,
+            interval_ms,
+            start_ms: now_ms.saturating_add(interval_ms),
             cursor: 0,
         }
     }
@@ -743,8 +750,9 @@ mod tests {
             }
         }
         for (i, at) in pinged_at.iter().enumerate() {
-            // Rounds start at 0, 1000 and 2000; slot i is due 100 * (i + 1) ms into a round.
-            let want: Vec<u64> = (0..3)
+            // Rounds start at 1000 and 2000 (none in the first interval); slot i is due
+            // 100 * (i + 1) ms into a round.
+            let want: Vec<u64> = (1..3)
                 .map(|round| round * 1000 + 100 * (i as u64 + 1))
                 .collect();
             assert_eq!(at, &want, "slot {i}");
@@ -753,7 +761,9 @@ mod tests {
 
     #[test]
     fn ping_sweep_next_due_matches_due() {
+        // Made at -1000: its first round starts at 0.
         let mut s = PingSweep::new(Duration::from_millis(1000), 0);
+        s.start_ms = 0;
         assert_eq!(s.next_due_ms(0), None);
         assert_eq!(s.next_due_ms(4), Some(250));
         assert!(s.due(0, 4).is_empty());
