@@ -10,6 +10,7 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{Context as _, Result, anyhow};
 use futures_util::TryStreamExt as _;
@@ -22,14 +23,55 @@ use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use super::plan::{IfName, Mac, NetnsName};
 use crate::error::{errno_of, unsupported};
 
-/// Where `ip netns` keeps named namespaces (a bind mount per name).
-pub const NETNS_DIR: &str = "/run/netns";
+/// Where iproute2 keeps named namespaces, a bind mount per name (its `NETNS_RUN_DIR`, spelled
+/// so in every `ip`): what a script of `ip` commands (`lab show --commands`) must name.
+pub const IPROUTE2_NETNS_DIR: &str = "/var/run/netns";
+
+/// The one directory where `lab` mounts, opens and removes named namespaces: iproute2's
+/// `/var/run/netns` with `/var/run` resolved, so `ip netns` on the same machine or in the same
+/// container sees the lab's namespaces. On most systems `/var/run` is a symlink to `/run` and
+/// this is `/run/netns`; in an image where `/var/run` is a plain directory (built from scratch
+/// or busybox) it is `/var/run/netns`, where `ip` looks too. Resolved once per process; the
+/// namespace crate (through [`LabNetns`]), the agents, `lab exec`, teardown and the preflight
+/// all take it from here.
+pub fn netns_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| resolve_netns_dir(Path::new(IPROUTE2_NETNS_DIR)))
+}
+
+/// `dir` with its parent's symlinks resolved (the parent as the kernel would reach it, the
+/// last component kept): a parent that does not exist yet is kept as it is (it will be
+/// created, as iproute2 would need it), a dangling absolute symlink is followed (`/var/run ->
+/// /run` before `/run` exists), and anything else falls back to `dir` unchanged.
+fn resolve_netns_dir(dir: &Path) -> PathBuf {
+    let (Some(parent), Some(last)) = (dir.parent(), dir.file_name()) else {
+        return dir.to_path_buf();
+    };
+    match std::fs::canonicalize(parent) {
+        Ok(real) => real.join(last),
+        Err(_) => match std::fs::read_link(parent) {
+            Ok(target) if target.is_absolute() => target.join(last),
+            _ => dir.to_path_buf(),
+        },
+    }
+}
+
+/// The namespace crate's environment: its persist directory is [`netns_dir`], never its own
+/// default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LabNetns;
+
+impl netns_rs::Env for LabNetns {
+    fn persist_dir(&self) -> PathBuf {
+        netns_dir().to_path_buf()
+    }
+}
 
 /// Index of `lo` in every network namespace (LOOPBACK_IFINDEX).
 const LOOPBACK_INDEX: u32 = 1;
 
 pub fn netns_path(name: &NetnsName) -> PathBuf {
-    Path::new(NETNS_DIR).join(name.as_str())
+    netns_dir().join(name.as_str())
 }
 
 pub fn netns_exists(name: &NetnsName) -> bool {
@@ -56,7 +98,7 @@ impl std::error::Error for NetnsTaken {}
 /// An open network namespace and a netlink connection inside it.
 pub struct Namespace {
     name: NetnsName,
-    ns: NetNs,
+    ns: NetNs<LabNetns>,
     rt: rtnetlink::Handle,
 }
 
@@ -67,7 +109,7 @@ impl Namespace {
         if netns_exists(name) {
             return Err(NetnsTaken(name.clone()).into());
         }
-        let ns = NetNs::new(name.as_str())
+        let ns = NetNs::new_with_env(name.as_str(), LabNetns)
             .with_context(|| format!("create network namespace {name}"))?;
         Self::connect(name.clone(), ns)
     }
@@ -82,19 +124,19 @@ impl Namespace {
         // netns-rs unshares in a thread it spawns, which starts in the calling thread's
         // namespace: the parent's.
         let ns = parent
-            .run(|| NetNs::new(name.as_str()))?
+            .run(|| NetNs::new_with_env(name.as_str(), LabNetns))?
             .with_context(|| format!("create network namespace {name} from {}", parent.name))?;
         Self::connect(name.clone(), ns)
     }
 
     /// Opens an existing namespace.
     pub fn open(name: &NetnsName) -> Result<Self> {
-        let ns =
-            NetNs::get(name.as_str()).with_context(|| format!("open network namespace {name}"))?;
+        let ns = NetNs::get_from_env(name.as_str(), LabNetns)
+            .with_context(|| format!("open network namespace {name}"))?;
         Self::connect(name.clone(), ns)
     }
 
-    fn connect(name: NetnsName, ns: NetNs) -> Result<Self> {
+    fn connect(name: NetnsName, ns: NetNs<LabNetns>) -> Result<Self> {
         let (conn, rt, _) = ns
             .run(|_| rtnetlink::new_connection())
             .with_context(|| format!("enter network namespace {name}"))?
@@ -276,7 +318,8 @@ pub fn write_sysctl_in(netns: &NetnsName, key: &str, value: &str) -> Result<()> 
 /// Runs a synchronous closure on the calling thread inside a named namespace, without a
 /// netlink connection (for nftables and conntrack, which open their own sockets).
 pub fn run_in_netns<T>(name: &NetnsName, f: impl FnOnce() -> T) -> Result<T> {
-    let ns = NetNs::get(name.as_str()).with_context(|| format!("open network namespace {name}"))?;
+    let ns = NetNs::get_from_env(name.as_str(), LabNetns)
+        .with_context(|| format!("open network namespace {name}"))?;
     ns.run(|_| f())
         .with_context(|| format!("enter network namespace {name}"))
 }
@@ -288,7 +331,7 @@ pub struct Veth<'a> {
     pub mac: Option<Mac>,
 }
 
-/// Removes a named namespace: unmounts and unlinks /run/netns/<name>. The kernel frees the
+/// Removes a named namespace: unmounts and unlinks `<netns_dir>/<name>`. The kernel frees the
 /// namespace (and every link, address, route and rule in it) once no process and no open file
 /// holds it. A namespace that is already gone counts as removed, and so does a bare file left
 /// by a process killed between creating the mount point and mounting the namespace on it.
@@ -325,5 +368,75 @@ fn kernel_feature(err: anyhow::Error, kind: &str, config: &str) -> anyhow::Error
             "this kernel cannot create {kind} links: it needs {config}"
         )),
         _ => err,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory of this test's own, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn the_namespace_directory_is_iproute2_s_with_its_parent_resolved() {
+        let root = Scratch(
+            std::env::temp_dir().join(format!("lab-netns-dir-unit-{}", std::process::id())),
+        );
+        let run = root.0.join("run");
+        std::fs::create_dir_all(&run).expect("mkdir run");
+        let var = root.0.join("var");
+        std::fs::create_dir_all(&var).expect("mkdir var");
+        // A distribution's image: /var/run -> /run (absolute, or ../run).
+        std::os::unix::fs::symlink(&run, var.join("run")).expect("symlink");
+        assert_eq!(resolve_netns_dir(&var.join("run/netns")), run.join("netns"));
+        std::fs::remove_file(var.join("run")).expect("rm");
+        std::os::unix::fs::symlink("../run", var.join("run")).expect("symlink");
+        let real = std::fs::canonicalize(&run).expect("canonical");
+        assert_eq!(
+            resolve_netns_dir(&var.join("run/netns")),
+            real.join("netns")
+        );
+        // A dangling absolute link is followed: the directory is created where it points.
+        std::fs::remove_file(var.join("run")).expect("rm");
+        let gone = root.0.join("not-yet");
+        std::os::unix::fs::symlink(&gone, var.join("run")).expect("symlink");
+        assert_eq!(
+            resolve_netns_dir(&var.join("run/netns")),
+            gone.join("netns")
+        );
+        // An image from scratch or busybox: /var/run a directory of its own, or no /var at all.
+        std::fs::remove_file(var.join("run")).expect("rm");
+        std::fs::create_dir(var.join("run")).expect("mkdir var/run");
+        let real_var = std::fs::canonicalize(&var).expect("canonical");
+        assert_eq!(
+            resolve_netns_dir(&var.join("run/netns")),
+            real_var.join("run/netns")
+        );
+        let none = root.0.join("nothing/run/netns");
+        assert_eq!(resolve_netns_dir(&none), none);
+    }
+
+    #[test]
+    fn the_crate_and_lab_name_the_same_directory() {
+        use netns_rs::Env as _;
+        assert_eq!(LabNetns.persist_dir(), netns_dir());
+        assert!(netns_dir().ends_with("netns"));
+        let name = NetnsName::from_state("x-y".to_owned());
+        assert_eq!(netns_path(&name), netns_dir().join("x-y"));
+        // On this machine `ip` reaches the same directory.
+        if let (Ok(a), Ok(b)) = (
+            std::fs::metadata(IPROUTE2_NETNS_DIR),
+            std::fs::metadata(netns_dir()),
+        ) {
+            use std::os::unix::fs::MetadataExt as _;
+            assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
+        }
     }
 }
