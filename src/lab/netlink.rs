@@ -10,7 +10,6 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use anyhow::{Context as _, Result, anyhow};
 use futures_util::TryStreamExt as _;
@@ -23,37 +22,19 @@ use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use super::plan::{IfName, Mac, NetnsName};
 use crate::error::{errno_of, unsupported};
 
-/// Where iproute2 keeps named namespaces, a bind mount per name (its `NETNS_RUN_DIR`, spelled
-/// so in every `ip`): what a script of `ip` commands (`lab show --commands`) must name.
-pub const IPROUTE2_NETNS_DIR: &str = "/var/run/netns";
+/// The one directory where `lab` mounts, opens and removes named namespaces, a bind mount per
+/// name. It is where Debian's and Ubuntu's `ip` keep them (iproute2 built with
+/// `NETNS_RUN_DIR=/run/netns`; upstream's default, `/var/run/netns`, is the same directory
+/// wherever `/var/run` is the usual symlink to `/run`), so `ip netns` on the same machine or in
+/// the same container sees the lab's namespaces, also in an image whose `/var/run` is a plain
+/// directory. The namespace crate (through [`LabNetns`]; its own default is `/var/run/netns`),
+/// the agents, `lab exec`, teardown, the preflight and `lab show --commands` all take it from
+/// here.
+pub const NETNS_DIR: &str = "/run/netns";
 
-/// The one directory where `lab` mounts, opens and removes named namespaces: iproute2's
-/// `/var/run/netns` with `/var/run` resolved, so `ip netns` on the same machine or in the same
-/// container sees the lab's namespaces. On most systems `/var/run` is a symlink to `/run` and
-/// this is `/run/netns`; in an image where `/var/run` is a plain directory (built from scratch
-/// or busybox) it is `/var/run/netns`, where `ip` looks too. Resolved once per process; the
-/// namespace crate (through [`LabNetns`]), the agents, `lab exec`, teardown and the preflight
-/// all take it from here.
+/// [`NETNS_DIR`] as a path.
 pub fn netns_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| resolve_netns_dir(Path::new(IPROUTE2_NETNS_DIR)))
-}
-
-/// `dir` with its parent's symlinks resolved (the parent as the kernel would reach it, the
-/// last component kept): a parent that does not exist yet is kept as it is (it will be
-/// created, as iproute2 would need it), a dangling absolute symlink is followed (`/var/run ->
-/// /run` before `/run` exists), and anything else falls back to `dir` unchanged.
-fn resolve_netns_dir(dir: &Path) -> PathBuf {
-    let (Some(parent), Some(last)) = (dir.parent(), dir.file_name()) else {
-        return dir.to_path_buf();
-    };
-    match std::fs::canonicalize(parent) {
-        Ok(real) => real.join(last),
-        Err(_) => match std::fs::read_link(parent) {
-            Ok(target) if target.is_absolute() => target.join(last),
-            _ => dir.to_path_buf(),
-        },
-    }
+    Path::new(NETNS_DIR)
 }
 
 /// The namespace crate's environment: its persist directory is [`netns_dir`], never its own
@@ -375,54 +356,6 @@ fn kernel_feature(err: anyhow::Error, kind: &str, config: &str) -> anyhow::Error
 mod tests {
     use super::*;
 
-    /// A scratch directory of this test's own, removed on drop.
-    struct Scratch(PathBuf);
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    #[test]
-    fn the_namespace_directory_is_iproute2_s_with_its_parent_resolved() {
-        let root = Scratch(
-            std::env::temp_dir().join(format!("lab-netns-dir-unit-{}", std::process::id())),
-        );
-        let run = root.0.join("run");
-        std::fs::create_dir_all(&run).expect("mkdir run");
-        let var = root.0.join("var");
-        std::fs::create_dir_all(&var).expect("mkdir var");
-        // A distribution's image: /var/run -> /run (absolute, or ../run).
-        std::os::unix::fs::symlink(&run, var.join("run")).expect("symlink");
-        assert_eq!(resolve_netns_dir(&var.join("run/netns")), run.join("netns"));
-        std::fs::remove_file(var.join("run")).expect("rm");
-        std::os::unix::fs::symlink("../run", var.join("run")).expect("symlink");
-        let real = std::fs::canonicalize(&run).expect("canonical");
-        assert_eq!(
-            resolve_netns_dir(&var.join("run/netns")),
-            real.join("netns")
-        );
-        // A dangling absolute link is followed: the directory is created where it points.
-        std::fs::remove_file(var.join("run")).expect("rm");
-        let gone = root.0.join("not-yet");
-        std::os::unix::fs::symlink(&gone, var.join("run")).expect("symlink");
-        assert_eq!(
-            resolve_netns_dir(&var.join("run/netns")),
-            gone.join("netns")
-        );
-        // An image from scratch or busybox: /var/run a directory of its own, or no /var at all.
-        std::fs::remove_file(var.join("run")).expect("rm");
-        std::fs::create_dir(var.join("run")).expect("mkdir var/run");
-        let real_var = std::fs::canonicalize(&var).expect("canonical");
-        assert_eq!(
-            resolve_netns_dir(&var.join("run/netns")),
-            real_var.join("run/netns")
-        );
-        let none = root.0.join("nothing/run/netns");
-        assert_eq!(resolve_netns_dir(&none), none);
-    }
-
     #[test]
     fn the_crate_and_lab_name_the_same_directory() {
         use netns_rs::Env as _;
@@ -430,13 +363,5 @@ mod tests {
         assert!(netns_dir().ends_with("netns"));
         let name = NetnsName::from_state("x-y".to_owned());
         assert_eq!(netns_path(&name), netns_dir().join("x-y"));
-        // On this machine `ip` reaches the same directory.
-        if let (Ok(a), Ok(b)) = (
-            std::fs::metadata(IPROUTE2_NETNS_DIR),
-            std::fs::metadata(netns_dir()),
-        ) {
-            use std::os::unix::fs::MetadataExt as _;
-            assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
-        }
     }
 }

@@ -42,8 +42,8 @@ pub struct Machine {
     pub run_dir: PathBuf,
     pub run_dir_from_env: bool,
     pub run_dir_writable: Result<(), i32>,
-    /// Where named namespaces are mounted (`lab::netlink::netns_dir`: iproute2's
-    /// /var/run/netns, /var/run resolved), whether it can be written, and the mount it is on.
+    /// Where named namespaces are mounted (`lab::netlink::netns_dir`), whether it can be
+    /// written, and the mount it is on.
     pub netns_dir: PathBuf,
     pub netns_dir_writable: Result<(), i32>,
     pub netns_mount: Option<Mount>,
@@ -111,7 +111,11 @@ impl Machine {
             netns_dir_writable: writable_dir(&netns_dir),
             netns_mount: std::fs::read_to_string("/proc/self/mountinfo")
                 .ok()
-                .and_then(|m| mount_of(&parse_mountinfo(&m), &netns_dir).cloned()),
+                .and_then(|m| {
+                    // Mount points are listed with their symlinks resolved.
+                    let real = std::fs::canonicalize(&netns_dir).unwrap_or(netns_dir.clone());
+                    mount_of(&parse_mountinfo(&m), &real).cloned()
+                }),
             netns_dir,
             proc_sys_net_writable: writable(Path::new(PROC_SYS_NET_PROBE)),
             nf_tables: nfnetlink_probe(|s| s.nft_generation()),

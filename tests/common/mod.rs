@@ -182,12 +182,9 @@ impl Drop for LabGuard {
     }
 }
 
-/// Where `ip netns` keeps named namespaces, iproute2's /var/run/netns, with /var/run resolved
-/// (on this machine a symlink to /run): the path mountinfo shows for their bind mounts.
+/// Where `ip netns` (Debian's iproute2) and `lab` keep named namespaces.
 pub fn netns_dir() -> PathBuf {
-    std::fs::canonicalize("/var/run")
-        .map(|d| d.join("netns"))
-        .unwrap_or_else(|_| PathBuf::from("/var/run/netns"))
+    PathBuf::from("/run/netns")
 }
 
 /// The bind mount of the named namespace, as `ip netns` made or sees it.
