@@ -16,8 +16,10 @@ packages=(libnftnl-dev libmnl-dev pkg-config iproute2 nftables procps graphviz)
 # client of tests/programs/ (Go 1.19 on Debian 12, standard library only); nginx-light and wrk
 # are a real HTTP server and load generator for the tests that run the user's own programs;
 # python3 runs the small servers of tests/privileges.rs (what a program without root cannot do);
-# python3-yaml reads the compose files of `lab show --docker compose` (tests/show_docker.rs).
-test_packages=(golang-go nginx-light wrk python3 python3-yaml)
+# python3-yaml reads the compose files of `lab show --docker compose` (tests/show_docker.rs);
+# podman, with runc named (podman would pull in crun, which refuses a hybrid cgroup layout), and
+# busybox-static run lab in real containers built from a local rootfs (tests/container_engine.rs).
+test_packages=(golang-go nginx-light wrk python3 python3-yaml podman runc busybox-static)
 
 # Installs those of the given packages that are not installed yet (nothing if all are).
 install_missing() {

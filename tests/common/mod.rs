@@ -331,6 +331,21 @@ pub fn snapshot_of(netns: Option<&str>) -> HostSnapshot {
     HostSnapshot(m)
 }
 
+impl HostSnapshot {
+    /// The keys whose values differ from `other`'s (by the same rules as `==`).
+    pub fn changed(&self, other: &Self) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, a)| match (a, other.0.get(*k)) {
+                (Some(a), Some(Some(b))) => a != b,
+                (None, Some(_)) | (Some(_), Some(None)) => false,
+                (_, None) => true,
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
 impl PartialEq for HostSnapshot {
     fn eq(&self, other: &Self) -> bool {
         self.0.len() == other.0.len()
