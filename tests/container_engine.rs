@@ -910,11 +910,18 @@ fn a_container_killed_during_a_run_leaves_nothing_on_the_host() {
         "the lab's namespaces show on the host"
     );
     let count = |kind: fn(&Reference) -> bool| before.iter().filter(|(_, r)| kind(r)).count();
+    let seeing_mounts: BTreeSet<&str> = before
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Reference::Mount { pid, .. } => Some(pid.as_str()),
+            _ => None,
+        })
+        .collect();
     eprintln!(
-        "{test}: {} namespaces before the kill: {} mounts (in the container), {} threads, {} \
-         descriptors",
+        "{test}: {} namespaces before the kill: mounted in the container's mount namespace (seen \
+         by its {} processes), {} threads in them, {} descriptors of them",
         inodes.len(),
-        count(|r| matches!(r, Reference::Mount { .. })),
+        seeing_mounts.len(),
         count(|r| matches!(r, Reference::Thread { .. })),
         count(|r| matches!(r, Reference::Descriptor { .. })),
     );
