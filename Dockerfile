@@ -2,7 +2,7 @@
 # runtime stage is Debian slim with lab, the lab files and the tools to look inside a lab.
 #
 #   docker build -t lab .
-#   docker run --rm --privileged lab run labs/02-cross-host.toml
+#   docker run --rm --privileged --network none lab run labs/02-cross-host.toml
 #
 # docs/ci.md says what the container needs (and why --privileged), and how to use it in CI.
 

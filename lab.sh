@@ -33,8 +33,10 @@ packages=(libnftnl-dev libmnl-dev pkg-config iproute2 nftables procps graphviz)
 # python3 runs the small servers of tests/privileges.rs (what a program without root cannot do);
 # python3-yaml reads the compose files of `lab show --docker compose` (tests/show_docker.rs);
 # chromium opens the report.html of `lab run --out` headless and checks what it renders
-# (tests/report_html.rs).
-test_packages=(golang-go nginx-light wrk python3 python3-yaml chromium)
+# (tests/report_html.rs); podman, with runc named (podman would pull in crun, which refuses a
+# hybrid cgroup layout), and busybox-static run lab in real containers built from a local rootfs
+# (tests/container_engine.rs).
+test_packages=(golang-go nginx-light wrk python3 python3-yaml chromium podman runc busybox-static)
 
 # Installs those of the given packages that are not installed yet (nothing if all are).
 install_missing() {

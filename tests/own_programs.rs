@@ -148,7 +148,7 @@ fn pids() -> Vec<u32> {
 fn lab_netns(name: &str) -> Vec<u64> {
     namespaces_with_prefix(&format!("{name}-"))
         .iter()
-        .filter_map(|ns| std::fs::metadata(format!("/run/netns/{ns}")).ok())
+        .filter_map(|ns| std::fs::metadata(common::netns_file(ns)).ok())
         .map(|m| m.ino())
         .collect()
 }

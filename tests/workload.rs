@@ -135,7 +135,7 @@ fn agent_in(run: &Running, ns: &str) -> Proc {
         &format!("an agent in {ns}"),
         Duration::from_secs(20),
         || {
-            let inode = std::fs::metadata(format!("/run/netns/{ns}")).ok()?.ino();
+            let inode = std::fs::metadata(common::netns_file(ns)).ok()?.ino();
             agents_of(pid)
                 .into_iter()
                 .find(|a| netns_of(a.pid) == Some(inode))

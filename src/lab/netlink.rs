@@ -22,14 +22,37 @@ use rtnetlink::{LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use super::plan::{IfName, Mac, NetnsName};
 use crate::error::{errno_of, unsupported};
 
-/// Where `ip netns` keeps named namespaces (a bind mount per name).
+/// The one directory where `lab` mounts, opens and removes named namespaces, a bind mount per
+/// name. It is where Debian's and Ubuntu's `ip` keep them (iproute2 built with
+/// `NETNS_RUN_DIR=/run/netns`; upstream's default, `/var/run/netns`, is the same directory
+/// wherever `/var/run` is the usual symlink to `/run`), so `ip netns` on the same machine or in
+/// the same container sees the lab's namespaces, also in an image whose `/var/run` is a plain
+/// directory. The namespace crate (through [`LabNetns`]; its own default is `/var/run/netns`),
+/// the agents, `lab exec`, teardown, the preflight and `lab show --commands` all take it from
+/// here.
 pub const NETNS_DIR: &str = "/run/netns";
+
+/// [`NETNS_DIR`] as a path.
+pub fn netns_dir() -> &'static Path {
+    Path::new(NETNS_DIR)
+}
+
+/// The namespace crate's environment: its persist directory is [`netns_dir`], never its own
+/// default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LabNetns;
+
+impl netns_rs::Env for LabNetns {
+    fn persist_dir(&self) -> PathBuf {
+        netns_dir().to_path_buf()
+    }
+}
 
 /// Index of `lo` in every network namespace (LOOPBACK_IFINDEX).
 const LOOPBACK_INDEX: u32 = 1;
 
 pub fn netns_path(name: &NetnsName) -> PathBuf {
-    Path::new(NETNS_DIR).join(name.as_str())
+    netns_dir().join(name.as_str())
 }
 
 pub fn netns_exists(name: &NetnsName) -> bool {
@@ -56,7 +79,7 @@ impl std::error::Error for NetnsTaken {}
 /// An open network namespace and a netlink connection inside it.
 pub struct Namespace {
     name: NetnsName,
-    ns: NetNs,
+    ns: NetNs<LabNetns>,
     rt: rtnetlink::Handle,
 }
 
@@ -67,7 +90,7 @@ impl Namespace {
         if netns_exists(name) {
             return Err(NetnsTaken(name.clone()).into());
         }
-        let ns = NetNs::new(name.as_str())
+        let ns = NetNs::new_with_env(name.as_str(), LabNetns)
             .with_context(|| format!("create network namespace {name}"))?;
         Self::connect(name.clone(), ns)
     }
@@ -82,19 +105,19 @@ impl Namespace {
         // netns-rs unshares in a thread it spawns, which starts in the calling thread's
         // namespace: the parent's.
         let ns = parent
-            .run(|| NetNs::new(name.as_str()))?
+            .run(|| NetNs::new_with_env(name.as_str(), LabNetns))?
             .with_context(|| format!("create network namespace {name} from {}", parent.name))?;
         Self::connect(name.clone(), ns)
     }
 
     /// Opens an existing namespace.
     pub fn open(name: &NetnsName) -> Result<Self> {
-        let ns =
-            NetNs::get(name.as_str()).with_context(|| format!("open network namespace {name}"))?;
+        let ns = NetNs::get_from_env(name.as_str(), LabNetns)
+            .with_context(|| format!("open network namespace {name}"))?;
         Self::connect(name.clone(), ns)
     }
 
-    fn connect(name: NetnsName, ns: NetNs) -> Result<Self> {
+    fn connect(name: NetnsName, ns: NetNs<LabNetns>) -> Result<Self> {
         let (conn, rt, _) = ns
             .run(|_| rtnetlink::new_connection())
             .with_context(|| format!("enter network namespace {name}"))?
@@ -276,7 +299,8 @@ pub fn write_sysctl_in(netns: &NetnsName, key: &str, value: &str) -> Result<()> 
 /// Runs a synchronous closure on the calling thread inside a named namespace, without a
 /// netlink connection (for nftables and conntrack, which open their own sockets).
 pub fn run_in_netns<T>(name: &NetnsName, f: impl FnOnce() -> T) -> Result<T> {
-    let ns = NetNs::get(name.as_str()).with_context(|| format!("open network namespace {name}"))?;
+    let ns = NetNs::get_from_env(name.as_str(), LabNetns)
+        .with_context(|| format!("open network namespace {name}"))?;
     ns.run(|_| f())
         .with_context(|| format!("enter network namespace {name}"))
 }
@@ -288,7 +312,7 @@ pub struct Veth<'a> {
     pub mac: Option<Mac>,
 }
 
-/// Removes a named namespace: unmounts and unlinks /run/netns/<name>. The kernel frees the
+/// Removes a named namespace: unmounts and unlinks `<netns_dir>/<name>`. The kernel frees the
 /// namespace (and every link, address, route and rule in it) once no process and no open file
 /// holds it. A namespace that is already gone counts as removed, and so does a bare file left
 /// by a process killed between creating the mount point and mounting the namespace on it.
@@ -325,5 +349,19 @@ fn kernel_feature(err: anyhow::Error, kind: &str, config: &str) -> anyhow::Error
             "this kernel cannot create {kind} links: it needs {config}"
         )),
         _ => err,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crate_and_lab_name_the_same_directory() {
+        use netns_rs::Env as _;
+        assert_eq!(LabNetns.persist_dir(), netns_dir());
+        assert!(netns_dir().ends_with("netns"));
+        let name = NetnsName::from_state("x-y".to_owned());
+        assert_eq!(netns_path(&name), netns_dir().join("x-y"));
     }
 }

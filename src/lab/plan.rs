@@ -84,7 +84,7 @@ impl fmt::Display for IfName {
 }
 
 /// A lab or node name: ASCII letters, digits, `-`, `_` and `.`, starting with a letter or digit.
-/// These become parts of namespace names (`/run/netns/<lab>-<node>`) and sometimes interface
+/// These become parts of namespace names (`<netns dir>/<lab>-<node>`) and sometimes interface
 /// names, so the charset is the intersection of what both accept and what a shell needs no
 /// quoting for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

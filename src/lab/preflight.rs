@@ -4,7 +4,8 @@
 //!
 //! The checks change nothing in the initial namespace: capabilities are read from
 //! `/proc/self/status`, directories are created only where `lab` keeps its own files, writability
-//! is asked of the kernel with `faccessat`, and nf_tables and conntrack are probed with read-only
+//! is asked of the kernel with `faccessat`, mounts are read from `/proc/self/mountinfo`, and
+//! nf_tables and conntrack are probed with read-only
 //! netlink requests (the ruleset's generation id, the conntrack statistics). The kernel may load
 //! the nf_tables and nf_conntrack_netlink modules to answer them, as the first `lab up` would.
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::netlink::NETNS_DIR;
+use super::netlink::netns_dir;
 use super::state::run_dir;
 use crate::error::unsupported;
 use crate::nfnl;
@@ -41,8 +42,11 @@ pub struct Machine {
     pub run_dir: PathBuf,
     pub run_dir_from_env: bool,
     pub run_dir_writable: Result<(), i32>,
-    /// /run/netns, where named namespaces are mounted.
+    /// Where named namespaces are mounted (`lab::netlink::netns_dir`), whether it can be
+    /// written, and the mount it is on.
+    pub netns_dir: PathBuf,
     pub netns_dir_writable: Result<(), i32>,
+    pub netns_mount: Option<Mount>,
     /// /proc/sys/net, where per-namespace sysctls are written.
     pub proc_sys_net_writable: Result<(), i32>,
     /// nf_tables answers a netlink request (Docker's NAT rules are written as nftables).
@@ -83,10 +87,20 @@ fn describe(problems: &[String]) -> String {
     }
 }
 
+/// One line of `/proc/self/mountinfo`, as much of it as the preflight reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Where it is mounted, in this process's view.
+    pub point: PathBuf,
+    /// Its propagation is `unbindable`: nothing under it can be bind-mounted.
+    pub unbindable: bool,
+}
+
 impl Machine {
-    /// Looks at the machine, creating only /run/netns and the lab record directory.
+    /// Looks at the machine, creating only the namespace directory and the lab record directory.
     pub fn probe() -> Self {
         let run_dir = run_dir();
+        let netns_dir = netns_dir().to_path_buf();
         Self {
             euid: euid(),
             caps: effective_caps(),
@@ -94,7 +108,15 @@ impl Machine {
             run_dir_writable: writable_dir(&run_dir),
             run_dir,
             run_dir_from_env: std::env::var_os("LAB_RUN_DIR").is_some(),
-            netns_dir_writable: writable_dir(Path::new(NETNS_DIR)),
+            netns_dir_writable: writable_dir(&netns_dir),
+            netns_mount: std::fs::read_to_string("/proc/self/mountinfo")
+                .ok()
+                .and_then(|m| {
+                    // Mount points are listed with their symlinks resolved.
+                    let real = std::fs::canonicalize(&netns_dir).unwrap_or(netns_dir.clone());
+                    mount_of(&parse_mountinfo(&m), &real).cloned()
+                }),
+            netns_dir,
             proc_sys_net_writable: writable(Path::new(PROC_SYS_NET_PROBE)),
             nf_tables: nfnetlink_probe(|s| s.nft_generation()),
             conntrack: nfnetlink_probe(|s| s.ct_stats(&mut |_| Ok(()))),
@@ -104,6 +126,7 @@ impl Machine {
     /// Only what tearing a lab down needs.
     fn for_teardown(self) -> Self {
         Self {
+            netns_mount: None,
             proc_sys_net_writable: Ok(()),
             nf_tables: Ok(()),
             conntrack: Ok(()),
@@ -172,11 +195,25 @@ impl Machine {
                 },
             ));
         }
+        let netns_dir = self.netns_dir.display();
         if let Some(e) = file_error(&self.netns_dir_writable) {
+            let parent = self.netns_dir.parent().unwrap_or(&self.netns_dir).display();
             out.push(format!(
-                "a writable {NETNS_DIR}, where the lab's network namespaces are mounted, cannot be \
-                 created or written ({e}); make /run writable (a container started with \
-                 --read-only needs `--tmpfs /run`)"
+                "a writable {netns_dir}, where the lab's network namespaces are mounted (and where \
+                 `ip netns` looks), cannot be created or written ({e}); make {parent} writable (a \
+                 container started with --read-only needs `--tmpfs {parent}`)"
+            ));
+        }
+        if let Some(m) = &self.netns_mount
+            && m.unbindable
+            && m.point != self.netns_dir
+        {
+            let point = m.point.display();
+            out.push(format!(
+                "{netns_dir} is on an unbindable mount ({point}): the directory cannot be made the \
+                 shared mount point the namespaces are bind-mounted in, for the agents and `ip \
+                 netns` to open; run `mount --make-private {point}` (in a container, leave \
+                 `unbindable` off the options of its mount of {point})"
             ));
         }
         if let Some(e) = file_error(&self.proc_sys_net_writable) {
@@ -237,6 +274,57 @@ fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
+/// The mounts of a `/proc/self/mountinfo` text, in its order (a later mount on the same point
+/// covers an earlier one). Mount points have space, tab, newline and backslash octal-escaped.
+fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let point = fields.nth(4)?;
+            // After the mount options: optional fields up to the separator `-`.
+            let optional: Vec<&str> = fields.skip(1).take_while(|f| *f != "-").collect();
+            Some(Mount {
+                point: PathBuf::from(unescape_octal(point)),
+                unbindable: optional.contains(&"unbindable"),
+            })
+        })
+        .collect()
+}
+
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The mount `path` is on: the one with the longest mount point that contains it, the last
+/// listed of those (the topmost). `None` when no listed mount contains it (in a chroot the
+/// mounts above the new root are not listed).
+fn mount_of<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
+    mounts
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| path.starts_with(&m.point))
+        .max_by_key(|(i, m)| (m.point.components().count(), *i))
+        .map(|(_, m)| m)
+}
+
 /// Creates `dir` if needed and checks that this process may create files in it.
 fn writable_dir(dir: &Path) -> Result<(), i32> {
     std::fs::create_dir_all(dir).map_err(|e| errno(&e))?;
@@ -270,7 +358,12 @@ mod tests {
             run_dir: PathBuf::from("/run/lab"),
             run_dir_from_env: false,
             run_dir_writable: Ok(()),
+            netns_dir: PathBuf::from("/run/netns"),
             netns_dir_writable: Ok(()),
+            netns_mount: Some(Mount {
+                point: PathBuf::from("/run"),
+                unbindable: false,
+            }),
             proc_sys_net_writable: Ok(()),
             nf_tables: Ok(()),
             conntrack: Ok(()),
@@ -367,6 +460,73 @@ mod tests {
         let text = describe(&p);
         assert!(text.starts_with("this machine cannot run labs, 6 things are missing:\n  - "));
         assert_eq!(text.lines().count(), 7);
+    }
+
+    #[test]
+    fn the_namespace_directory_is_named_where_it_is_with_its_fix() {
+        // An image whose /var/run is a directory of its own, started --read-only.
+        let m = Machine {
+            netns_dir: PathBuf::from("/var/run/netns"),
+            netns_dir_writable: Err(libc::EROFS),
+            netns_mount: Some(Mount {
+                point: PathBuf::from("/"),
+                unbindable: false,
+            }),
+            ..machine()
+        };
+        let p = m.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("a writable /var/run/netns"), "{p:?}");
+        assert!(p[0].contains("`--tmpfs /var/run`"), "{p:?}");
+        assert!(p[0].contains("`ip netns`"), "{p:?}");
+        // On an unbindable mount the directory cannot become a mount point.
+        let m = Machine {
+            netns_mount: Some(Mount {
+                point: PathBuf::from("/run"),
+                unbindable: true,
+            }),
+            ..machine()
+        };
+        let p = m.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("/run/netns is on an unbindable mount (/run)")
+                && p[0].contains("mount --make-private /run"),
+            "{p:?}"
+        );
+        assert!(m.clone().for_teardown().problems().is_empty());
+        // Once it is a mount point of its own (an earlier lab or `ip netns add` made it one),
+        // nothing needs binding under the unbindable mount.
+        let m = Machine {
+            netns_mount: Some(Mount {
+                point: PathBuf::from("/run/netns"),
+                unbindable: true,
+            }),
+            ..machine()
+        };
+        assert!(m.problems().is_empty());
+    }
+
+    #[test]
+    fn the_mount_of_a_path_is_the_topmost_longest_one() {
+        let text = "\
+22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda rw
+25 22 0:23 / /run rw,nosuid shared:5 - tmpfs tmpfs rw
+26 25 0:24 / /run/my\\040dir rw - tmpfs tmpfs rw
+30 22 0:25 / /run rw unbindable - tmpfs tmpfs rw
+31 30 0:4 net:[4026532281] /run/netns-x rw shared:7 master:2 - nsfs nsfs rw
+";
+        let mounts = parse_mountinfo(text);
+        assert_eq!(mounts.len(), 5);
+        assert_eq!(mounts[2].point, PathBuf::from("/run/my dir"));
+        let m = mount_of(&mounts, Path::new("/run/netns")).expect("a mount");
+        assert_eq!((m.point.as_path(), m.unbindable), (Path::new("/run"), true));
+        assert_eq!(
+            mount_of(&mounts, Path::new("/var/run/netns")).map(|m| m.point.clone()),
+            Some(PathBuf::from("/"))
+        );
+        assert!(mount_of(&mounts[1..], Path::new("/var/run/netns")).is_none());
+        assert_eq!(unescape_octal("a\\011b\\134c\\9"), "a\tb\\c\\9");
     }
 
     #[test]

@@ -892,12 +892,18 @@ mod tests {
 
     /// Runs `f` on a fresh thread that entered namespace `name`, as `Namespace::run` would.
     fn in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{name}");
+        let path = crate::lab::netlink::netns_dir().join(name);
         std::thread::spawn(move || {
             let ns = File::open(&path).expect("open netns");
             // SAFETY: a valid namespace fd; only this thread switches.
             let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", io::Error::last_os_error());
+            assert_eq!(
+                rc,
+                0,
+                "setns {}: {}",
+                path.display(),
+                io::Error::last_os_error()
+            );
             f()
         })
         .join()

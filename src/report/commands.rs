@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 
+use crate::lab::netlink::NETNS_DIR;
 use crate::lab::plan::{CHILD_EHASH_SYSCTL, Container, Endpoint, HostId, Lan, Plan, Sysctl};
 use crate::nat::firewall::nft_script;
 
@@ -85,7 +86,7 @@ fn host_commands(s: &mut String, plan: &Plan, id: HostId, endpoints: &[Endpoint]
                 s,
                 "ip netns exec {lan_ns} sysctl -qw {CHILD_EHASH_SYSCTL}={n}"
             );
-            let _ = writeln!(s, "nsenter --net=/run/netns/{lan_ns} ip netns add {ns}");
+            let _ = writeln!(s, "nsenter --net={NETNS_DIR}/{lan_ns} ip netns add {ns}");
         }
         None => {
             let _ = writeln!(s, "ip netns add {ns}");
@@ -165,7 +166,7 @@ fn container_commands(s: &mut String, plan: &Plan, c: &Container) {
     let veth = q(c.veth.as_str());
     let _ = writeln!(s, "\n# container {} on {}", c.name, host.name);
     if plan.containers_ehash(c.host).is_some() {
-        let _ = writeln!(s, "nsenter --net=/run/netns/{host_ns} ip netns add {ns}");
+        let _ = writeln!(s, "nsenter --net={NETNS_DIR}/{host_ns} ip netns add {ns}");
     } else {
         let _ = writeln!(s, "ip netns add {ns}");
     }

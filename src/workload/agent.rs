@@ -176,12 +176,13 @@ fn find_program(program: &str) -> Result<PathBuf> {
         })
 }
 
-/// /run/netns/NAME, for a plain name only.
+/// NAME in the namespace directory `lab` mounted it in (`lab::netlink::netns_dir`), for a
+/// plain name only.
 fn netns_path(name: &str) -> Result<PathBuf> {
     if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
         bail!("invalid network namespace name {name:?}");
     }
-    Ok(PathBuf::from("/run/netns").join(name))
+    Ok(crate::lab::netlink::netns_dir().join(name))
 }
 
 /// Accepts and holds connections on 0.0.0.0:`port` in the current namespace until `stop`;
@@ -266,7 +267,7 @@ mod tests {
         }
 
         fn path(&self) -> PathBuf {
-            PathBuf::from("/run/netns").join(&self.name)
+            crate::lab::netlink::netns_dir().join(&self.name)
         }
 
         /// TCP sockets of the namespace in TIME-WAIT.

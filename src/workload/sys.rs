@@ -455,7 +455,7 @@ pub fn unblock_stop_signals() -> io::Result<()> {
     Ok(())
 }
 
-/// Moves the calling thread into the network namespace at `path` (e.g. /run/netns/NAME).
+/// Moves the calling thread into the network namespace at `path` (`lab::netlink::netns_dir()`/NAME).
 /// Sockets created afterwards belong to it.
 pub fn enter_netns(path: &Path) -> io::Result<()> {
     let ns = File::open(path)?;

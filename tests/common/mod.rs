@@ -182,14 +182,31 @@ impl Drop for LabGuard {
     }
 }
 
+/// Where `ip netns` (Debian's iproute2) and `lab` keep named namespaces.
+pub fn netns_dir() -> PathBuf {
+    PathBuf::from("/run/netns")
+}
+
+/// The bind mount of the named namespace, as `ip netns` made or sees it.
+pub fn netns_file(ns: &str) -> PathBuf {
+    netns_dir().join(ns)
+}
+
 /// Runs `f` on a fresh thread that has entered the named network namespace.
 pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
+    let path = netns_file(ns);
     std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        let file =
+            std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
         // SAFETY: setns on a valid fd affects only this short-lived thread.
         let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "setns {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
         f()
     })
     .join()
@@ -314,6 +331,21 @@ pub fn snapshot_of(netns: Option<&str>) -> HostSnapshot {
     HostSnapshot(m)
 }
 
+impl HostSnapshot {
+    /// The keys whose values differ from `other`'s (by the same rules as `==`).
+    pub fn changed(&self, other: &Self) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, a)| match (a, other.0.get(*k)) {
+                (Some(a), Some(Some(b))) => a != b,
+                (None, Some(_)) | (Some(_), Some(None)) => false,
+                (_, None) => true,
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
 impl PartialEq for HostSnapshot {
     fn eq(&self, other: &Self) -> bool {
         self.0.len() == other.0.len()
@@ -336,7 +368,7 @@ impl std::fmt::Debug for HostSnapshot {
 }
 
 pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
-    std::fs::read_dir("/run/netns")
+    std::fs::read_dir(netns_dir())
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .filter_map(|e| e.file_name().into_string().ok())
@@ -346,7 +378,7 @@ pub fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Asserts that nothing of lab `name` is left: no namespace (in /run/netns, in `ip netns list`,
+/// Asserts that nothing of lab `name` is left: no namespace (in the netns directory, in `ip netns list`,
 /// or as a mount), no record.
 pub fn assert_gone(name: &str) {
     let prefix = format!("{name}-");
@@ -359,9 +391,10 @@ pub fn assert_gone(name: &str) {
     );
     let record = Path::new(RUN_DIR).join(name);
     assert!(!record.exists(), "record {} left behind", record.display());
-    // A namespace is kept alive by its bind mount under /run/netns: none may be left mounted.
+    // A namespace is kept alive by its bind mount in the netns directory: none may be left
+    // mounted.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
-    let netns_mount = format!("/run/netns/{prefix}");
+    let netns_mount = format!("{}/{prefix}", netns_dir().display());
     let left: Vec<&str> = mounts
         .lines()
         .filter(|l| l.contains(&netns_mount))
