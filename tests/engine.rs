@@ -635,7 +635,18 @@ fn the_host_snapshot_sees_what_a_lab_could_change_and_nothing_else() {
         assert!(Instant::now() < deadline, "IPv6 DAD still running in {ns}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let before = snapshot_of(Some(&ns));
+    // And each link gets its link-local address and route only once its carrier is up, which
+    // under load can come after the check above: take the snapshot once it holds still.
+    let mut before = snapshot_of(Some(&ns));
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let again = snapshot_of(Some(&ns));
+        if again == before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ns} kept changing by itself");
+        before = again;
+    }
     // Lifetimes count down, counters count up: neither is a change.
     let server = Acceptor::start(&up.ns("server-host"), "0.0.0.0:9000");
     let s = connect_from(&up.ns("c1"), "192.168.49.5:9000", Duration::from_secs(3))
