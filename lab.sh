@@ -34,7 +34,7 @@ packages=(libnftnl-dev libmnl-dev pkg-config iproute2 nftables procps graphviz)
 # python3-yaml reads the compose files of `lab show --docker compose` (tests/show_docker.rs);
 # chromium opens the report.html of `lab run --out` headless and checks what it renders
 # (tests/report_html.rs).
-test_packages=(golang-go nginx-light wrk python3 python3-yaml chromium)
+test_packages=(golang-go nginx-light wrk python3 python3-yaml chromium tmux)
 
 # Installs those of the given packages that are not installed yet (nothing if all are).
 install_missing() {
