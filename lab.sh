@@ -35,8 +35,9 @@ packages=(libnftnl-dev libmnl-dev pkg-config iproute2 nftables procps graphviz)
 # chromium opens the report.html of `lab run --out` headless and checks what it renders
 # (tests/report_html.rs); podman, with runc named (podman would pull in crun, which refuses a
 # hybrid cgroup layout), and busybox-static run lab in real containers built from a local rootfs
-# (tests/container_engine.rs).
-test_packages=(golang-go nginx-light wrk python3 python3-yaml chromium podman runc busybox-static)
+# (tests/container_engine.rs); tmux is the real terminal the live view is watched in
+# (tests/live_panel.rs).
+test_packages=(golang-go nginx-light wrk python3 python3-yaml chromium podman runc busybox-static tmux)
 
 # Installs those of the given packages that are not installed yet (nothing if all are).
 install_missing() {

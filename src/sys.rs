@@ -18,6 +18,21 @@ fn cvt(rc: libc::c_int) -> io::Result<()> {
     }
 }
 
+/// The size (columns, rows) of the terminal `fd` is, or `None` when it is not a terminal (or
+/// says it has no size, as some pseudo-terminals do before they are sized).
+pub fn terminal_size(fd: std::os::fd::BorrowedFd<'_>) -> Option<(u16, u16)> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `winsize` to the pointer, which points at ours; `fd` is
+    // borrowed, so open for the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
+    (rc == 0 && size.ws_col > 0 && size.ws_row > 0).then_some((size.ws_col, size.ws_row))
+}
+
 /// Sends `signal` to process `pid`; true when it was delivered.
 pub fn kill(pid: u32, signal: i32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {

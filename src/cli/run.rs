@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use super::{absolute, load_lab, runtime};
 use crate::error::{Fail, invalid};
 use crate::lab::plan::Hold;
+use crate::nat::live::StatsReader;
 use crate::report::live::Live;
 use crate::report::run::{RunReport, established_svg, render, series_csv};
 use crate::report::{html, nat as nat_report, topology};
@@ -59,7 +60,14 @@ pub struct Args {
     /// No live progress.
     #[arg(long, short)]
     pub quiet: bool,
+    /// No NAT panel in the live view: the Docker hosts' conntrack counters are then not read
+    /// during the ramp (to compare a benchmark with and without it).
+    #[arg(long)]
+    pub no_nat_panel: bool,
 }
+
+/// How often the live view's NAT panel reads the Docker hosts' conntrack counters.
+const NAT_READ_EVERY: Duration = Duration::from_millis(500);
 
 /// A number of seconds > 0, such as `2.5` (clap reports a bad one as a usage error, exit 2).
 fn seconds(s: &str) -> Result<Duration, String> {
@@ -131,13 +139,39 @@ pub fn run(args: Args) -> Result<()> {
         out!("{}", nat_report::render_prediction(&prepared.prediction));
     }
     let file = absolute(&args.file);
-    let mut live = Live::new(super::log::quiet(), std::io::stderr().is_terminal());
+    let quiet = super::log::quiet();
+    let mut live = Live::new(quiet, std::io::stderr().is_terminal());
+    let mut reader = None;
+    if !args.no_nat_panel && !quiet {
+        live = live.with_nat(&prepared.prediction);
+        if live.has_nat() {
+            reader = StatsReader::start(&prepared.plan, NAT_READ_EVERY);
+        }
+    }
     let ran = runtime()?.block_on(prepared.run(Some(&file), &opts, |s| {
+        use std::io::Write as _;
+        use std::os::fd::AsFd as _;
+        let start = std::time::Instant::now();
+        // Never waits: a reading is taken when one has finished, on the reader's own thread.
+        let reading = reader.as_mut().and_then(StatsReader::poll);
+        if let Some(r) = &reading {
+            live.nat_reading(r);
+        }
+        let stderr = std::io::stderr();
+        live.set_size(crate::sys::terminal_size(stderr.as_fd()));
         if let Some(text) = live.update(s) {
-            use std::io::Write as _;
-            let _ = std::io::stderr().write_all(text.as_bytes());
+            let _ = stderr.lock().write_all(text.as_bytes());
+        }
+        if let Some(r) = reading {
+            tracing::debug!(
+                "live view: frame drawn in {} us; the conntrack counters it shows took {} us to read",
+                start.elapsed().as_micros(),
+                r.took.as_micros()
+            );
         }
     }))?;
+    // Its thread ends after the reading in progress, if any.
+    drop(reader);
     let report = RunReport::new(&ran.plan, ran.outcome, ran.nat, ran.prediction, ran.raised);
     let groups: Vec<String> = ran
         .plan

@@ -3,6 +3,7 @@
 pub mod conntrack;
 pub mod firewall;
 pub mod form;
+pub mod live;
 pub mod paths;
 pub mod predict;
 pub mod view;
