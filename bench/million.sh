@@ -49,6 +49,8 @@
 #                      source ports do not collide at the masquerade (lab's agents, and the C
 #                      client by default, all walk from the bottom of the same slices)
 #   PERF=1             also `perf record -e cpu-clock -a -g` over the ramp (slows the run a bit)
+#   PANEL=0            lab: without the live view's NAT panel (--no-nat-panel; it is on by
+#                      default, its conntrack counters read every 500 ms)
 #   ROUND0=1           number of the first round (to add rounds to an earlier invocation's)
 #   TAG=STR            added to lab names and result rows (default: from the options)
 #   RUN_TIMEOUT=S      seconds for a run to reach N (default 300)
@@ -88,6 +90,7 @@ if [[ -z ${TAG:-} ]]; then
   [[ $IN_FLIGHT != 8192 ]] && TAG+=i$IN_FLIGHT
   [[ $C_PORT_SHIFT == 1 ]] && TAG+=shift
   [[ $PERF == 1 ]] && TAG+=perf
+  [[ ${PANEL:-1} == 0 ]] && TAG+=np
 fi
 [[ -z $TAG || $TAG =~ ^[a-z0-9]+$ ]] || { echo "TAG: lower-case letters and digits" >&2; exit 2; }
 mkdir -p "$WORK/files"
@@ -422,6 +425,7 @@ run_one() { # KIND N DIR
   if [[ $kind == lab ]]; then
     ours+=("$name")
     local args=(run "$file" --out "$dir" --timeout "$RUN_TIMEOUT")
+    [[ ${PANEL:-1} == 0 ]] && args+=(--no-nat-panel)
     # lab's --in-flight is per container (shared by its processes); its default is 8192 per
     # process, what IN_FLIGHT's default means here, so it is passed only when set otherwise.
     [[ $IN_FLIGHT != 8192 ]] && args+=(--in-flight "$IN_FLIGHT")

@@ -16,6 +16,9 @@
 #                 (default 8192, lab's default)
 #   GO_SINGLE=1   go: one server process without SO_REUSEPORT, exactly the article's server (it
 #                 stops at the open-files limit: see docs/bench.md)
+#   PANEL=0|1     lab: the live view's NAT panel (the progress lines and the conntrack counters
+#                 read every 500 ms) off with -q (default, as before) or on (lab's default
+#                 outside -q), to measure what the panel costs
 #   IDLE_PCT=N    wait (at most IDLE_WAIT s, default 180) until other work uses < N% of the
 #                 CPUs (default 20) before each run; the figure is printed beside each run
 #
@@ -244,7 +247,9 @@ run_lab() { # RUN_DIR
   # lab's --in-flight is per container, its default 8192 per process (IN_FLIGHT's default).
   local flight=()
   [[ $IN_FLIGHT != 8192 ]] && flight=(--in-flight "$IN_FLIGHT")
-  "$LAB" run "$LAB_FILE" --name "$RUN_NAME" --out "$dir" -q --timeout $RUN_TIMEOUT \
+  local view=(-q)
+  [[ ${PANEL:-0} == 1 ]] && view=()
+  "$LAB" run "$LAB_FILE" --name "$RUN_NAME" --out "$dir" "${view[@]}" --timeout $RUN_TIMEOUT \
     "${flight[@]}" \
     >"$dir/lab.log" 2>&1 &
   lab_pid=$!
