@@ -489,6 +489,10 @@ fn the_schema_rejects_what_the_loader_rejects_by_shape() {
             SMALL.replace("replicas = 2", "sysctls = { \"fs.file-max\" = \"1\" }"),
         ),
         ("a bad duration", format!("{SMALL}ping_interval = \"10\"\n")),
+        (
+            "an unknown tcp_tables",
+            format!("{SMALL}[machine]\ntcp_tables = \"own\"\n"),
+        ),
     ];
     for (what, text) in cases {
         assert!(

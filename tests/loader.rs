@@ -257,6 +257,14 @@ fn each_mistake_has_its_message_and_place() {
             "8:9: wrong type for `raise`: expected an array of strings, found a string",
         ),
         (
+            &format!("{BASE}[machine]\ntcp_tables = \"shard\"\n"),
+            "8:14: unknown tcp_tables `shard`",
+        ),
+        (
+            &format!("{BASE}[machine]\ntcp_tables = false\n"),
+            "8:14: wrong type for `tcp_tables`: expected a string, found a boolean",
+        ),
+        (
             &format!("{BASE}[machine]\nlower = []\n"),
             "8:1: unknown key `lower` in [machine]",
         ),

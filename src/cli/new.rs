@@ -164,8 +164,11 @@ established = 200          # or a range: { min = 150, max = 200 }
 # may raise when the workload needs more than the machine has (it says so and restores them
 # at teardown). Without this, a lab too big for them is refused. A third,
 # "net.netfilter.nf_conntrack_buckets", only makes a big lab faster: it is never required.
+# tcp_tables = "shared" keeps the kernel's default: every namespace on the host's one TCP
+# established-hash, where busy ones otherwise get their own (to compare the two).
 # [machine]
 # raise = ["fs.file-max", "net.netfilter.nf_conntrack_max"]
+# tcp_tables = "shared"
 "#;
 
 #[cfg(test)]
@@ -191,13 +194,19 @@ mod tests {
             "placeholders left"
         );
         // The commented `[machine]` table works as written once uncommented.
-        let uncommented = text.replace("# [machine]\n# raise", "[machine]\nraise");
+        let uncommented = text
+            .replace("# [machine]\n# raise", "[machine]\nraise")
+            .replace(
+                "\n# tcp_tables = \"shared\"\n",
+                "\ntcp_tables = \"shared\"\n",
+            );
         let loaded = load(
             &Source::new("my-lab.toml", uncommented),
             &LoadOptions::default(),
         )
         .unwrap_or_else(|d| panic!("uncommented [machine] rejected: {d:?}"));
         assert_eq!(loaded.plan.may_raise.len(), 2);
+        assert_eq!(loaded.plan.tcp_tables, crate::lab::plan::TcpTables::Shared);
 
         // Each commented cloud profile, and random_fully, works as written in place of
         // `nat = "masquerade"`.

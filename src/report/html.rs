@@ -341,18 +341,19 @@ fn kernel_notes(s: &mut String, v: &NatView) {
             r#"<div class="scroll"><table><thead><tr><th>container</th><th>to</th><th>left as</th><th>predicted</th></tr></thead><tbody>"#,
         );
         for c in &v.containers {
-            let seen: Vec<String> = c
-                .observed
-                .iter()
-                .map(|(a, n)| format!("{a} ({})", count(*n)))
-                .collect();
+            let predicted = c.predicted.map_or("-".into(), |p| p.to_string());
+            let predicted = if c.mismatch {
+                format!("{predicted} (MISMATCH: please report this as a bug)")
+            } else {
+                predicted
+            };
             let _ = write!(
                 s,
                 "<tr>{}{}{}{}</tr>",
                 cell(&format!("{} {}", c.container, c.address)),
                 cell(&c.dst.to_string()),
-                cell(&seen.join(", ")),
-                cell(&c.predicted.map_or("-".into(), |p| p.to_string()))
+                cell(&super::left_as(c)),
+                cell(&predicted)
             );
         }
         s.push_str("</tbody></table></div>");

@@ -379,20 +379,17 @@ pub fn frame(
 ) -> Vec<String> {
     let width = width.clamp(MIN_WIDTH, MAX_WIDTH);
     let mut lines = Vec::new();
-    let nw = s
-        .groups
-        .iter()
-        .map(|g| count(g.1).len())
-        .chain([count(s.established).len()])
-        .max()
-        .unwrap_or(1);
-    let aw = s
-        .groups
-        .iter()
-        .map(|g| count(g.2).len())
-        .chain([count(s.asked).len()])
-        .max()
-        .unwrap_or(1);
+    // The widest count of a column: the groups' and the total's.
+    let widest = |of: fn(&(String, u64, u64)) -> u64, total: u64| {
+        s.groups
+            .iter()
+            .map(|g| count(of(g)).len())
+            .chain([count(total).len()])
+            .max()
+            .unwrap_or(1)
+    };
+    let nw = widest(|g| g.1, s.established);
+    let aw = widest(|g| g.2, s.asked);
     let rate_text = format!("  {}/s", count(rate));
     // "  name         [bar] n / asked  rate/s"
     let fixed = 2 + NAME + 1 + 2 + 1 + nw + 3 + aw + rate_text.len().max(11);

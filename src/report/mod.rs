@@ -102,6 +102,16 @@ pub fn capacity(c: &crate::lab::capacity::Capacity) -> String {
     out
 }
 
+/// The translated addresses a container's connections left as, with how many each:
+/// "192.168.49.6 (12,000), 192.168.49.7 (3)".
+pub fn left_as(c: &crate::nat::view::ContainerChoice) -> String {
+    c.observed
+        .iter()
+        .map(|(a, n)| format!("{a} ({})", count(*n)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use std::ffi::OsStr;

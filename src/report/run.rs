@@ -404,18 +404,13 @@ pub fn render(r: &RunReport) -> String {
         // With an address pool, which address the kernel chose for whom is the lesson.
         if v.nat.kind() == NatKind::Snat {
             for c in &v.containers {
-                let seen: Vec<String> = c
-                    .observed
-                    .iter()
-                    .map(|(a, n)| format!("{a} ({})", count(*n)))
-                    .collect();
                 let _ = writeln!(
                     out,
                     "    {} {} -> {}: left as {}{}{}",
                     c.container,
                     c.address,
                     c.dst,
-                    seen.join(", "),
+                    super::left_as(c),
                     c.predicted
                         .map(|p| format!(", predicted {p}"))
                         .unwrap_or_default(),
