@@ -526,6 +526,74 @@ fn kernel_syn_timeouts_count_as_timed_out() {
     );
 }
 
+/// A client agent that stops being heard from while its connects are in flight is not a
+/// settled ramp: the agent is SIGSTOPped (a process starved of CPU, as on a machine pinging two
+/// million connections) once the NAT's 100 ports are taken and 50 connects wait on dropped
+/// SYNs; quiet counts for longer than settle + connect timeout must not end the watch while
+/// the agent is silent. Once it runs again its own timer ends the 50 (timed out) and the run
+/// ends with every connection accounted for.
+#[test]
+fn a_silent_client_with_connects_in_flight_is_not_settled() {
+    if !root_or_skip("a_silent_client_with_connects_in_flight_is_not_settled") {
+        return;
+    }
+    let tag = "wsil";
+    let file = temp_lab(
+        tag,
+        &two_hosts(
+            r#"
+[hosts.client-host.docker]
+nat = { masquerade = true, ports = "40000-40099" }
+[containers.c]
+host = "client-host"
+[clients.load]
+containers = ["c"]
+connect = ["192.168.49.5:9000"]
+connections = 150
+"#,
+        ),
+    );
+    let name = unique_name(tag);
+    let _guard = LabGuard { name: name.clone() };
+    let run = Running::start(
+        &file,
+        &name,
+        &["--json", "--settle", "1", "--connect-timeout", "4"],
+        None,
+    );
+    let client = agent_in(&run, &format!("{name}-c"));
+    established_at_server(&run, &name, 100);
+    assert_eq!(stat(client.pid).map(|s| s.0), Some(run.pid()));
+    // SAFETY: a process our own child started (checked just above), by pid.
+    assert_eq!(unsafe { libc::kill(client.pid as i32, libc::SIGSTOP) }, 0);
+    // Settle (1 s) + connect timeout (4 s) of quiet counts, and more.
+    std::thread::sleep(Duration::from_secs(8));
+    // SAFETY: as above.
+    let resumed = unsafe { libc::kill(client.pid as i32, libc::SIGCONT) } == 0;
+    let run = run.wait(RUN_LIMIT);
+    assert!(
+        resumed,
+        "the client was gone before it could run again: the run ended its watch (and stopped \
+         its agents) while the client was silent: {}",
+        run.text()
+    );
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    // Not "settled" with 50 connects in flight while the client could not run.
+    assert_eq!(r_stop(&run), "all_done", "{}", run.text());
+    let r = run.report();
+    assert_eq!(u(&r["established"]), 100, "{}", run.text());
+    assert_eq!(failures(&r["failed"]), failed(&[("timed_out", 50)]));
+    assert_eq!(u(&r["outcome"]["last"]["in_flight"]), 0);
+    assert_gone(&name);
+}
+
+fn r_stop(run: &Finished) -> String {
+    run.report()["outcome"]["stop"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Clients connecting to a host port where nothing listens: every connect is refused (and
 /// `lab` warns about the lab file).
 #[test]

@@ -220,9 +220,10 @@ impl PingSweep {
         }
     }
 
-    /// The next slots due at `now_ms`; call until it returns an empty range.
-    pub fn due(&mut self, now_ms: u64, len: usize) -> Range<usize> {
-        if self.interval_ms == 0 || len == 0 {
+    /// The next slots due at `now_ms`, at most `max` of them; call until it returns an empty
+    /// range (or a caller's budget is spent: the rest stay due).
+    pub fn due(&mut self, now_ms: u64, len: usize, max: usize) -> Range<usize> {
+        if self.interval_ms == 0 || len == 0 || max == 0 {
             return 0..0;
         }
         let mut elapsed = now_ms.saturating_sub(self.start_ms);
@@ -242,9 +243,14 @@ impl PingSweep {
             usize::try_from(t).unwrap_or(len).min(len)
         };
         let from = self.cursor.min(len);
-        let to = target.max(from);
+        let to = target.max(from).min(from.saturating_add(max));
         self.cursor = to;
         from..to
+    }
+
+    /// Whether slots are due at `now_ms` that have not been handed out.
+    pub fn behind(&self, now_ms: u64, len: usize) -> bool {
+        self.next_due_ms(len).is_some_and(|due| due <= now_ms)
     }
 
     /// When the next slot is due (ms, same clock as `due`).
@@ -252,21 +258,30 @@ impl PingSweep {
         if self.interval_ms == 0 || len == 0 {
             return None;
         }
-        if self.cursor >= len {
-            return Some(self.start_ms.saturating_add(self.interval_ms));
-        }
+        // This round's next slot, or the next round's first.
+        let (start, cursor) = if self.cursor >= len {
+            (self.start_ms.saturating_add(self.interval_ms), 0)
+        } else {
+            (self.start_ms, self.cursor)
+        };
         // The least t with floor(t * len / interval) >= cursor + 1.
-        let t = (self.cursor as u128 + 1) * u128::from(self.interval_ms);
+        let t = (cursor as u128 + 1) * u128::from(self.interval_ms);
         let t = t.div_ceil(len as u128);
-        Some(
-            self.start_ms
-                .saturating_add(u64::try_from(t).unwrap_or(u64::MAX)),
-        )
+        Some(start.saturating_add(u64::try_from(t).unwrap_or(u64::MAX)))
     }
 }
 
 /// At most this many connects start per loop turn.
 pub(crate) const START_BATCH: u32 = 512;
+
+/// At most this many pings are sent per loop turn. A client that fell behind its ping
+/// schedule (a loaded machine: each send carries the segment through the NAT to the server
+/// in the sender's own time) catches up a batch a turn, so completions, timeouts and its
+/// Progress still come between batches. Unbounded, a client starved of CPU spent minutes in
+/// one catch-up, its in-flight connects neither completed nor timed out and its counts
+/// frozen, and `lab run` took the silence for a settled ramp (two million with pings during
+/// the ramp: stuck at 1,999,728, docs/bench.md).
+pub(crate) const PING_BATCH: usize = 512;
 
 const PING: &[u8] = b"ping";
 
@@ -526,12 +541,15 @@ impl<'c> Client<'c> {
         self.fail(cause, what, err);
     }
 
-    fn ping(&mut self, now_ms: u64) {
+    /// Sends the pings due, at most [`PING_BATCH`]; true when some are still due.
+    fn ping(&mut self, now_ms: u64) -> bool {
+        let mut budget = PING_BATCH;
         loop {
-            let due = self.sweep.due(now_ms, self.conns.len());
+            let due = self.sweep.due(now_ms, self.conns.len(), budget);
             if due.is_empty() {
-                return;
+                return budget == 0 && self.sweep.behind(now_ms, self.conns.len());
             }
+            budget -= due.len();
             for slot in due {
                 let conn = &self.conns[slot];
                 let Some(sock) = &conn.fd else { continue };
@@ -550,6 +568,7 @@ impl<'c> Client<'c> {
     }
 
     /// How long the loop may sleep.
+    /// `batch_full`: a batch of connects or pings stopped at its bound with more to do.
     fn wake_in(&self, now: Instant, batch_full: bool) -> Option<Duration> {
         let now_ms = self.now_ms(now);
         let mut wake: Option<Duration> = None;
@@ -579,9 +598,9 @@ impl Handler for Client<'_> {
     fn on_turn(&mut self, epoll: &sys::Epoll, now: Instant) -> Result<Option<Duration>> {
         let now_ms = self.now_ms(now);
         self.expire(now_ms);
-        let batch_full = self.start_connects(epoll, now)?;
-        self.ping(now_ms);
-        Ok(self.wake_in(now, batch_full))
+        let connects_left = self.start_connects(epoll, now)?;
+        let pings_left = self.ping(now_ms);
+        Ok(self.wake_in(now, connects_left || pings_left))
     }
 
     fn on_ready(&mut self, token: u64, flags: u32) {
@@ -612,6 +631,10 @@ impl Handler for Client<'_> {
         self.attempted == u64::from(self.cfg.connections) && self.in_flight == 0
     }
 
+    fn outstanding(&self) -> bool {
+        !self.done()
+    }
+
     fn connections(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
         self.conns
             .iter()
@@ -627,6 +650,8 @@ impl Handler for Client<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ALL: usize = usize::MAX;
 
     #[test]
     fn port_walker_walks_the_inclusive_slice_once() {
@@ -740,7 +765,7 @@ mod tests {
         let mut pinged_at: Vec<Vec<u64>> = vec![Vec::new(); len];
         for now in 0..=3000u64 {
             loop {
-                let r = s.due(now, len);
+                let r = s.due(now, len, ALL);
                 if r.is_empty() {
                     break;
                 }
@@ -766,29 +791,51 @@ mod tests {
         s.start_ms = 0;
         assert_eq!(s.next_due_ms(0), None);
         assert_eq!(s.next_due_ms(4), Some(250));
-        assert!(s.due(0, 4).is_empty());
-        assert!(s.due(249, 4).is_empty());
-        assert_eq!(s.due(250, 4), 0..1);
-        assert!(s.due(250, 4).is_empty());
+        assert!(s.due(0, 4, ALL).is_empty());
+        assert!(s.due(249, 4, ALL).is_empty());
+        assert_eq!(s.due(250, 4, ALL), 0..1);
+        assert!(s.due(250, 4, ALL).is_empty());
         assert_eq!(s.next_due_ms(4), Some(500));
-        assert_eq!(s.due(999, 4), 1..3);
+        assert_eq!(s.due(999, 4, ALL), 1..3);
         assert_eq!(s.next_due_ms(4), Some(1000));
-        assert_eq!(s.due(1000, 4), 3..4, "the end of the round");
-        assert!(s.due(1000, 4).is_empty(), "the next round has just begun");
+        assert_eq!(s.due(1000, 4, ALL), 3..4, "the end of the round");
+        assert!(
+            s.due(1000, 4, ALL).is_empty(),
+            "the next round has just begun"
+        );
         assert_eq!(s.next_due_ms(4), Some(1250));
         // Far behind: the round is finished, then the next one starts now rather than bursting
         // through the missed rounds.
-        assert_eq!(s.due(10_000, 4), 0..4);
-        assert!(s.due(10_000, 4).is_empty());
+        assert_eq!(s.due(10_000, 4, ALL), 0..4);
+        assert!(s.due(10_000, 4, ALL).is_empty());
         assert_eq!(s.next_due_ms(4), Some(10_250));
         // The table grew: the pace follows.
-        assert_eq!(s.due(10_500, 8), 0..4);
+        assert_eq!(s.due(10_500, 8, ALL), 0..4);
+    }
+
+    #[test]
+    fn ping_sweep_hands_out_at_most_max_and_keeps_the_rest_due() {
+        let mut s = PingSweep::new(Duration::from_millis(1000), 0);
+        // A whole round late: 10 slots due, handed out 4, 4, 2.
+        assert_eq!(s.due(2000, 10, 4), 0..4);
+        assert!(s.behind(2000, 10));
+        assert_eq!(s.due(2000, 10, 4), 4..8);
+        assert_eq!(s.due(2000, 10, 4), 8..10);
+        assert!(
+            !s.behind(2000, 10),
+            "caught up: the next round starts at 2000 + 1000"
+        );
+        assert!(s.due(2000, 10, 4).is_empty());
+        assert!(
+            s.due(2000, 10, 0).is_empty(),
+            "no budget, nothing handed out"
+        );
     }
 
     #[test]
     fn ping_sweep_zero_interval_is_off() {
         let mut s = PingSweep::new(Duration::ZERO, 0);
-        assert_eq!(s.due(5, 10), 0..0);
+        assert_eq!(s.due(5, 10, ALL), 0..0);
         assert_eq!(s.next_due_ms(10), None);
     }
 

@@ -90,7 +90,18 @@ pub trait Handler {
 
     /// (bytes read, bytes written) over the connections, for the [`Summary`].
     fn bytes(&self) -> (u64, u64);
+
+    /// The handler waits on the kernel for something its counts will show (a client's connects
+    /// in flight): the loop then writes a Progress at least every [`HEARTBEAT`] even when
+    /// nothing changed, so that counts standing still can be told from an agent gone silent.
+    fn outstanding(&self) -> bool {
+        false
+    }
 }
+
+/// While its handler has work [`outstanding`](Handler::outstanding), a loop writes a Progress
+/// at least this often: `lab run` counts a client not heard from for longer as not quiet.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Runs `handler` in the current namespace until `stop`. Writes Ready once the handler is open,
 /// then Progress (at most every 100 ms, when something changed), Done once the handler is done,
@@ -111,6 +122,7 @@ pub fn run<H: Handler>(mut handler: H, out: &mut impl Write, stop: Stop<'_>) -> 
         if handler.take_changed() {
             reporter.changed();
         }
+        reporter.heartbeat(handler.outstanding());
         if !done && handler.done() {
             done = true;
             reporter
@@ -226,11 +238,13 @@ fn stop_event(token: u64, stop: &Stop<'_>, scratch: &mut [u8]) -> Option<Stopped
     }
 }
 
-/// Throttles Progress: at most one every [`Reporter::EVERY`], and only when something changed.
+/// Throttles Progress: at most one every [`Reporter::EVERY`], and only when something changed
+/// or, with the heartbeat on, when the last is [`HEARTBEAT`] old.
 struct Reporter<'w, W: Write> {
     out: &'w mut W,
     last: Option<Instant>,
     changed: bool,
+    heartbeat: bool,
 }
 
 impl<'w, W: Write> Reporter<'w, W> {
@@ -241,6 +255,7 @@ impl<'w, W: Write> Reporter<'w, W> {
             out,
             last: None,
             changed: false,
+            heartbeat: false,
         }
     }
 
@@ -249,13 +264,22 @@ impl<'w, W: Write> Reporter<'w, W> {
         self.changed = true;
     }
 
-    /// How long until a Progress is due; None when nothing changed.
+    /// Writes a Progress every [`HEARTBEAT`] even if nothing changed, while `on`.
+    fn heartbeat(&mut self, on: bool) {
+        self.heartbeat = on;
+    }
+
+    /// How long until a Progress is due; None when none will be.
     fn due_in(&self, now: Instant) -> Option<Duration> {
-        if !self.changed {
+        let every = if self.changed {
+            Self::EVERY
+        } else if self.heartbeat {
+            HEARTBEAT
+        } else {
             return None;
-        }
+        };
         Some(match self.last {
-            Some(last) => (last + Self::EVERY).saturating_duration_since(now),
+            Some(last) => (last + every).saturating_duration_since(now),
             None => Duration::ZERO,
         })
     }

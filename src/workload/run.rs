@@ -26,6 +26,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
+use super::event_loop::HEARTBEAT;
 use super::options::{Pace, RunOptions};
 use super::outcome::{
     CLIENT_METHOD, ClientResult, Held, Outcome, PROGRAM_METHOD, Sample, ServerResult, Snapshot,
@@ -47,6 +48,9 @@ use crate::nat::paths::HostPrediction;
 const TICK: Duration = Duration::from_millis(100);
 /// The kernel is asked what programs hold this often.
 const KERNEL_TICK: Duration = Duration::from_secs(1);
+/// A client agent with work outstanding not heard from for this long is silent (three of its
+/// heartbeats missed).
+const SILENT: Duration = HEARTBEAT.saturating_mul(3);
 /// A program server must listen within this long.
 const LISTEN_LIMIT: Duration = Duration::from_secs(15);
 /// A hold says how it is going this often.
@@ -80,6 +84,9 @@ struct Agent {
     /// It has sent its counts at least once: until then its zeros mean "not heard from yet",
     /// not "nothing happens".
     reported: bool,
+    /// When it last wrote an event: a client with connects in flight writes one at least every
+    /// [`HEARTBEAT`].
+    heard: Option<Instant>,
     done: bool,
     /// Set when the agent exited before being told to stop, with why.
     died: Option<String>,
@@ -506,6 +513,7 @@ impl Workload {
             last: Progress::default(),
             ready,
             reported: false,
+            heard: None,
             done: false,
             died: None,
             stderr_tail: Vec::new(),
@@ -518,6 +526,7 @@ impl Workload {
         match msg {
             Msg::Event(i, ev) => {
                 let a = &mut self.agents[i];
+                a.heard = Some(Instant::now());
                 match ev {
                     Event::Ready { .. } => a.ready = true,
                     Event::Progress(p) => {
@@ -574,6 +583,21 @@ impl Workload {
         self.counted
             .iter()
             .any(|c| c.is_none_or(|t| now.duration_since(t) > 2 * KERNEL_TICK))
+    }
+
+    /// A built-in client that still has connects to finish has not been heard from for
+    /// [`SILENT`]: it is starved of CPU or stuck, and counts that did not move may only be
+    /// old (on a loaded machine two million connections once looked settled this way, with
+    /// connects in flight that had neither completed nor timed out).
+    fn client_silent(&self, now: Instant) -> bool {
+        self.agents.iter().any(|a| {
+            matches!(a.role, Role::Client { .. })
+                && a.program.is_none()
+                && a.reported
+                && !a.done
+                && a.died.is_none()
+                && a.heard.is_some_and(|t| now.duration_since(t) > SILENT)
+        })
     }
 
     /// How the clients pick their source ports: the built-in way, the programs' own, or both.
@@ -704,7 +728,7 @@ impl Workload {
                         at_servers: snap.servers.iter().map(|s| s.established).sum(),
                         clients_done: clients().all(|a| a.done || a.died.is_some()),
                         clients_heard: clients().all(|a| a.reported || a.died.is_some()),
-                        stale: self.kernel_stale(now),
+                        stale: self.kernel_stale(now) || self.client_silent(now),
                     };
                     if let Some(stop) = settle.on_tick(&tick) {
                         break stop;

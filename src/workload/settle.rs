@@ -6,7 +6,8 @@
 //! has reported once (a client slow to start on a loaded machine holds connections the counts
 //! do not show yet), and, while connects are in flight, not before those have had the connect
 //! timeout to end by themselves. Counts that are old (a program's kernel count that has not
-//! come for two rounds) are not quiet counts either. Timed out after `timeout`.
+//! come for two rounds, or a built-in client with connects to finish that missed three
+//! heartbeats) are not quiet counts either. Timed out after `timeout`.
 
 use std::time::{Duration, Instant};
 
@@ -30,8 +31,8 @@ pub struct Tick {
     pub clients_done: bool,
     /// Every client agent has reported at least once (or died).
     pub clients_heard: bool,
-    /// Some count is old (the kernel's count of a program came too long ago): counts that
-    /// did not move say nothing yet.
+    /// Some count is old (the kernel's count of a program came too long ago, or a client
+    /// agent has gone silent): counts that did not move say nothing yet.
     pub stale: bool,
 }
 
