@@ -1260,3 +1260,67 @@ connections = {per_container}
     );
     assert_gone(&name);
 }
+
+/// The ping bytes the server host's established connections on port 9000 have received, summed.
+fn ping_bytes_at_server(name: &str) -> u64 {
+    sh(&format!(
+        "ip netns exec {name}-server-host ss -tniH state established '( sport = :9000 )'"
+    ))
+    .split_whitespace()
+    .filter_map(|f| f.strip_prefix("bytes_received:"))
+    .filter_map(|n| n.parse::<u64>().ok())
+    .sum()
+}
+
+/// Before the NAT tables are read the load is paused: the connections stay, the pings stop
+/// (on a machine pinging two million connections, reading the tables and a Ctrl-C's teardown
+/// waited minutes on the pings' CPU). Paused at `run:report`, the server receives nothing more.
+#[test]
+fn the_load_is_paused_before_the_nat_tables_are_read() {
+    if !root_or_skip("the_load_is_paused_before_the_nat_tables_are_read") {
+        return;
+    }
+    let file = temp_lab(
+        "wpause",
+        &two_hosts(
+            r#"
+[containers.c]
+host = "client-host"
+[clients.load]
+containers = ["c"]
+connect = ["192.168.49.5:9000"]
+connections = 200
+ping_interval = "100ms"
+[run]
+settle = "1s"
+"#,
+        ),
+    );
+    let name = unique_name("wpause");
+    let _guard = LabGuard { name: name.clone() };
+    let run = Running::start_env(
+        &file,
+        &name,
+        &["--json"],
+        None,
+        &[("LAB_PAUSE_AT", "run:report")],
+    );
+    assert!(
+        run.err.paused_at("run:report", Duration::from_secs(30)),
+        "never reached run:report"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let first = ping_bytes_at_server(&name);
+    // 200 connections pinged every 100 ms: 8,000 bytes a second while the load runs.
+    std::thread::sleep(Duration::from_secs(1));
+    let second = ping_bytes_at_server(&name);
+    let run = run.wait(RUN_LIMIT);
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    assert!(first > 0, "no ping reached the server before the pause");
+    assert_eq!(
+        first, second,
+        "pings went on after the pause: {first} then {second} bytes"
+    );
+    assert_eq!(u(&run.report()["established"]), 200, "{}", run.text());
+    assert_gone(&name);
+}

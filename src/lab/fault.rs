@@ -21,7 +21,7 @@ pub const POINTS: &[&str] = &[
     // `lab run` after the build:
     "run:ramp",     // clients started
     "run:hold",     // the ramp has settled; the hold begins next
-    "run:report",   // the run has settled (and held); the NAT tables are read next
+    "run:report",   // the run has settled (and held), the load paused; the NAT tables are read next
     "run:stopping", // agents are being stopped
     // any teardown (`lab run`, `lab down`, a failed `up`):
     "teardown", // the first namespace has just been removed

@@ -30,6 +30,8 @@
 //!   interval carries no pings: pings during the ramp made each new connection's cost grow with
 //!   the connections already there (a profile of the million: the conntrack and TCP lookups
 //!   per connection doubled by its end, docs/bench.md).
+//! - **Pause.** Once the parent pauses the load (before `lab run` reads the NAT tables), no
+//!   connect starts and no ping is sent; connects in flight still complete or time out.
 //! - **Failures** are classified by [`cause_of`]. An established connection the peer closes
 //!   (read returns end of file) counts as `Reset`, as does ECONNRESET/EPIPE, and `established`
 //!   goes down by one.
@@ -313,6 +315,8 @@ pub struct Client<'c> {
     bytes_written: u64,
     scratch: Vec<u8>,
     changed: bool,
+    /// The parent paused the load: no more connects or pings.
+    paused: bool,
 }
 
 impl<'c> Client<'c> {
@@ -343,6 +347,7 @@ impl<'c> Client<'c> {
             bytes_written: 0,
             scratch: vec![0; 4096],
             changed: false,
+            paused: false,
         })
     }
 
@@ -366,7 +371,8 @@ impl<'c> Client<'c> {
     }
 
     fn wants_to_start(&self) -> bool {
-        self.attempted < u64::from(self.cfg.connections)
+        !self.paused
+            && self.attempted < u64::from(self.cfg.connections)
             && self.in_flight < u64::from(self.cfg.in_flight)
     }
 
@@ -543,6 +549,9 @@ impl<'c> Client<'c> {
 
     /// Sends the pings due, at most [`PING_BATCH`]; true when some are still due.
     fn ping(&mut self, now_ms: u64) -> bool {
+        if self.paused {
+            return false;
+        }
         let mut budget = PING_BATCH;
         loop {
             let due = self.sweep.due(now_ms, self.conns.len(), budget);
@@ -582,6 +591,7 @@ impl<'c> Client<'c> {
             at(Duration::from_millis(deadline.saturating_sub(now_ms)));
         }
         if self.established > 0
+            && !self.paused
             && let Some(due) = self.sweep.next_due_ms(self.conns.len())
         {
             at(Duration::from_millis(due.saturating_sub(now_ms)));
@@ -633,6 +643,10 @@ impl Handler for Client<'_> {
 
     fn outstanding(&self) -> bool {
         !self.done()
+    }
+
+    fn pause(&mut self) {
+        self.paused = true;
     }
 
     fn connections(&self) -> impl Iterator<Item = BorrowedFd<'_>> {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
-use super::protocol::{Event, Progress};
+use super::protocol::{Event, PAUSE, Progress};
 use super::sys;
 
 /// What ends an agent's loop.
@@ -97,6 +97,10 @@ pub trait Handler {
     fn outstanding(&self) -> bool {
         false
     }
+
+    /// The parent asked for the load to stop ([`PAUSE`](super::protocol::PAUSE)): open no more
+    /// connections and send nothing more; hold and read what is open.
+    fn pause(&mut self) {}
 }
 
 /// While its handler has work [`outstanding`](Handler::outstanding), a loop writes a Progress
@@ -140,8 +144,10 @@ pub fn run<H: Handler>(mut handler: H, out: &mut impl Write, stop: Stop<'_>) -> 
         for (token, flags) in events.iter() {
             if token >= RESERVED_TOKENS {
                 let mut buf = [0u8; 512];
-                if let Some(stopped) = stop_event(token, &stop, &mut buf) {
-                    return finish(&handler, &mut reporter, stopped);
+                match stop_event(token, &stop, &mut buf) {
+                    StopEvent::Stop(stopped) => return finish(&handler, &mut reporter, stopped),
+                    StopEvent::Pause => handler.pause(),
+                    StopEvent::Nothing => {}
                 }
             } else {
                 handler.on_ready(token, flags);
@@ -220,21 +226,26 @@ fn abort_on_close<'a>(fds: impl Iterator<Item = BorrowedFd<'a>>) {
     }
 }
 
-/// Handles a ready stop token: Some when the loop must end.
-fn stop_event(token: u64, stop: &Stop<'_>, scratch: &mut [u8]) -> Option<Stopped> {
-    match token {
-        TOKEN_SIGNAL => Some(Stopped::Signal),
-        TOKEN_STDIN => {
-            let stdin = stop.stdin?;
-            match sys::read(stdin, scratch) {
-                Ok(0) => Some(Stopped::ParentGone),
-                Ok(_) => None,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
-                Err(_) => Some(Stopped::ParentGone),
-            }
-        }
-        _ => None,
+/// What a ready stop token asks of the loop.
+enum StopEvent {
+    Stop(Stopped),
+    Pause,
+    Nothing,
+}
+
+/// Handles a ready stop token.
+fn stop_event(token: u64, stop: &Stop<'_>, scratch: &mut [u8]) -> StopEvent {
+    match (token, stop.stdin) {
+        (TOKEN_SIGNAL, _) => StopEvent::Stop(Stopped::Signal),
+        (TOKEN_STDIN, Some(stdin)) => match sys::read(stdin, scratch) {
+            Ok(0) => StopEvent::Stop(Stopped::ParentGone),
+            Ok(n) if scratch[..n].contains(&PAUSE) => StopEvent::Pause,
+            Ok(_) => StopEvent::Nothing,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => StopEvent::Nothing,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => StopEvent::Nothing,
+            Err(_) => StopEvent::Stop(Stopped::ParentGone),
+        },
+        _ => StopEvent::Nothing,
     }
 }
 

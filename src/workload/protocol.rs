@@ -2,10 +2,19 @@
 //! with a pipe on stdin and stdout: it reads one [`AgentSpec`] line (JSON) from stdin, enters
 //! the namespace it names, and writes [`Event`] lines (JSON) on stdout until it is told to stop
 //! (SIGTERM) or its stdin closes (the parent died: the agent exits instead of lingering).
+//! After the spec the parent may write [`PAUSE`] on stdin: the load stops, the connections
+//! stay.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde::{Deserialize, Serialize};
+
+/// Written by the parent on an agent's stdin after its spec: stop the load (a client starts no
+/// more connects and sends no more pings) and hold what is open. `lab run` pauses its agents
+/// before it reads the kernel's NAT tables: on a machine busy with pings (two million
+/// connections) the reading, and a Ctrl-C's teardown after it, waited minutes on CPU the pings
+/// took.
+pub const PAUSE: u8 = b'p';
 
 /// What one agent process does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

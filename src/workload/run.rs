@@ -33,7 +33,7 @@ use super::outcome::{
     StopReason, peak_rate,
 };
 use super::program;
-use super::protocol::{AgentSpec, Event, Failures, Progress};
+use super::protocol::{AgentSpec, Event, Failures, PAUSE, Progress};
 use super::settle::{Settle, Tick};
 use super::share::{
     client_processes, expected_at_server, server_processes, spaced, split, walk_starts,
@@ -943,6 +943,18 @@ impl Workload {
                 .collect(),
             clients,
             servers,
+        }
+    }
+
+    /// Pauses the load of every built-in agent ([`PAUSE`]): the connections stay, for the NAT
+    /// tables to be read without pings competing for the CPUs. A user's program is not
+    /// paused (lab cannot ask it to). An agent that cannot be written to has died, and the
+    /// report says so already.
+    pub async fn pause(&mut self) {
+        for a in &mut self.agents {
+            if a.program.is_none() && a.died.is_none() {
+                let _ = a.stdin.write_all(&[PAUSE]).await;
+            }
         }
     }
 

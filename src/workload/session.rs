@@ -1,5 +1,5 @@
 //! `lab run` as one piece of the engine: check the machine, predict, then up -> servers ->
-//! clients -> watch -> the NAT as the kernel holds it -> stop -> down. The prediction is made
+//! clients -> watch -> pause the load -> the NAT as the kernel holds it -> stop -> down. The prediction is made
 //! once, here, and used by the clients' port walks and the NAT views alike. Progress goes to a
 //! callback and [`Notice`](crate::lab::events::Notice)s; what was found comes back as values
 //! for `cli` to render.
@@ -105,7 +105,10 @@ impl Prepared {
         .await;
         let deferred = signals.defer("reporting and tearing down");
         let result = match ran {
-            Ok((w, outcome)) => {
+            Ok((mut w, outcome)) => {
+                // The ramp and hold are over: stop the pings and connects before reading, so
+                // the reading does not wait on CPU they take.
+                w.pause().await;
                 fault::pause("run:report").await;
                 // Read the kernel's NAT tables while the connections still exist.
                 let hosts = crate::nat::docker_hosts(&lab.plan);
