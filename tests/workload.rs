@@ -580,6 +580,12 @@ connections = 150
     assert_eq!(run.code, Some(0), "{}", run.text());
     // Not "settled" with 50 connects in flight while the client could not run.
     assert_eq!(r_stop(&run), "all_done", "{}", run.text());
+    assert!(
+        run.stderr
+            .contains("lab: 1 client agent(s) with connects in flight not heard from for 3 s"),
+        "the person is told why the run waits: {}",
+        run.text()
+    );
     let r = run.report();
     assert_eq!(u(&r["established"]), 100, "{}", run.text());
     assert_eq!(failures(&r["failed"]), failed(&[("timed_out", 50)]));

@@ -56,6 +56,12 @@ pub enum Notice {
         established: u64,
         lost: u64,
     },
+    /// `silent` client agents with connects still to finish have not been heard from for
+    /// `for_at_least`: until they are, counts standing still are not taken as settled.
+    ClientsSilent {
+        silent: usize,
+        for_at_least: Duration,
+    },
     /// A `LAB_PAUSE_AT` test hook holds the engine at `point` (fault tests wait for this).
     Paused { point: &'static str },
 }

@@ -76,6 +76,14 @@ pub fn render(n: &Notice) -> Option<String> {
             )
         }
         Notice::TearingDown { lab } => format!("tearing down lab {lab}"),
+        Notice::ClientsSilent {
+            silent,
+            for_at_least,
+        } => format!(
+            "lab: {silent} client agent(s) with connects in flight not heard from for {} (starved \
+             of CPU?): the counts are not taken as settled until they report",
+            secs(*for_at_least)
+        ),
     })
 }
 

@@ -589,15 +589,18 @@ impl Workload {
     /// [`SILENT`]: it is starved of CPU or stuck, and counts that did not move may only be
     /// old (on a loaded machine two million connections once looked settled this way, with
     /// connects in flight that had neither completed nor timed out).
-    fn client_silent(&self, now: Instant) -> bool {
-        self.agents.iter().any(|a| {
-            matches!(a.role, Role::Client { .. })
-                && a.program.is_none()
-                && a.reported
-                && !a.done
-                && a.died.is_none()
-                && a.heard.is_some_and(|t| now.duration_since(t) > SILENT)
-        })
+    fn clients_silent(&self, now: Instant) -> usize {
+        self.agents
+            .iter()
+            .filter(|a| {
+                matches!(a.role, Role::Client { .. })
+                    && a.program.is_none()
+                    && a.reported
+                    && !a.done
+                    && a.died.is_none()
+                    && a.heard.is_some_and(|t| now.duration_since(t) > SILENT)
+            })
+            .count()
     }
 
     /// How the clients pick their source ports: the built-in way, the programs' own, or both.
@@ -710,6 +713,7 @@ impl Workload {
         let start = self.clients_started.unwrap_or_else(Instant::now);
         let mut series = Vec::new();
         let mut settle = Settle::new(start, pace);
+        let mut was_silent = false;
         let mut ticker = tokio::time::interval(TICK);
         let stop = loop {
             tokio::select! {
@@ -720,6 +724,12 @@ impl Workload {
                     let now = Instant::now();
                     series.push(Sample::of(&snap, now.duration_since(start)));
                     let clients = || self.agents.iter().filter(|a| matches!(a.role, Role::Client { .. }));
+                    let silent = self.clients_silent(now);
+                    // Said when some first go silent, not on every tick.
+                    if silent > 0 && !was_silent {
+                        emit(Notice::ClientsSilent { silent, for_at_least: SILENT });
+                    }
+                    was_silent = silent > 0;
                     let tick = Tick {
                         now,
                         established: snap.established,
@@ -728,7 +738,7 @@ impl Workload {
                         at_servers: snap.servers.iter().map(|s| s.established).sum(),
                         clients_done: clients().all(|a| a.done || a.died.is_some()),
                         clients_heard: clients().all(|a| a.reported || a.died.is_some()),
-                        stale: self.kernel_stale(now) || self.client_silent(now),
+                        stale: self.kernel_stale(now) || silent > 0,
                     };
                     if let Some(stop) = settle.on_tick(&tick) {
                         break stop;
