@@ -195,7 +195,11 @@ dur_s() { awk -v d="$1" 'BEGIN { n = d + 0; u = d; sub(/^[0-9.]+/, "", u)
 # --- measuring ------------------------------------------------------------------------------
 # Runs in the server namespace: "realtime inuse listeners queued tcp_mem_pages" every $2 s;
 # queued is -1 unless read (only once inuse - listeners reaches the target, or while the
-# listeners are not all there). See bench/workload.sh.
+# listeners are not all there). See bench/workload.sh. The listeners and their accept queues
+# come from `ss -Hltn` (sock_diag asked for LISTEN only walks the listening hash): reading
+# /proc/net/tcp line by line walked the namespace's whole established-hash again for every
+# line, and in the two-million lab (4,194,304 buckets) left the first 35 s of the ramp
+# without a sample.
 SAMPLER='
 exec {z}<> <(:)
 end=$((SECONDS + $1)) l=0 q=-1
@@ -205,10 +209,7 @@ while ((SECONDS < end)); do
   while read -r k _ v _; do [[ $k == TCP6: ]] && { ((n += v)); break; }; done </proc/net/sockstat6
   if ((l < $4 || n - l >= $3)); then
     l=0 q=0
-    for f in /proc/net/tcp /proc/net/tcp6; do
-      { read -r _; while read -r _ _ _ st qq _; do [[ $st == 0A ]] || break
-        ((l += 1, q += 16#${qq#*:})); done; } <$f
-    done
+    while read -r _ qq _; do ((l += 1, q += qq)); done < <(ss -Hltn)
   else q=-1; fi
   echo "$t $n $l $q $m"
   read -t "$2" -u "$z" || true
