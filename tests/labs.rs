@@ -7,7 +7,7 @@
 //!
 //! One test runs them one after another: at 75,000-1,000,000 connections each, two at once
 //! would only compete for the CPUs. The million runs too (about a minute here), and the largest
-//! lab, two million (about 8 minutes in the debug build, 17 GB of kernel memory; skipped where
+//! lab, two million (a few minutes in the debug build, 17 GB of kernel memory; skipped where
 //! the preflight finds too little memory): the debug build's ramp outlives the first ping round,
 //! the case in which a client starved of CPU once made the run look settled (1,260,032).
 //!

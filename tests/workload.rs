@@ -579,7 +579,12 @@ connections = 150
     );
     assert_eq!(run.code, Some(0), "{}", run.text());
     // Not "settled" with 50 connects in flight while the client could not run.
-    assert_eq!(r_stop(&run), "all_done", "{}", run.text());
+    assert_eq!(
+        run.report()["outcome"]["stop"]["reason"],
+        "all_done",
+        "{}",
+        run.text()
+    );
     assert!(
         run.stderr
             .contains("lab: 1 client agent(s) with connects in flight not heard from for 3 s"),
@@ -591,13 +596,6 @@ connections = 150
     assert_eq!(failures(&r["failed"]), failed(&[("timed_out", 50)]));
     assert_eq!(u(&r["outcome"]["last"]["in_flight"]), 0);
     assert_gone(&name);
-}
-
-fn r_stop(run: &Finished) -> String {
-    run.report()["outcome"]["stop"]["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// Clients connecting to a host port where nothing listens: every connect is refused (and
@@ -1152,6 +1150,39 @@ fn a_signal_while_reporting_or_tearing_down_finishes_then_says_so() {
 
 // ---- pings ------------------------------------------------------------------------------
 
+/// `connections` from one container to one server address, pinged every 100 ms; `extra` is
+/// appended to the file.
+fn pinged_lab(tag: &str, connections: u32, extra: &str) -> TempLab {
+    temp_lab(
+        tag,
+        &two_hosts(&format!(
+            r#"
+[containers.c]
+host = "client-host"
+[clients.load]
+containers = ["c"]
+connect = ["192.168.49.5:9000"]
+connections = {connections}
+ping_interval = "100ms"
+{extra}"#
+        )),
+    )
+}
+
+/// The server host's established connections on port 9000 as `ss -tni` shows them, and the
+/// payload bytes each has received.
+fn ping_bytes_at_server(name: &str) -> (String, Vec<u64>) {
+    let ss = sh(&format!(
+        "ip netns exec {name}-server-host ss -tniH state established '( sport = :9000 )'"
+    ));
+    let received = ss
+        .split_whitespace()
+        .filter_map(|f| f.strip_prefix("bytes_received:"))
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (ss, received)
+}
+
 /// With a 100 ms ping interval, the server host's established connections have received ping
 /// bytes while the run goes on, and no connection breaks.
 #[test]
@@ -1159,22 +1190,7 @@ fn pings_reach_the_server_and_break_nothing() {
     if !root_or_skip("pings_reach_the_server_and_break_nothing") {
         return;
     }
-    let file = temp_lab(
-        "wping",
-        &two_hosts(
-            r#"
-[containers.c]
-host = "client-host"
-[clients.load]
-containers = ["c"]
-connect = ["192.168.49.5:9000"]
-connections = 400
-ping_interval = "100ms"
-[expect]
-established = 400
-"#,
-        ),
-    );
+    let file = pinged_lab("wping", 400, "[expect]\nestablished = 400\n");
     let name = unique_name("wping");
     let _guard = LabGuard { name: name.clone() };
     let run = Running::start(&file, &name, &["--json", "--quiet", "--rate", "200"], None);
@@ -1185,14 +1201,7 @@ established = 400
         "50 connections pinged twice",
         Duration::from_secs(20),
         || {
-            let ss = sh(&format!(
-                "ip netns exec {name}-server-host ss -tniH state established '( sport = :9000 )'"
-            ));
-            let received: Vec<u64> = ss
-                .split_whitespace()
-                .filter_map(|f| f.strip_prefix("bytes_received:"))
-                .filter_map(|n| n.parse().ok())
-                .collect();
+            let (ss, received) = ping_bytes_at_server(&name);
             (received.iter().filter(|&&b| b >= 8).count() >= 50).then_some((ss, received))
         },
     );
@@ -1267,17 +1276,6 @@ connections = {per_container}
     assert_gone(&name);
 }
 
-/// The ping bytes the server host's established connections on port 9000 have received, summed.
-fn ping_bytes_at_server(name: &str) -> u64 {
-    sh(&format!(
-        "ip netns exec {name}-server-host ss -tniH state established '( sport = :9000 )'"
-    ))
-    .split_whitespace()
-    .filter_map(|f| f.strip_prefix("bytes_received:"))
-    .filter_map(|n| n.parse::<u64>().ok())
-    .sum()
-}
-
 /// Before the NAT tables are read the load is paused: the connections stay, the pings stop
 /// (on a machine pinging two million connections, reading the tables and a Ctrl-C's teardown
 /// waited minutes on the pings' CPU). Paused at `run:report`, the server receives nothing more.
@@ -1286,22 +1284,7 @@ fn the_load_is_paused_before_the_nat_tables_are_read() {
     if !root_or_skip("the_load_is_paused_before_the_nat_tables_are_read") {
         return;
     }
-    let file = temp_lab(
-        "wpause",
-        &two_hosts(
-            r#"
-[containers.c]
-host = "client-host"
-[clients.load]
-containers = ["c"]
-connect = ["192.168.49.5:9000"]
-connections = 200
-ping_interval = "100ms"
-[run]
-settle = "1s"
-"#,
-        ),
-    );
+    let file = pinged_lab("wpause", 200, "[run]\nsettle = \"1s\"\n");
     let name = unique_name("wpause");
     let _guard = LabGuard { name: name.clone() };
     let run = Running::start_env(
@@ -1316,10 +1299,11 @@ settle = "1s"
         "never reached run:report"
     );
     std::thread::sleep(Duration::from_millis(300));
-    let first = ping_bytes_at_server(&name);
+    let received = || ping_bytes_at_server(&name).1.iter().sum::<u64>();
+    let first = received();
     // 200 connections pinged every 100 ms: 8,000 bytes a second while the load runs.
     std::thread::sleep(Duration::from_secs(1));
-    let second = ping_bytes_at_server(&name);
+    let second = received();
     let run = run.wait(RUN_LIMIT);
     assert_eq!(run.code, Some(0), "{}", run.text());
     assert!(first > 0, "no ping reached the server before the pause");

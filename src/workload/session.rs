@@ -1,7 +1,7 @@
 //! `lab run` as one piece of the engine: check the machine, predict, then up -> servers ->
-//! clients -> watch -> pause the load -> the NAT as the kernel holds it -> stop -> down. The prediction is made
-//! once, here, and used by the clients' port walks and the NAT views alike. Progress goes to a
-//! callback and [`Notice`](crate::lab::events::Notice)s; what was found comes back as values
+//! clients -> watch -> pause the load -> the NAT as the kernel holds it -> stop -> down. The
+//! prediction is made once, here, and used by the clients' port walks and the NAT views alike.
+//! Progress goes to a callback and [`Notice`](crate::lab::events::Notice)s; what was found comes back as values
 //! for `cli` to render.
 
 use std::path::{Path, PathBuf};
