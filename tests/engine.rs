@@ -374,6 +374,8 @@ fn every_lab_in_labs_comes_up_connects_and_goes_down() {
     if !root_or_skip("every_lab_in_labs_comes_up_connects_and_goes_down") {
         return;
     }
+    // The million and the two million raise global limits as they come up.
+    let _host = HostLock::exclusive();
     let before = host_snapshot();
     let files = lab_files();
     assert!(files.len() >= 4, "{files:?}");

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use common::*;
@@ -19,21 +18,14 @@ const KEY: &str = "net.netfilter.nf_conntrack_max";
 const CONTAINERS: u64 = 6;
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// What every test here starts with: root (or a skip), the lock, and the initial namespace as
-/// it was, to compare with at the end.
-fn begin(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, HostSnapshot)> {
+/// What every test here starts with: root (or a skip), the machine's global limits to itself
+/// (each test here raises one; also the tests of other binaries wait), and the initial
+/// namespace as it was, to compare with at the end.
+fn begin(test: &str) -> Option<(HostLock, HostSnapshot)> {
     if !root_or_skip(test) {
         return None;
     }
-    let one = one_at_a_time();
+    let one = HostLock::exclusive();
     Some((one, host_snapshot()))
 }
 

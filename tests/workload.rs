@@ -598,6 +598,64 @@ connections = 150
     assert_gone(&name);
 }
 
+/// A server behind its clients is counted once it has caught up, not while connections still
+/// wait in its listen queue (issue 29: two million connections once reported 1,999,758 at the
+/// servers against 2,000,000 at the clients). The server agent is SIGSTOPped once it listens
+/// and before the clients start (the `run:clients` hook), so the kernel completes all 300
+/// handshakes into its queue while it cannot accept; the clients are done and their counts
+/// stand still for longer than the watch waits for the servers. It runs again 4 s later: the
+/// report counts 300 at both ends.
+#[test]
+fn a_server_behind_its_clients_is_counted_once_it_has_caught_up() {
+    if !root_or_skip("a_server_behind_its_clients_is_counted_once_it_has_caught_up") {
+        return;
+    }
+    let tag = "wlag";
+    let name = unique_name(tag);
+    let _guard = LabGuard { name: name.clone() };
+    let file = paced_lab(tag, 300);
+    let run = Running::start_env(
+        &file,
+        &name,
+        &["--json"],
+        None,
+        &[("LAB_PAUSE_AT", "run:clients")],
+    );
+    let server = agent_in(&run, &format!("{name}-server-host"));
+    let paused = run.err.paused_at("run:clients", RUN_LIMIT);
+    assert_eq!(stat(server.pid).map(|s| s.0), Some(run.pid()));
+    // SAFETY: a process our own child started (checked just above), by pid.
+    assert_eq!(unsafe { libc::kill(server.pid as i32, libc::SIGSTOP) }, 0);
+    // The clients start once the hook's pause ends (3 s), connect at once and are done; the
+    // server stays stopped past the watch's second of quiet counts.
+    std::thread::sleep(Duration::from_secs(7));
+    // SAFETY: as above.
+    let resumed = unsafe { libc::kill(server.pid as i32, libc::SIGCONT) } == 0;
+    let run = run.wait(RUN_LIMIT);
+    assert!(paused, "never paused at run:clients: {}", run.text());
+    assert!(
+        resumed,
+        "the server was gone before it could run again: {}",
+        run.text()
+    );
+    assert_eq!(run.code, Some(0), "{}", run.text());
+    let r = run.report();
+    let last = &r["outcome"]["last"];
+    let accepted: u64 = last["servers"]
+        .as_array()
+        .map(|v| v.iter().map(|s| u(&s["established"])).sum())
+        .unwrap_or(0);
+    assert_eq!(u(&r["established"]), 300, "{}", run.text());
+    assert_eq!(
+        accepted,
+        300,
+        "the servers are counted at rest, with nothing left in their queues: {}",
+        run.text()
+    );
+    assert_eq!(u(&last["servers"][0]["queued"]), 0, "{}", run.text());
+    assert_gone(&name);
+}
+
 /// Clients connecting to a host port where nothing listens: every connect is refused (and
 /// `lab` warns about the lab file).
 #[test]

@@ -62,6 +62,12 @@ pub enum Notice {
         silent: usize,
         for_at_least: Duration,
     },
+    /// Agents that did not answer the pause within `waited`: the report counts them as they
+    /// last reported, which may be behind what the kernel holds.
+    UnpausedAgents {
+        agents: Vec<String>,
+        waited: Duration,
+    },
     /// A `LAB_PAUSE_AT` test hook holds the engine at `point` (fault tests wait for this).
     Paused { point: &'static str },
 }

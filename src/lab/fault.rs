@@ -19,6 +19,7 @@ pub const POINTS: &[&str] = &[
     "up:rules-done", // just after it
     "up:containers", // every host is built, containers are being made
     // `lab run` after the build:
+    "run:clients",  // every server listens; the clients start next
     "run:ramp",     // clients started
     "run:hold",     // the ramp has settled; the hold begins next
     "run:report",   // the run has settled (and held), the load paused; the NAT tables are read next

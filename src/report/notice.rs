@@ -76,6 +76,13 @@ pub fn render(n: &Notice) -> Option<String> {
             )
         }
         Notice::TearingDown { lab } => format!("tearing down lab {lab}"),
+        Notice::UnpausedAgents { agents, waited } => format!(
+            "lab: {} agent(s) did not answer the pause within {} ({}): the report counts them \
+             as they last reported",
+            agents.len(),
+            secs(*waited),
+            agents.join(", ")
+        ),
         Notice::ClientsSilent {
             silent,
             for_at_least,

@@ -645,7 +645,7 @@ impl Handler for Client<'_> {
         !self.done()
     }
 
-    fn pause(&mut self) {
+    fn pause(&mut self, _epoll: &sys::Epoll) {
         self.paused = true;
     }
 

@@ -10,7 +10,8 @@
 //! One turn of the loop: [`Handler::on_turn`] (time-driven work; it says when it wants the next
 //! turn), a Done once [`Handler::done`], a Progress if one is due, then one `epoll_wait` until
 //! the earliest wake-up, each ready descriptor going to [`Handler::on_ready`] unless it is a
-//! stop descriptor. Single-threaded, in the calling thread's current namespace.
+//! stop descriptor. A pause on stdin goes to [`Handler::pause`] and is answered at once with
+//! [`Event::Paused`]. Single-threaded, in the calling thread's current namespace.
 
 use std::io::{self, Write};
 use std::os::fd::BorrowedFd;
@@ -99,8 +100,9 @@ pub trait Handler {
     }
 
     /// The parent asked for the load to stop ([`PAUSE`](super::protocol::PAUSE)): open no more
-    /// connections and send nothing more; hold and read what is open.
-    fn pause(&mut self) {}
+    /// connections and send nothing more; hold and read what is open. What it has counted
+    /// once this returns is the agent's answer ([`Event::Paused`]).
+    fn pause(&mut self, _epoll: &sys::Epoll) {}
 }
 
 /// While its handler has work [`outstanding`](Handler::outstanding), a loop writes a Progress
@@ -146,7 +148,12 @@ pub fn run<H: Handler>(mut handler: H, out: &mut impl Write, stop: Stop<'_>) -> 
                 let mut buf = [0u8; 512];
                 match stop_event(token, &stop, &mut buf) {
                     StopEvent::Stop(stopped) => return finish(&handler, &mut reporter, stopped),
-                    StopEvent::Pause => handler.pause(),
+                    StopEvent::Pause => {
+                        handler.pause(&epoll);
+                        reporter
+                            .write(Instant::now(), &Event::Paused(report(&handler)))
+                            .context("write Paused")?;
+                    }
                     StopEvent::Nothing => {}
                 }
             } else {

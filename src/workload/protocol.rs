@@ -3,7 +3,7 @@
 //! the namespace it names, and writes [`Event`] lines (JSON) on stdout until it is told to stop
 //! (SIGTERM) or its stdin closes (the parent died: the agent exits instead of lingering).
 //! After the spec the parent may write [`PAUSE`] on stdin: the load stops, the connections
-//! stay.
+//! stay, and the agent answers with [`Event::Paused`], its counts as they stand once paused.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 /// more connects and sends no more pings) and hold what is open. `lab run` pauses its agents
 /// before it reads the kernel's NAT tables: on a machine busy with pings (two million
 /// connections) the reading, and a Ctrl-C's teardown after it, waited minutes on CPU the pings
-/// took.
+/// took. A server first accepts every connection waiting in its listen queue. Either answers
+/// with [`Event::Paused`]: the report's counts are those answers, so that both ends are counted
+/// at rest (a server starved of CPU once still had 242 of two million connections in its queue
+/// when the clients' counts had stood still for a second).
 pub const PAUSE: u8 = b'p';
 
 /// What one agent process does.
@@ -155,6 +158,9 @@ pub enum Event {
     /// A client has tried every connection: each is established or failed. It keeps holding
     /// (and pinging) the established ones.
     Done(Progress),
+    /// The answer to [`PAUSE`]: the counters once the load stopped (a server's after accepting
+    /// what its listen queue held).
+    Paused(Progress),
     /// The agent cannot go on; it exits after writing this.
     Fatal { message: String },
 }
@@ -172,8 +178,9 @@ pub struct Progress {
     pub failed: Failures,
     /// Server: open connections per local address (the article's "localaddr" proof).
     pub by_local_address: Vec<(Ipv4Addr, u64)>,
-    /// Server program: of `established`, those waiting in its listen queue, which the kernel
-    /// completed but the program has not accepted.
+    /// Server: connections the kernel completed that wait in the listen queue, not accepted
+    /// yet. A program's are part of its `established` (the kernel counts them); a built-in
+    /// server's are not (it counts what it accepted).
     #[serde(default)]
     pub queued: u64,
     /// Client: the first error text per cause that was `Other`, for the report.

@@ -53,6 +53,9 @@ const KERNEL_TICK: Duration = Duration::from_secs(1);
 const SILENT: Duration = HEARTBEAT.saturating_mul(3);
 /// A program server must listen within this long.
 const LISTEN_LIMIT: Duration = Duration::from_secs(15);
+/// Built-in agents answer a pause within this long (plus a millisecond per 100 connections
+/// held), or are named as not having answered.
+const PAUSE_LIMIT: Duration = Duration::from_secs(15);
 /// A hold says how it is going this often.
 const HOLD_LINE: Duration = Duration::from_secs(5);
 
@@ -88,6 +91,8 @@ struct Agent {
     /// [`HEARTBEAT`].
     heard: Option<Instant>,
     done: bool,
+    /// It answered the pause ([`Event::Paused`]): `last` is its count at rest.
+    paused: bool,
     /// Set when the agent exited before being told to stop, with why.
     died: Option<String>,
     stderr_tail: Vec<String>,
@@ -515,6 +520,7 @@ impl Workload {
             reported: false,
             heard: None,
             done: false,
+            paused: false,
             died: None,
             stderr_tail: Vec::new(),
             program,
@@ -537,6 +543,11 @@ impl Workload {
                         a.last = p;
                         a.reported = true;
                         a.done = true;
+                    }
+                    Event::Paused(p) => {
+                        a.last = p;
+                        a.reported = true;
+                        a.paused = true;
                     }
                     Event::Fatal { message } => a.died = Some(message),
                 }
@@ -960,12 +971,50 @@ impl Workload {
     /// tables to be read without pings competing for the CPUs. A user's program is not
     /// paused (lab cannot ask it to). An agent that cannot be written to has died, and the
     /// report says so already.
-    pub async fn pause(&mut self) {
+    ///
+    /// Then waits for each paused agent's answer, its count at rest (a server's once it has
+    /// accepted what its listen queue held), and makes `outcome.last` of them: the clients'
+    /// counts standing still say nothing of a server starved of CPU with connections still
+    /// queued. An agent that does not answer within [`PAUSE_LIMIT`] (and a share of the
+    /// connections held) is named, and counted as it last reported.
+    pub async fn pause(&mut self, plan: &Plan, outcome: &mut Outcome) {
         for a in &mut self.agents {
+            a.paused = false;
             if a.program.is_none() && a.died.is_none() {
                 let _ = a.stdin.write_all(&[PAUSE]).await;
             }
         }
+        let held: u64 = self.agents.iter().map(|a| a.last.established).sum();
+        let waited = PAUSE_LIMIT + Duration::from_millis(held / 100);
+        let deadline = tokio::time::Instant::now() + waited;
+        let waiting = |agents: &[Agent]| {
+            agents
+                .iter()
+                .any(|a| a.program.is_none() && a.died.is_none() && !a.paused)
+        };
+        while waiting(&self.agents) {
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(m) => self.handle(m),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    let agents = self
+                        .agents
+                        .iter()
+                        .filter(|a| a.program.is_none() && a.died.is_none() && !a.paused)
+                        .map(|a| format!("{} (pid {})", a.label, a.process.pid))
+                        .collect();
+                    emit(Notice::UnpausedAgents { agents, waited });
+                    break;
+                }
+            }
+        }
+        // The programs' kernel counts that came meanwhile, too.
+        while let Ok(m) = self.rx.try_recv() {
+            self.handle(m);
+        }
+        outcome.last = self.snapshot(plan);
     }
 
     /// Stops every agent (SIGTERM, then SIGKILL after 3 s) and waits for them to exit.

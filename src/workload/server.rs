@@ -14,6 +14,9 @@
 //! - Out of descriptors (EMFILE/ENFILE) or memory on accept: the pending connections stay in the
 //!   backlog and accepting is retried every 100 ms or when a connection closes; the first such
 //!   error is the Progress's `detail`.
+//! - Each Progress says how many connections wait in the listen queue (`queued`, TCP_INFO of
+//!   the listener), and a pause accepts all of them before the server answers: a server
+//!   behind its clients is counted once it has caught up, not while it still lags.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -252,6 +255,24 @@ impl Handler for Server {
         std::mem::take(&mut self.changed)
     }
 
+    /// Accepts every connection the listen queue holds now, past the per-turn batch: the
+    /// answer to the pause is then what the kernel established, unless descriptors or memory
+    /// ran out (the rest stays `queued`).
+    fn pause(&mut self, epoll: &sys::Epoll) {
+        let now = Instant::now();
+        loop {
+            if let Err(e) = self.accept_batch(epoll, now) {
+                if self.detail.is_none() {
+                    self.detail = Some(format!("{e:#}"));
+                }
+                return;
+            }
+            if !self.accept_more {
+                return;
+            }
+        }
+    }
+
     fn progress(&self) -> Progress {
         let mut by_local_address: Vec<(Ipv4Addr, u64)> =
             self.addrs.iter().copied().filter(|&(_, n)| n > 0).collect();
@@ -263,7 +284,8 @@ impl Handler for Server {
             failed: Failures::default(),
             by_local_address,
             detail: self.detail.clone(),
-            queued: 0,
+            // A getsockopt per Progress (at most ten a second); unknown counts as none.
+            queued: sys::listen_queue(self.listener.as_fd()).map_or(0, u64::from),
             rss_bytes: 0,
             pss_bytes: 0,
         }

@@ -90,6 +90,7 @@ impl Prepared {
         lab.set_running()?;
         let ran = async {
             let mut w = Workload::start_servers(&mut lab, &mut signals).await?;
+            fault::pause("run:clients").await;
             w.start_clients(&mut lab, opts, &prediction).await?;
             fault::pause("run:ramp").await;
             let pace = opts.pace(&lab.plan);
@@ -105,10 +106,10 @@ impl Prepared {
         .await;
         let deferred = signals.defer("reporting and tearing down");
         let result = match ran {
-            Ok((mut w, outcome)) => {
+            Ok((mut w, mut outcome)) => {
                 // The ramp and hold are over: stop the pings and connects before reading, so
-                // the reading does not wait on CPU they take.
-                w.pause().await;
+                // the reading does not wait on CPU they take, and count both ends at rest.
+                w.pause(&lab.plan, &mut outcome).await;
                 fault::pause("run:report").await;
                 // Read the kernel's NAT tables while the connections still exist.
                 let hosts = crate::nat::docker_hosts(&lab.plan);

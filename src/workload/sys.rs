@@ -269,6 +269,25 @@ pub fn take_error(fd: BorrowedFd<'_>) -> io::Result<i32> {
     Ok(value)
 }
 
+/// A listening socket's accept queue: connections the kernel has completed that wait to be
+/// accepted (TCP_INFO's `tcpi_unacked`, which for a listener is its current backlog).
+pub fn listen_queue(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: tcp_info is plain old data; all zeros is a valid value.
+    let mut info: libc::tcp_info = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `fd` is open; `info` is writable for `len` bytes, which the kernel may shorten.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(info.tcpi_unacked)
+}
+
 /// read(2): Ok(0) is end of file.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `fd` is open; `buf` is writable for its length.

@@ -126,6 +126,13 @@ pub fn unique_name(tag: &str) -> String {
 }
 
 pub fn lab(args: &[&str]) -> Output {
+    if let [verb, rest @ ..] = args
+        && (*verb == "up" || *verb == "run")
+    {
+        rest.iter()
+            .filter(|a| a.ends_with(".toml"))
+            .for_each(|f| check_raises_are_locked(Path::new(f)));
+    }
     lab_command()
         .args(args)
         .output()
@@ -163,6 +170,7 @@ pub struct LabGuard {
 impl LabGuard {
     /// `lab up FILE --name NAME`, asserting success.
     pub fn up(file: &Path, name: &str) -> Self {
+        check_raises_are_locked(file);
         let out = lab(&["up", file.to_str().expect("utf-8 path"), "--name", name]);
         let guard = Self {
             name: name.to_owned(),
@@ -242,15 +250,97 @@ pub fn sh(cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The machine's global limits as tests share them: a test whose lab raises one (a file with
+/// `raise = [...]`, which `lab up` and `lab run` act on) holds this lock exclusively for its
+/// whole length; a [`HostSnapshot`] of the initial namespace holds it shared from the moment
+/// it is taken until it is dropped. So no test compares the host's values across another
+/// test's raise (in CI, `interrupting_up_anywhere_leaves_nothing` once saw fs.file-max raised
+/// by the million lab that `every_lab_in_labs_comes_up_connects_and_goes_down` had up at the
+/// time). An flock on a file beside the records: it holds across threads and test binaries.
+pub struct HostLock {
+    _file: std::fs::File,
+    exclusive: bool,
+}
+
+thread_local! {
+    /// This thread holds the lock exclusively: its own snapshots need no shared lock (which
+    /// would wait on itself).
+    static EXCLUSIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl HostLock {
+    fn take(exclusive: bool) -> Self {
+        std::fs::create_dir_all(RUN_DIR).expect("make the tests' record directory");
+        let path = Path::new(RUN_DIR).join(".host-limits.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let op = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        };
+        // SAFETY: flock on a descriptor this struct owns; it blocks until granted.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        assert_eq!(rc, 0, "flock {}", path.display());
+        if exclusive {
+            EXCLUSIVE.with(|e| e.set(true));
+        }
+        Self {
+            _file: file,
+            exclusive,
+        }
+    }
+
+    /// For a test that runs a lab raising a global limit: taken first, held to the end.
+    pub fn exclusive() -> Self {
+        Self::take(true)
+    }
+
+    fn shared() -> Option<std::sync::Arc<Self>> {
+        (!EXCLUSIVE.with(|e| e.get())).then(|| std::sync::Arc::new(Self::take(false)))
+    }
+}
+
+impl Drop for HostLock {
+    fn drop(&mut self) {
+        if self.exclusive {
+            EXCLUSIVE.with(|e| e.set(false));
+        }
+    }
+}
+
+/// Panics unless this thread holds [`HostLock::exclusive`] when the lab file `file` raises a
+/// global limit: such a test would otherwise skew other tests' snapshots of the host.
+pub fn check_raises_are_locked(file: &Path) {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return;
+    };
+    let raises = text
+        .lines()
+        .any(|l| l.trim_start().starts_with("raise") && l.contains('='));
+    assert!(
+        !raises || EXCLUSIVE.with(|e| e.get()),
+        "{} raises global limits: the test must hold common::HostLock::exclusive() first",
+        file.display()
+    );
+}
+
 /// What a lab could change in the initial namespace: its links, addresses, routes, nftables
 /// ruleset and the sysctls a lab sets (global limits and the per-namespace ones it writes inside
 /// its own namespaces). Built to compare robustly on any machine: address lifetimes and route
 /// expiry (which count down on DHCP/SLAAC hosts), counters and link statistics are left out, and
 /// a setting whose module is not loaded yet (nf_conntrack_max before conntrack) is compared
-/// only once both sides have it. (Other tests' labs never change these either, so parallel
-/// tests don't skew it.)
+/// only once both sides have it. A snapshot of the initial namespace holds [`HostLock`]
+/// shared while it lives, so no other test's raise falls between two snapshots.
 #[derive(Clone)]
-pub struct HostSnapshot(std::collections::BTreeMap<String, Option<String>>);
+pub struct HostSnapshot(
+    std::collections::BTreeMap<String, Option<String>>,
+    Option<std::sync::Arc<HostLock>>,
+);
 
 /// Fields that change on their own, with no lab involved.
 const VOLATILE: &[&str] = &[
@@ -274,7 +364,10 @@ fn strip_volatile(v: &mut serde_json::Value) {
 }
 
 pub fn host_snapshot() -> HostSnapshot {
-    snapshot_of(None)
+    let lock = HostLock::shared();
+    let mut snap = snapshot_of(None);
+    snap.1 = lock;
+    snap
 }
 
 /// The snapshot of the initial namespace (`None`) or of a lab namespace (to test the snapshot
@@ -328,7 +421,7 @@ pub fn snapshot_of(netns: Option<&str>) -> HostSnapshot {
         };
         m.insert(format!("sysctl {k}"), value);
     }
-    HostSnapshot(m)
+    HostSnapshot(m, None)
 }
 
 impl HostSnapshot {
@@ -701,6 +794,7 @@ impl Running {
         nofile: Option<u64>,
         env: &[(&str, &str)],
     ) -> Self {
+        check_raises_are_locked(file);
         let mut cmd: Command = lab_command();
         cmd.envs(env.iter().copied());
         cmd.arg("run")
