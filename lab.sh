@@ -73,7 +73,7 @@ if [ "${1:-}" = test ]; then
   [ -z "${new_netns// }" ] || left+=("namespaces: $new_netns")
   for d in /run/lab-tests /run/lab-tests-*; do
     [ -d "$d" ] || continue
-    records=$(ls -A "$d" | grep -v '^\.global-limits\.lock$' | tr '\n' ' ' || true)
+    records=$(ls -A "$d" | grep -v -E '^\.(global-limits\.lock|host-limits\.(lock|gen))$' | tr '\n' ' ' || true)
     [ -z "${records// }" ] || left+=("lab records in $d: $records")
   done
   target=$(pwd -P)/target/

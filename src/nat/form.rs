@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde::{Serialize, Serializer};
 
-use super::predict::{NatModel, VmPorts};
+use super::predict::{FIRST_UNPRIVILEGED_PORT, NatModel, VmPorts};
 use crate::lab::plan::{CloudProfile, DockerNet, Host, Nat, PortRange};
 
 /// Where a NAT is, in reports: the host, and the network when it is not the default bridge (so
@@ -169,6 +169,47 @@ impl HostNat {
                 }
             },
             Nat::None => None,
+        }
+    }
+
+    /// The source ports this NAT leaves as they are on a path where they are free, for a
+    /// container whose own block (a cloud's VM) is `vm_ports`: a connection that presents one
+    /// keeps it at once. Any other port is searched for from a random offset in bounded
+    /// windows, which near a full range misses and drops the SYN (kernel.md §2), so clients
+    /// that present each of the path's ports once fill it exactly, whatever their connect
+    /// timeout. `None` where nothing is kept: `random_fully` draws every port, and with no NAT
+    /// nothing is translated.
+    pub fn kept_ports(&self, vm_ports: Option<VmPorts>) -> Option<(u16, u16)> {
+        let range = |p: &Option<PortRange>| {
+            Some(p.map_or((FIRST_UNPRIVILEGED_PORT, u16::MAX), |p| (p.lo(), p.hi())))
+        };
+        match &self.nat {
+            Nat::Masquerade {
+                random_fully: true, ..
+            }
+            | Nat::Snat {
+                random_fully: true, ..
+            }
+            | Nat::None => None,
+            Nat::Masquerade { ports, .. } | Nat::Snat { ports, .. } => range(ports),
+            Nat::Cloud(c) => match c.ports_per_vm {
+                None => {
+                    let p = c.profile.address_ports();
+                    Some((p.lo(), p.hi()))
+                }
+                Some(_) => vm_ports.map(|b| (b.first, b.last)),
+            },
+        }
+    }
+
+    /// How many connections one port of a path can carry: one per address that takes
+    /// connections in turn (an AWS gateway's), else one.
+    pub fn port_reuse(&self) -> u32 {
+        match &self.nat {
+            Nat::Cloud(c) if c.ports_per_vm.is_none() => {
+                u32::try_from(c.addresses.len().max(1)).unwrap_or(u32::MAX)
+            }
+            _ => 1,
         }
     }
 

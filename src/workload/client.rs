@@ -8,9 +8,10 @@
 //! an 8-byte entry in the timeout queue.
 //!
 //! - **Local ports.** Each socket is bound to `source:port` before connect, the port taken from
-//!   the `local_ports` slice in order from `first_port`, wrapping around ([`PortWalker`]);
-//!   EADDRINUSE on bind takes the next port.
-//!   When the slice is used up, every remaining connection fails with `NoLocalPort`: the limit
+//!   the `local_ports` ranges in order ([`PortWalker`]): first the ports of the NAT path dealt
+//!   to this process, then the rest of its share of the container's range
+//!   (`share::client_walks`); EADDRINUSE on bind takes the next port.
+//!   When the ports are used up, every remaining connection fails with `NoLocalPort`: the limit
 //!   the kernel imposes with the container's ip_local_port_range. (The kernel's own choice in
 //!   `connect()` crawls once most of the range is taken; ours does not.) No SO_REUSEADDR or
 //!   SO_REUSEPORT: that would lift the very limit the lab shows.
@@ -55,10 +56,9 @@ pub struct Config {
     pub source: Ipv4Addr,
     pub target: SocketAddrV4,
     pub connections: u32,
-    /// Inclusive. Port 0 is skipped.
-    pub local_ports: (u16, u16),
-    /// Where in `local_ports` the walk starts (it wraps around to the slice's first port).
-    pub first_port: u16,
+    /// Inclusive ranges, walked in order, each once (see `share::client_walks`). Port 0 is
+    /// skipped.
+    pub local_ports: Vec<(u16, u16)>,
     /// Zero: no pings.
     pub ping_interval: Duration,
     pub connect_timeout: Duration,
@@ -84,43 +84,39 @@ fn os_errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
 
-/// Walks the inclusive slice of local ports once, in order, starting at `start` and wrapping
-/// around to the slice's first port.
+/// Walks a list of inclusive ranges of local ports once, in order (port 0 skipped).
 #[derive(Debug)]
 pub(crate) struct PortWalker {
-    first: u32,
-    last: u32,
-    /// The next port, as an offset from `start`.
-    step: u32,
-    start: u32,
+    ranges: Vec<(u16, u16)>,
+    /// The range walked now, and the next port in it.
+    at: usize,
+    next: u32,
 }
 
 impl PortWalker {
-    /// `start` outside the slice starts at its first port.
-    pub fn new((first, last): (u16, u16), start: u16) -> Self {
-        let first = u32::from(first.max(1));
-        let last = u32::from(last);
-        let start = u32::from(start);
+    pub fn new(ranges: Vec<(u16, u16)>) -> Self {
+        let next = ranges.first().map_or(0, |r| u32::from(r.0));
         PortWalker {
-            first,
-            last,
-            step: 0,
-            start: if (first..=last).contains(&start) {
-                start
-            } else {
-                first
-            },
+            ranges,
+            at: 0,
+            next,
         }
     }
 
     pub fn next_port(&mut self) -> Option<u16> {
-        let len = (self.last + 1).checked_sub(self.first)?;
-        if self.step >= len {
-            return None;
+        loop {
+            let &(_, last) = self.ranges.get(self.at)?;
+            if self.next <= u32::from(last) {
+                let port = self.next;
+                self.next += 1;
+                if port == 0 {
+                    continue;
+                }
+                return u16::try_from(port).ok();
+            }
+            self.at += 1;
+            self.next = self.ranges.get(self.at).map_or(0, |r| u32::from(r.0));
         }
-        let port = self.first + (self.start - self.first + self.step) % len;
-        self.step += 1;
-        u16::try_from(port).ok()
     }
 }
 
@@ -334,7 +330,7 @@ impl<'c> Client<'c> {
         Ok(Client {
             cfg,
             conns: Vec::with_capacity(usize::try_from(cfg.connections).unwrap_or(0) + 64),
-            ports: PortWalker::new(cfg.local_ports, cfg.first_port),
+            ports: PortWalker::new(cfg.local_ports.clone()),
             timeouts: Timeouts::new(cfg.connect_timeout),
             pacer: Pacer::new(cfg.rate),
             sweep: PingSweep::new(cfg.ping_interval, 0),
@@ -668,44 +664,24 @@ mod tests {
     const ALL: usize = usize::MAX;
 
     #[test]
-    fn port_walker_walks_the_inclusive_slice_once() {
-        let mut w = PortWalker::new((1024, 1026), 1024);
-        assert_eq!(w.next_port(), Some(1024));
-        assert_eq!(w.next_port(), Some(1025));
-        assert_eq!(w.next_port(), Some(1026));
+    fn port_walker_walks_each_range_once_in_order() {
+        let walk = |r: Vec<(u16, u16)>| {
+            let mut w = PortWalker::new(r);
+            std::iter::from_fn(move || w.next_port()).collect::<Vec<_>>()
+        };
+        assert_eq!(walk(vec![(1024, 1026)]), [1024, 1025, 1026]);
+        assert_eq!(
+            walk(vec![(2000, 2001), (1024, 1025), (65535, 65535)]),
+            [2000, 2001, 1024, 1025, 65535],
+            "in the order given, no wrap past 65535"
+        );
+        assert_eq!(walk(vec![(10, 9)]), Vec::<u16>::new(), "empty range");
+        assert_eq!(walk(vec![]), Vec::<u16>::new());
+        assert_eq!(walk(vec![(0, 1)]), [1], "port 0 is skipped");
+        let mut w = PortWalker::new(vec![(5, 5)]);
+        assert_eq!(w.next_port(), Some(5));
         assert_eq!(w.next_port(), None);
-        assert_eq!(w.next_port(), None);
-
-        let mut top = PortWalker::new((65534, 65535), 0);
-        assert_eq!(top.next_port(), Some(65534));
-        assert_eq!(top.next_port(), Some(65535));
-        assert_eq!(top.next_port(), None, "no wrap past 65535");
-
-        assert_eq!(
-            PortWalker::new((10, 9), 10).next_port(),
-            None,
-            "empty slice"
-        );
-        assert_eq!(
-            PortWalker::new((0, 1), 0).next_port(),
-            Some(1),
-            "0 means any port"
-        );
-    }
-
-    #[test]
-    fn port_walker_starts_inside_the_slice_and_wraps_once() {
-        let mut w = PortWalker::new((1024, 1027), 1026);
-        let walked: Vec<_> = std::iter::from_fn(|| w.next_port()).collect();
-        assert_eq!(walked, [1026, 1027, 1024, 1025]);
-
-        let mut top = PortWalker::new((65533, 65535), 65535);
-        let walked: Vec<_> = std::iter::from_fn(|| top.next_port()).collect();
-        assert_eq!(
-            walked,
-            [65535, 65533, 65534],
-            "wraps without overflowing u16"
-        );
+        assert_eq!(w.next_port(), None, "stays used up");
     }
 
     #[test]

@@ -34,18 +34,17 @@ pub enum AgentSpec {
         expected: u64,
     },
     /// Opens `connections` long-lived connections from `source` to `target`, binding each to a
-    /// local port it picks from `local_ports` (a slice of the container's ip_local_port_range,
-    /// disjoint from its sibling processes' slices), writes "ping" on each every
-    /// `ping_interval_ms`, and holds them until stopped.
+    /// local port it takes from `local_ports` in order (ports of the container's
+    /// ip_local_port_range, disjoint from its sibling processes', the NAT path's first: see
+    /// `share::client_walks`), writes "ping" on each every `ping_interval_ms`, and holds them
+    /// until stopped.
     Client {
         netns: String,
         source: Ipv4Addr,
         target: SocketAddrV4,
         connections: u32,
-        /// Inclusive.
-        local_ports: (u16, u16),
-        /// The walk starts here and wraps around (see `run::walk_starts`).
-        first_port: u16,
+        /// Inclusive ranges, walked in order.
+        local_ports: Vec<(u16, u16)>,
         ping_interval_ms: u64,
         /// A connect not established after this long is abandoned and counted as timed out.
         connect_timeout_ms: u64,
@@ -205,8 +204,7 @@ mod tests {
             source: Ipv4Addr::new(172, 17, 0, 2),
             target: "192.168.49.5:9000".parse().unwrap(),
             connections: 25_000,
-            local_ports: (1024, 33_279),
-            first_port: 17_152,
+            local_ports: vec![(17_152, 33_279), (1024, 17_151)],
             ping_interval_ms: 100_000,
             connect_timeout_ms: 5_000,
             rate: None,

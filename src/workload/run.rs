@@ -7,13 +7,15 @@
 //! container's connections and its local port range into disjoint slices, servers by sharing
 //! the port with SO_REUSEPORT.
 //!
-//! Containers that share a NAT path (one host, one destination) start their port walks at
-//! evenly spaced points of their slices ([`walk_starts`]). The kernel does the same in spirit:
-//! `connect()` starts its search at an offset hashed from (source, destination), so two
-//! containers rarely pick the same port at the same time. Walking from the same bottom port
-//! instead, every connection after the first container's would clash at the masquerade and send
-//! the NAT into its search for a free port: the same final counts, but a 1M ramp measured 1.6x
-//! slower (docs/bench.md).
+//! Containers that share a NAT path (one host, one destination) walk ports the plan deals out
+//! on the path itself ([`client_walks`]): each of the path's ports to one of them, so that no
+//! two clash at the NAT and every port of a full path is presented. The kernel does the same
+//! in spirit: `connect()` starts its search at an offset hashed from (source, destination), so
+//! two containers rarely pick the same port at the same time. Walking from the same bottom
+//! port instead, every connection after the first container's would clash at the masquerade
+//! and send the NAT into its search for a free port: the same final counts, but a 1M ramp
+//! measured 1.6x slower (docs/bench.md); and near a full path that search misses, so a short
+//! connect timeout ends below the path's capacity.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -35,9 +37,7 @@ use super::outcome::{
 use super::program;
 use super::protocol::{AgentSpec, Event, Failures, PAUSE, Progress};
 use super::settle::{Settle, Tick};
-use super::share::{
-    client_processes, expected_at_server, server_processes, spaced, split, walk_starts,
-};
+use super::share::{client_processes, client_walks, expected_at_server, server_processes};
 use super::sockets::TcpCounts;
 use crate::lab::events::{Notice, emit};
 use crate::lab::lifecycle::{Lab, Signals};
@@ -235,7 +235,11 @@ impl Workload {
         prediction: &[HostPrediction],
     ) -> Result<()> {
         let plan = &lab.plan;
-        let starts = walk_starts(plan, prediction);
+        let max_open_files = self.max_open_files;
+        let walks = client_walks(plan, prediction, |gi, _| {
+            let g = &plan.clients[gi];
+            client_processes(g.connections.get(), g.processes, max_open_files)
+        });
         let mut batch = Vec::new();
         for (gi, group) in plan.clients.iter().enumerate() {
             for (i, &cid) in group.containers.iter().enumerate() {
@@ -267,23 +271,18 @@ impl Workload {
                     }
                     continue;
                 }
-                let ports = c.local_ports();
-                let (lo, hi) = (ports.lo(), ports.hi());
                 let processes = client_processes(connections, group.processes, self.max_open_files);
                 let pace = opts.client_pace(group);
                 let (rate, in_flight) = pace.per_process(processes);
-                let (rank, sharing) = starts.get(&(gi, i)).copied().unwrap_or((0, 1));
-                for (p, (conns, slice)) in split(connections, (lo, hi), processes)
-                    .into_iter()
-                    .enumerate()
-                {
+                let shares = walks.get(&(gi, i)).cloned().unwrap_or_default();
+                for (p, share) in shares.into_iter().enumerate() {
+                    let conns = share.connections;
                     let spec = AgentSpec::Client {
                         netns: c.netns.to_string(),
                         source: c.address,
                         target,
                         connections: conns,
-                        local_ports: slice,
-                        first_port: spaced(slice, rank, sharing),
+                        local_ports: share.ports,
                         ping_interval_ms: group
                             .ping_interval
                             .as_millis()

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::num::NonZeroU32;
 
 use crate::lab::plan::{HostId, Plan};
-use crate::nat::paths::{HostPrediction, predicted_source};
+use crate::nat::paths::HostPrediction;
 
 /// Descriptors an agent needs besides its connections (stdio, epoll, signalfd, listener, slack).
 pub const FD_RESERVE: u64 = 64;
@@ -56,63 +56,338 @@ pub(super) fn expected_at_server(plan: &Plan, server: usize) -> u64 {
     n
 }
 
-/// Splits `connections` and the port range `ports` into `parts` near-equal shares with
-/// disjoint, contiguous port slices.
-pub(super) fn split(connections: u32, ports: (u16, u16), parts: u64) -> Vec<(u32, (u16, u16))> {
-    let parts = u32::try_from(parts.max(1)).unwrap_or(u32::MAX);
-    let span = u32::from(ports.1) - u32::from(ports.0) + 1;
-    let parts = parts.min(span).min(connections.max(1));
-    (0..parts)
-        .map(|i| {
-            let conns = connections / parts + u32::from(i < connections % parts);
-            let lo = u32::from(ports.0) + span * i / parts;
-            let hi = u32::from(ports.0) + span * (i + 1) / parts - 1;
-            // Both bounds lie within `ports`, so they fit in u16.
-            (conns, (lo as u16, hi as u16))
+/// One client process's share of its container's load: its connections and the local ports it
+/// walks for them, each inclusive range once, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessShare {
+    pub connections: u32,
+    pub ports: Vec<(u16, u16)>,
+}
+
+/// A built-in client container's use of a NAT path: what the walk plan needs of it.
+struct Use {
+    key: (usize, usize),
+    container: usize,
+    local: (u16, u16),
+    connections: u32,
+    processes: u64,
+    path: Option<OnPath>,
+}
+
+/// A NAT path by host, translated address, destination address and port, and VM block.
+type PathKey = (usize, u32, u32, u16, u16);
+
+/// The path a container's connections leave on, the ports the NAT keeps there and how many
+/// connections each of them carries.
+#[derive(Debug, Clone, Copy)]
+struct OnPath {
+    key: PathKey,
+    kept: (u16, u16),
+    reuse: u32,
+}
+
+/// The port walks of every built-in client container, by (group index, index in group): the
+/// connections and ports of each of its processes (`processes` says how many it has).
+///
+/// Ports are planned on the NAT path, not only on the container: a connection whose source
+/// port lies in the range the NAT keeps and is free on the path leaves with it unchanged,
+/// found at once, while any other port is searched for at random and can be missed near a
+/// full range (kernel.md §2: 54,091 of an AWS gateway's 55,000 with a 1 s connect timeout,
+/// when the walks were spaced on 64,512 instead). So each path's kept ports are dealt out
+/// among the containers sharing it, each port to one container (to as many as the path has
+/// addresses taken in turn), as many to each as it wants and a fair share when they want more
+/// than there are: every port of a full path is then presented by some connection, and the
+/// path fills exactly, whatever the connect timeout. A container walks its own ports of the
+/// path first; what the path cannot hold comes after, from the rest of its range, and meets
+/// a full path (its SYNs are dropped, as the lab shows). Containers whose own port ranges
+/// do not cover the path's (the kernel's default 32768-60999 against a path of 64,512) leave
+/// the rest of it to the NAT's search. Every port of a container goes to at most one of its
+/// processes: a bound port is the container's, whatever the destination.
+pub(super) fn client_walks(
+    plan: &Plan,
+    predicted: &[HostPrediction],
+    processes: impl Fn(usize, usize) -> u64,
+) -> HashMap<(usize, usize), Vec<ProcessShare>> {
+    deal(plan, predicted, processes)
+        .into_iter()
+        .map(|d| {
+            let shares = by_process(d.connections, &d.own, &d.rest, d.processes);
+            (d.key, shares)
         })
         .collect()
 }
 
-/// For each client container, as (group index, index in group): its rank among the containers
-/// of its host that share its NAT path (the same predicted translated source and destination),
-/// and how many those are.
-pub(super) fn walk_starts(
+/// Each built-in client container's ports, dealt out on its path (see [`client_walks`]).
+fn deal(
     plan: &Plan,
     predicted: &[HostPrediction],
-) -> HashMap<(usize, usize), (u32, u32)> {
-    // Containers share a path when they leave with the same translated source for the same
-    // destination: with an SNAT pool, only those the kernel hashes to the same pool address.
-    // Spacing every container of the host that goes to the destination instead would space
-    // them closer than needed and make their walks overlap.
-    type PathKey = (HostId, Option<Ipv4Addr>, SocketAddrV4);
-    let mut paths: HashMap<PathKey, Vec<(usize, usize)>> = HashMap::new();
+    processes: impl Fn(usize, usize) -> u64,
+) -> Vec<Dealt> {
+    let mut uses = Vec::new();
     for (gi, group) in plan.clients.iter().enumerate() {
+        if group.command.is_some() {
+            continue;
+        }
         for (i, &cid) in group.containers.iter().enumerate() {
             let c = plan.container(cid);
             let dst = group.target_of(i);
-            let translated = predicted_source(predicted, c.address, dst);
-            paths
-                .entry((c.host, translated, dst))
-                .or_default()
-                .push((gi, i));
+            let ports = c.local_ports();
+            uses.push(Use {
+                key: (gi, i),
+                container: cid.0,
+                local: (ports.lo(), ports.hi()),
+                connections: group.connections.get(),
+                processes: processes(gi, i),
+                path: path_of(predicted, c.host, c.network, c.address, dst),
+            });
         }
     }
-    let mut starts = HashMap::new();
-    for sharing in paths.into_values() {
-        let n = u32::try_from(sharing.len()).unwrap_or(u32::MAX);
-        for (rank, key) in (0u32..).zip(sharing) {
-            starts.insert(key, (rank, n));
+    let mut taken: HashMap<usize, Vec<bool>> = HashMap::new();
+    let mut own: Vec<Vec<(u16, u16)>> = vec![Vec::new(); uses.len()];
+    // Each path's kept ports, dealt out.
+    let mut paths: std::collections::BTreeMap<_, Vec<usize>> = Default::default();
+    for (u, x) in uses.iter().enumerate() {
+        if let Some(on) = x.path {
+            paths.entry(on.key).or_default().push(u);
         }
     }
-    starts
+    for sharing in paths.values() {
+        let Some(OnPath { kept, reuse, .. }) = uses[sharing[0]].path else {
+            continue;
+        };
+        let capacity = u64::from(kept.1 - kept.0) + 1;
+        let wants: Vec<u64> = sharing
+            .iter()
+            .map(|&u| {
+                let x = &uses[u];
+                let both = overlap(kept, x.local).map_or(0, |(a, b)| u64::from(b - a) + 1);
+                u64::from(x.connections).min(both)
+            })
+            .collect();
+        let shares = fair_shares(&wants, capacity * u64::from(reuse));
+        let mut on_path = vec![0u32; 1 << 16];
+        let mut cursor = kept.0;
+        for (&u, share) in sharing.iter().zip(shares) {
+            let x = &uses[u];
+            let Some(both) = overlap(kept, x.local) else {
+                continue;
+            };
+            let mine = taken
+                .entry(x.container)
+                .or_insert_with(|| vec![false; 1 << 16]);
+            let start = cursor.clamp(both.0, both.1);
+            let mut got = Vec::new();
+            for p in circle(both, start) {
+                if got.len() as u64 == share {
+                    break;
+                }
+                let (pi, seen) = (usize::from(p), &mut on_path[usize::from(p)]);
+                if *seen < reuse && !mine[pi] {
+                    *seen += 1;
+                    mine[pi] = true;
+                    got.push(p);
+                }
+            }
+            if let Some(&last) = got.last() {
+                cursor = if last >= kept.1 { kept.0 } else { last + 1 };
+            }
+            own[u] = ranges_of(&got);
+        }
+    }
+    // The rest of each container's range: first what each use needs beyond its path's ports,
+    // then the slack, shared out, so that a port someone else holds only moves the walk on.
+    let mut rest: Vec<Vec<(u16, u16)>> = vec![Vec::new(); uses.len()];
+    let mut by_container: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (u, x) in uses.iter().enumerate() {
+        by_container.entry(x.container).or_default().push(u);
+    }
+    for (container, on) in by_container {
+        let local = uses[on[0]].local;
+        let mine = taken
+            .entry(container)
+            .or_insert_with(|| vec![false; 1 << 16]);
+        let mut free = circle(local, local.0).filter(|&p| !mine[usize::from(p)]);
+        let mut lists: Vec<Vec<u16>> = vec![Vec::new(); on.len()];
+        for (k, &u) in on.iter().enumerate() {
+            let need = u64::from(uses[u].connections).saturating_sub(count(&own[u]));
+            lists[k].extend(
+                free.by_ref()
+                    .take(usize::try_from(need).unwrap_or(usize::MAX)),
+            );
+        }
+        let slack: Vec<u16> = free.collect();
+        let n = on.len();
+        for (k, list) in lists.iter_mut().enumerate() {
+            list.extend_from_slice(&slack[slack.len() * k / n..slack.len() * (k + 1) / n]);
+        }
+        for (k, &u) in on.iter().enumerate() {
+            rest[u] = ranges_of(&lists[k]);
+        }
+    }
+    uses.iter()
+        .zip(own)
+        .zip(rest)
+        .map(|((x, own), rest)| Dealt {
+            key: x.key,
+            connections: x.connections,
+            processes: x.processes,
+            own,
+            rest,
+        })
+        .collect()
 }
 
-/// The port `rank/sharing` of the way into the inclusive `slice`.
-pub(super) fn spaced(slice: (u16, u16), rank: u32, sharing: u32) -> u16 {
-    let span = u64::from(slice.1.saturating_sub(slice.0)) + 1;
-    let offset = span * u64::from(rank) / u64::from(sharing.max(1));
-    // rank < sharing, so the offset lies within the slice; if not, the walker starts at its bottom.
-    u16::try_from(u64::from(slice.0) + offset).unwrap_or(slice.0)
+/// A container's ports as dealt: those of its NAT path, walked first, then the rest.
+#[derive(Debug)]
+struct Dealt {
+    key: (usize, usize),
+    connections: u32,
+    processes: u64,
+    own: Vec<(u16, u16)>,
+    rest: Vec<(u16, u16)>,
+}
+
+/// The path a container's connections to `dst` leave on, with the ports the NAT keeps there
+/// and the connections each carries; None when nothing keeps ports (no NAT, `random_fully`).
+fn path_of(
+    predicted: &[HostPrediction],
+    host: HostId,
+    network: crate::lab::plan::NetworkId,
+    src: Ipv4Addr,
+    dst: SocketAddrV4,
+) -> Option<OnPath> {
+    let hp = predicted
+        .iter()
+        .find(|h| h.host == host && h.network == network)?;
+    let flow = hp.prediction.flow(src, dst)?;
+    // Untranslated (to the host itself, `nat = "none"`, a VM without a block).
+    if flow.translated == src {
+        return None;
+    }
+    let kept = hp.nat.kept_ports(flow.vm_ports)?;
+    let key = (
+        host.0,
+        u32::from(flow.translated),
+        u32::from(*dst.ip()),
+        dst.port(),
+        flow.vm_ports.map_or(0, |b| b.first),
+    );
+    Some(OnPath {
+        key,
+        kept,
+        reuse: hp.nat.port_reuse(),
+    })
+}
+
+/// Shares of `total` for demands `wants`: each gets what it wants when all fit, else the
+/// smallest wants in full and the rest an equal split of what is left (water-filling).
+fn fair_shares(wants: &[u64], total: u64) -> Vec<u64> {
+    let mut order: Vec<usize> = (0..wants.len()).collect();
+    order.sort_by_key(|&i| wants[i]);
+    let mut shares = vec![0; wants.len()];
+    let mut left = total;
+    for (k, &i) in order.iter().enumerate() {
+        let others = (wants.len() - k) as u64;
+        let fair = left.div_ceil(others);
+        shares[i] = wants[i].min(fair);
+        left -= shares[i];
+    }
+    shares
+}
+
+/// The overlap of two inclusive ranges.
+fn overlap(a: (u16, u16), b: (u16, u16)) -> Option<(u16, u16)> {
+    let (lo, hi) = (a.0.max(b.0), a.1.min(b.1));
+    (lo <= hi).then_some((lo, hi))
+}
+
+/// Every port of the inclusive `range` once, from `start` up, wrapping to its bottom.
+fn circle(range: (u16, u16), start: u16) -> impl Iterator<Item = u16> {
+    let start = start.clamp(range.0, range.1);
+    (start..=range.1).chain(range.0..start)
+}
+
+/// Ports in walk order as ranges of consecutive ports.
+fn ranges_of(ports: &[u16]) -> Vec<(u16, u16)> {
+    let mut out: Vec<(u16, u16)> = Vec::new();
+    for &p in ports {
+        match out.last_mut() {
+            Some((_, hi)) if hi.checked_add(1) == Some(p) => *hi = p,
+            _ => out.push((p, p)),
+        }
+    }
+    out
+}
+
+/// Ports in a list of inclusive ranges.
+fn count(ranges: &[(u16, u16)]) -> u64 {
+    ranges.iter().map(|&(a, b)| u64::from(b - a) + 1).sum()
+}
+
+/// Ports `from..to` (by position) of a list of ranges.
+fn cut(ranges: &[(u16, u16)], from: u64, to: u64) -> Vec<(u16, u16)> {
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    for &(a, b) in ranges {
+        let len = u64::from(b - a) + 1;
+        let (lo, hi) = (from.max(at), to.min(at + len));
+        if lo < hi {
+            // Both offsets lie within this range, so the ports fit in u16.
+            out.push((
+                (u64::from(a) + lo - at) as u16,
+                (u64::from(a) + hi - 1 - at) as u16,
+            ));
+        }
+        at += len;
+    }
+    out
+}
+
+/// A use's connections and ports dealt out to `processes` processes: near-equal connections,
+/// and to each, in proportion, a consecutive part of the path's ports and then of the rest.
+/// Never more processes than connections or ports.
+fn by_process(
+    connections: u32,
+    own: &[(u16, u16)],
+    rest: &[(u16, u16)],
+    processes: u64,
+) -> Vec<ProcessShare> {
+    let (n_own, n_rest) = (count(own), count(rest));
+    let parts = processes
+        .max(1)
+        .min(u64::from(connections.max(1)))
+        .min((n_own + n_rest).max(1));
+    let c = u64::from(connections).max(1);
+    let conns: Vec<u64> = (0..parts)
+        .map(|k| c / parts + u64::from(k < c % parts))
+        .collect();
+    // The path's ports in proportion to the connections; the rest in proportion to what each
+    // still needs (so that none runs out while another has ports to spare), evenly if none.
+    let mut own_at = vec![0u64];
+    for n in &conns {
+        own_at.push(own_at[own_at.len() - 1] + n);
+    }
+    let own_at: Vec<u64> = own_at.iter().map(|&x| n_own * x / c).collect();
+    let needs: Vec<u64> = (0..conns.len())
+        .map(|k| conns[k].saturating_sub(own_at[k + 1] - own_at[k]))
+        .collect();
+    let need: u64 = needs.iter().sum();
+    let mut rest_at = vec![0u64];
+    for (k, n) in needs.iter().enumerate() {
+        rest_at.push(rest_at[k] + if need == 0 { 1 } else { *n });
+    }
+    let whole = if need == 0 { parts } else { need };
+    let rest_at: Vec<u64> = rest_at.iter().map(|&x| n_rest * x / whole).collect();
+    (0..conns.len())
+        .map(|k| {
+            let mut ports = cut(own, own_at[k], own_at[k + 1]);
+            ports.extend(cut(rest, rest_at[k], rest_at[k + 1]));
+            ProcessShare {
+                connections: u32::try_from(conns[k]).unwrap_or(u32::MAX),
+                ports,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -131,80 +406,152 @@ mod tests {
         assert_eq!(server_processes(75_000, NonZeroU32::new(8), 20_000), 8);
     }
 
-    #[test]
-    fn split_shares_connections_and_disjoint_port_slices() {
-        let s = split(25_000, (1024, 65_535), 2);
-        assert_eq!(
-            s,
-            vec![(12_500, (1024, 33_279)), (12_500, (33_280, 65_535))]
-        );
-        let s = split(30_000, (32_768, 60_999), 2);
-        assert_eq!(s.iter().map(|x| x.0).sum::<u32>(), 30_000);
-        let ports: u32 = s
+    fn walks_of(lab: &str) -> (Plan, HashMap<(usize, usize), Vec<ProcessShare>>) {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("labs")
+            .join(lab);
+        let text = std::fs::read_to_string(&file).expect("lab file");
+        let source = crate::lab::Source::new(file.display().to_string(), text);
+        let loaded = crate::lab::validate::load(&source, &Default::default()).expect("loads");
+        let plan = loaded.plan;
+        let predicted = crate::nat::paths::predict_lab(&plan);
+        let walks = client_walks(&plan, &predicted, |gi, _| {
+            let g = &plan.clients[gi];
+            client_processes(g.connections.get(), g.processes, 20_000)
+        });
+        (plan, walks)
+    }
+
+    fn ports(ranges: &[(u16, u16)]) -> Vec<u16> {
+        ranges.iter().flat_map(|&(a, b)| a..=b).collect()
+    }
+
+    /// Every container's processes: connections adding up to the group's, ports disjoint
+    /// within the container, and (for a full walk) as many ports as connections at least.
+    fn assert_sound(plan: &Plan, walks: &HashMap<(usize, usize), Vec<ProcessShare>>) {
+        let mut by_container: HashMap<usize, std::collections::HashSet<u16>> = HashMap::new();
+        for (&(gi, i), shares) in walks {
+            let g = &plan.clients[gi];
+            let c = plan.container(g.containers[i]);
+            let total: u32 = shares.iter().map(|s| s.connections).sum();
+            assert_eq!(total, g.connections.get(), "{}", c.name);
+            let seen = by_container.entry(g.containers[i].0).or_default();
+            let range = c.local_ports();
+            for s in shares {
+                for p in ports(&s.ports) {
+                    assert!(seen.insert(p), "{}: port {p} twice", c.name);
+                    assert!(range.lo() <= p && p <= range.hi(), "{}: {p}", c.name);
+                }
+            }
+        }
+    }
+
+    /// Each container's ports of its path, as dealt (walked first by its processes).
+    fn dealt_on_path(lab: &str) -> Vec<Vec<u16>> {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("labs")
+            .join(lab);
+        let text = std::fs::read_to_string(&file).expect("lab file");
+        let source = crate::lab::Source::new(file.display().to_string(), text);
+        let loaded = crate::lab::validate::load(&source, &Default::default()).expect("loads");
+        let predicted = crate::nat::paths::predict_lab(&loaded.plan);
+        deal(&loaded.plan, &predicted, |_, _| 2)
             .iter()
-            .map(|x| u32::from(x.1.1) - u32::from(x.1.0) + 1)
-            .sum();
-        assert_eq!(ports, 28_232);
+            .map(|d| ports(&d.own))
+            .collect()
+    }
+
+    #[test]
+    fn fair_shares_fill_from_the_smallest_want() {
+        assert_eq!(fair_shares(&[30_000, 30_000], 55_000), [27_500, 27_500]);
+        assert_eq!(fair_shares(&[10, 100, 100], 100), [10, 45, 45]);
+        assert_eq!(fair_shares(&[10, 20], 100), [10, 20], "all fit");
+        assert_eq!(fair_shares(&[5, 5, 5], 10), [4, 3, 3]);
+        assert_eq!(fair_shares(&[], 10), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn processes_get_their_connections_and_consecutive_parts_of_each_list() {
+        let s = by_process(25_000, &[(1024, 22_527)], &[(22_528, 65_535)], 2);
         assert_eq!(
-            split(7, (100, 102), 5).len(),
+            s.iter().map(|p| p.connections).collect::<Vec<_>>(),
+            [12_500, 12_500]
+        );
+        assert_eq!(s[0].ports[0], (1024, 11_775));
+        assert_eq!(s[1].ports[0], (11_776, 22_527));
+        // Each needs 1,752 more; the rest is shared in proportion, all of it.
+        let all: usize = s.iter().map(|p| ports(&p.ports).len()).sum();
+        assert_eq!(all, 64_512);
+        assert!(s.iter().all(|p| ports(&p.ports).len() >= 12_500));
+        assert_eq!(
+            by_process(7, &[], &[(100, 102)], 5).len(),
             3,
             "never more parts than ports"
         );
-        assert_eq!(split(10, (1, 100), 1), vec![(10, (1, 100))]);
-    }
-
-    #[test]
-    fn containers_sharing_a_path_start_evenly_spaced() {
-        assert_eq!(spaced((1024, 65_535), 0, 2), 1024);
-        assert_eq!(spaced((1024, 65_535), 1, 2), 33_280);
-        assert_eq!(spaced((1024, 1026), 2, 3), 1026);
-        assert_eq!(spaced((100, 100), 0, 1), 100);
         assert_eq!(
-            spaced((1024, 65_535), 0, 0),
-            1024,
-            "no sharing count: the bottom"
+            by_process(10, &[], &[(1, 100)], 1),
+            [ProcessShare {
+                connections: 10,
+                ports: vec![(1, 100)]
+            }]
         );
     }
 
     #[test]
-    fn walk_starts_rank_containers_per_host_and_destination() {
-        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("labs/million.toml");
-        let text = std::fs::read_to_string(&file).expect("labs/million.toml");
-        let source = crate::lab::Source::new(file.display().to_string(), text);
-        let loaded = crate::lab::validate::load(&source, &Default::default()).expect("loads");
-        let plan = &loaded.plan;
-        let starts = walk_starts(plan, &crate::nat::paths::predict_lab(plan));
+    fn the_articles_wall_is_dealt_out_so_every_port_of_the_path_is_presented_once() {
+        // Lab 02: three containers x 25,000 through one masquerade path of 64,512 ports.
+        let (plan, walks) = walks_of("02-cross-host.toml");
+        assert_sound(&plan, &walks);
+        let dealt = dealt_on_path("02-cross-host.toml");
+        assert_eq!(dealt.iter().map(Vec::len).collect::<Vec<_>>(), [21_504; 3]);
+        let mut all: Vec<u16> = dealt.concat();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 64_512, "each port of the path once");
+        assert_eq!((all[0], all[all.len() - 1]), (1024, 65_535));
+    }
+
+    #[test]
+    fn an_aws_gateways_55000_ports_are_dealt_out_on_its_own_range() {
+        // Lab 11: two instances x 30,000 through one address: 1024-56023.
+        let (plan, walks) = walks_of("11-aws-nat-gateway.toml");
+        assert_sound(&plan, &walks);
+        let dealt = dealt_on_path("11-aws-nat-gateway.toml");
+        assert_eq!(dealt.iter().map(Vec::len).collect::<Vec<_>>(), [27_500; 2]);
+        let mut all: Vec<u16> = dealt.concat();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 55_000);
+        assert_eq!((all[0], all[all.len() - 1]), (1024, 56_023));
+        // Each process walks its part of the gateway's ports before any other.
+        for shares in walks.values() {
+            for s in shares {
+                assert!(s.ports[0].0 <= 56_023, "{:?}", s.ports);
+            }
+        }
+    }
+
+    #[test]
+    fn containers_on_different_paths_are_not_dealt_against_each_other() {
+        // The million: 10 containers per host over 5 server addresses, pairs on a path, each
+        // wanting less than its half.
+        let (plan, walks) = walks_of("million.toml");
+        assert_sound(&plan, &walks);
         let containers: usize = plan.clients.iter().map(|g| g.containers.len()).sum();
-        assert_eq!(starts.len(), containers);
-        // 10 containers per host over 5 server addresses: pairs share a path.
-        assert!(
-            starts.values().all(|&(rank, n)| n == 2 && rank < 2),
-            "{starts:?}"
-        );
-        let firsts = starts.values().filter(|&&(rank, _)| rank == 0).count();
-        assert_eq!(firsts * 2, containers);
+        assert_eq!(walks.len(), containers);
+        // Lab 05: an SNAT pool; the pool hash puts at most two containers on each path.
+        let (plan, walks) = walks_of("05-both-fixes.toml");
+        assert_sound(&plan, &walks);
     }
 
     #[test]
-    fn walk_starts_rank_only_containers_the_snat_pool_puts_on_one_path() {
-        // Lab 05: six containers, two server addresses, a pool of two source addresses; the
-        // pool hash puts at most two containers on each of the four paths.
-        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("labs/05-both-fixes.toml");
-        let text = std::fs::read_to_string(&file).expect("labs/05-both-fixes.toml");
-        let source = crate::lab::Source::new(file.display().to_string(), text);
-        let loaded = crate::lab::validate::load(&source, &Default::default()).expect("loads");
-        let starts = walk_starts(&loaded.plan, &crate::nat::paths::predict_lab(&loaded.plan));
-        assert_eq!(starts.len(), 6);
-        assert!(
-            starts.values().all(|&(rank, n)| n <= 2 && rank < n),
-            "{starts:?}"
-        );
-        // Three containers go to each server address; by destination alone they would be
-        // spaced a third of the range apart, closer than the 12,500 ports each walks.
-        let per_process_slice = (1024u16, 33_279u16);
-        for &(rank, n) in starts.values() {
-            let first = spaced(per_process_slice, rank, n);
-            assert!(first == 1024 || first >= 1024 + 12_500, "{first}");
+    fn a_container_range_narrower_than_the_path_limits_it_alone() {
+        // Lab 06: the kernel's default 32768-60999 per container, 28,232 ports each.
+        let (plan, walks) = walks_of("06-container-ports.toml");
+        assert_sound(&plan, &walks);
+        for shares in walks.values() {
+            let n: usize = shares.iter().map(|s| ports(&s.ports).len()).sum();
+            assert_eq!(n, 28_232);
         }
     }
 }

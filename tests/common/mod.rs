@@ -250,26 +250,54 @@ pub fn sh(cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The machine's global limits as tests share them: a test whose lab raises one (a file with
-/// `raise = [...]`, which `lab up` and `lab run` act on) holds this lock exclusively for its
-/// whole length; a [`HostSnapshot`] of the initial namespace holds it shared from the moment
-/// it is taken until it is dropped. So no test compares the host's values across another
-/// test's raise (in CI, `interrupting_up_anywhere_leaves_nothing` once saw fs.file-max raised
+/// The machine's global limits as tests share them. A test whose lab raises one (a file with
+/// `raise = [...]`, which `lab up` and `lab run` act on) holds this lock for its whole length:
+/// such tests run one at a time, and each counts as a raise in a generation number beside the
+/// lock (odd while one runs). A [`HostSnapshot`] notes the generation it was taken in, and two
+/// snapshots compare the raisable limits only when no raise ran between them (or both are the
+/// raiser's own): in CI, `interrupting_up_anywhere_leaves_nothing` once saw fs.file-max raised
 /// by the million lab that `every_lab_in_labs_comes_up_connects_and_goes_down` had up at the
-/// time). An flock on a file beside the records: it holds across threads and test binaries.
+/// time. Nobody waits on a raise but another raise. An flock on a file beside the records: it
+/// holds across threads and test processes.
 pub struct HostLock {
     _file: std::fs::File,
-    exclusive: bool,
 }
 
 thread_local! {
-    /// This thread holds the lock exclusively: its own snapshots need no shared lock (which
-    /// would wait on itself).
+    /// This thread holds the lock: its snapshots compare the limits it raises itself.
     static EXCLUSIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// The limits a lab file may raise, by their snapshot keys.
+const RAISABLE: &[&str] = &[
+    "sysctl fs/file-max",
+    "sysctl net/netfilter/nf_conntrack_max",
+    "sysctl net/netfilter/nf_conntrack_buckets",
+];
+
+fn generation_file() -> PathBuf {
+    Path::new(RUN_DIR).join(".host-limits.gen")
+}
+
+/// The raise generation now: odd while a raising test runs.
+fn generation() -> u64 {
+    std::fs::read_to_string(generation_file())
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The next generation, written whole (rename) so that a reader never sees half of it.
+fn bump_generation() {
+    let next = generation() + 1;
+    let tmp = Path::new(RUN_DIR).join(format!(".host-limits.gen.{}", std::process::id()));
+    std::fs::write(&tmp, next.to_string()).expect("write the raise generation");
+    std::fs::rename(&tmp, generation_file()).expect("rename the raise generation");
+}
+
 impl HostLock {
-    fn take(exclusive: bool) -> Self {
+    /// For a test that runs a lab raising a global limit: taken first, held to the end.
+    pub fn exclusive() -> Self {
         std::fs::create_dir_all(RUN_DIR).expect("make the tests' record directory");
         let path = Path::new(RUN_DIR).join(".host-limits.lock");
         let file = std::fs::OpenOptions::new()
@@ -278,38 +306,19 @@ impl HostLock {
             .write(true)
             .open(&path)
             .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        let op = if exclusive {
-            libc::LOCK_EX
-        } else {
-            libc::LOCK_SH
-        };
         // SAFETY: flock on a descriptor this struct owns; it blocks until granted.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
         assert_eq!(rc, 0, "flock {}", path.display());
-        if exclusive {
-            EXCLUSIVE.with(|e| e.set(true));
-        }
-        Self {
-            _file: file,
-            exclusive,
-        }
-    }
-
-    /// For a test that runs a lab raising a global limit: taken first, held to the end.
-    pub fn exclusive() -> Self {
-        Self::take(true)
-    }
-
-    fn shared() -> Option<std::sync::Arc<Self>> {
-        (!EXCLUSIVE.with(|e| e.get())).then(|| std::sync::Arc::new(Self::take(false)))
+        bump_generation();
+        EXCLUSIVE.with(|e| e.set(true));
+        Self { _file: file }
     }
 }
 
 impl Drop for HostLock {
     fn drop(&mut self) {
-        if self.exclusive {
-            EXCLUSIVE.with(|e| e.set(false));
-        }
+        EXCLUSIVE.with(|e| e.set(false));
+        bump_generation();
     }
 }
 
@@ -334,13 +343,30 @@ pub fn check_raises_are_locked(file: &Path) {
 /// its own namespaces). Built to compare robustly on any machine: address lifetimes and route
 /// expiry (which count down on DHCP/SLAAC hosts), counters and link statistics are left out, and
 /// a setting whose module is not loaded yet (nf_conntrack_max before conntrack) is compared
-/// only once both sides have it. A snapshot of the initial namespace holds [`HostLock`]
-/// shared while it lives, so no other test's raise falls between two snapshots.
+/// only once both sides have it. The limits a lab may raise are compared only when no other
+/// test's raise ran between the two snapshots ([`HostLock`]).
 #[derive(Clone)]
-pub struct HostSnapshot(
-    std::collections::BTreeMap<String, Option<String>>,
-    Option<std::sync::Arc<HostLock>>,
-);
+pub struct HostSnapshot(std::collections::BTreeMap<String, Option<String>>, Taken);
+
+/// When a snapshot was taken, as far as raises go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// By the test holding [`HostLock`].
+    ByRaiser,
+    /// In this raise generation.
+    In(u64),
+}
+
+impl Taken {
+    /// Whether two snapshots compare the raisable limits.
+    fn limits_comparable(self, other: Taken) -> bool {
+        match (self, other) {
+            (Taken::ByRaiser, Taken::ByRaiser) => true,
+            (Taken::In(a), Taken::In(b)) => a == b && a % 2 == 0,
+            _ => false,
+        }
+    }
+}
 
 /// Fields that change on their own, with no lab involved.
 const VOLATILE: &[&str] = &[
@@ -364,9 +390,13 @@ fn strip_volatile(v: &mut serde_json::Value) {
 }
 
 pub fn host_snapshot() -> HostSnapshot {
-    let lock = HostLock::shared();
+    let taken = if EXCLUSIVE.with(|e| e.get()) {
+        Taken::ByRaiser
+    } else {
+        Taken::In(generation())
+    };
     let mut snap = snapshot_of(None);
-    snap.1 = lock;
+    snap.1 = taken;
     snap
 }
 
@@ -421,7 +451,7 @@ pub fn snapshot_of(netns: Option<&str>) -> HostSnapshot {
         };
         m.insert(format!("sysctl {k}"), value);
     }
-    HostSnapshot(m, None)
+    HostSnapshot(m, Taken::In(0))
 }
 
 impl HostSnapshot {
@@ -429,6 +459,7 @@ impl HostSnapshot {
     pub fn changed(&self, other: &Self) -> Vec<String> {
         self.0
             .iter()
+            .filter(|(k, _)| self.compares(other, k))
             .filter(|(k, a)| match (a, other.0.get(*k)) {
                 (Some(a), Some(Some(b))) => a != b,
                 (None, Some(_)) | (Some(_), Some(None)) => false,
@@ -439,14 +470,24 @@ impl HostSnapshot {
     }
 }
 
+impl HostSnapshot {
+    /// Whether key `k` is compared with `other`'s (a raisable limit only with no raise between).
+    fn compares(&self, other: &Self, k: &str) -> bool {
+        !RAISABLE.contains(&k) || self.1.limits_comparable(other.1)
+    }
+}
+
 impl PartialEq for HostSnapshot {
     fn eq(&self, other: &Self) -> bool {
         self.0.len() == other.0.len()
-            && self.0.iter().all(|(k, a)| match (a, other.0.get(k)) {
-                (Some(a), Some(Some(b))) => a == b,
-                // Absent on one side: a module loaded (or not yet) in between, not a change.
-                (None, Some(_)) | (Some(_), Some(None)) => true,
-                (_, None) => false,
+            && self.0.iter().all(|(k, a)| {
+                !self.compares(other, k)
+                    || match (a, other.0.get(k)) {
+                        (Some(a), Some(Some(b))) => a == b,
+                        // Absent on one side: a module loaded (or not yet) in between, not a change.
+                        (None, Some(_)) | (Some(_), Some(None)) => true,
+                        (_, None) => false,
+                    }
             })
     }
 }
