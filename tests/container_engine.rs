@@ -24,11 +24,11 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::schema::Kind;
-use common::{LAB, TempDir, host_snapshot, json_of, repo, root_or_skip, skip, text};
+use common::{TempDir, heavy, host_snapshot, json_of, release_lab, repo, root_or_skip, skip, text};
 
 /// Lab 02's wall (labs/02-cross-host.toml): one NAT path of 65535 - 1024 + 1 ports for
 /// 3 x 25,000 connections; the SYNs of the rest are dropped and time out.
@@ -41,9 +41,6 @@ const LAB02_NAMESPACES: usize = 6;
 
 /// The namespace directory inside the containers (`lab::netlink::NETNS_DIR`).
 const NETNS_DIR: &str = "/run/netns";
-
-/// One lab 02 (75,000 connections) at a time on this machine, whichever test runs it.
-static HEAVY: Mutex<()> = Mutex::new(());
 
 // ---------------------------------------------------------------------------------------------
 // The engine.
@@ -253,7 +250,7 @@ impl Image {
                 place(&real, &root.join(lib.strip_prefix("/").expect("absolute")));
             }
         };
-        with_libraries(Path::new(LAB), &root.join("lab"));
+        with_libraries(&release_lab(), &root.join("lab"));
         with_libraries(&which("ip"), &root.join("bin/ip"));
         let busybox = which("busybox");
         place(&busybox, &root.join("bin/busybox"));
@@ -616,7 +613,7 @@ fn privileged(test: &str, tag: &str, var_run: VarRun) {
 
     // The labs at their exact numbers.
     {
-        let _one = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = heavy();
         let started = Instant::now();
         let r = run_json(&c, "02-cross-host.toml");
         assert_eq!(
@@ -859,7 +856,7 @@ fn a_container_killed_during_a_run_leaves_nothing_on_the_host() {
     let host = Host::now();
     let image = Image::build("kill", VarRun::SymlinkToRun);
     let engine = engine(test, &image);
-    let _one = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = heavy();
     let c = engine.start(
         &container_name("kill"),
         &["--privileged"],

@@ -5,14 +5,14 @@
 //! prediction equals the measurement, no container left from an address other than predicted,
 //! and the NAT dropped SYNs only on a host whose path is full.
 //!
-//! One test runs them one after another: at 75,000-1,000,000 connections each, two at once
-//! would only compete for the CPUs. The million runs too (about a minute here), and the largest
-//! lab, two million (a few minutes in the debug build, 17 GB of kernel memory; skipped where
-//! the preflight finds too little memory): the debug build's ramp outlives the first ping round,
-//! the case in which a client starved of CPU once made the run look settled (1,260,032).
-//!
-//! `LAB_FILES=11-,13-` runs only the files whose names contain one of the comma-separated
-//! parts (to check one lab's table without the million); every file still needs its entry.
+//! One test per file (`full_size!` below; a file without one fails
+//! `every_lab_in_labs_has_a_full_size_test`), run with the release binary when `lab.sh test`
+//! names it (`LAB_RELEASE_BIN`; the debug one otherwise): two million connections take 92 s
+//! there against 252 s in the debug build. The million and the two million (17 GB of kernel
+//! memory; skipped where the preflight finds too little) raise global limits, so they take
+//! turns with every other raise ([`HostLock`]); the two million's ramp outlives the first
+//! ping round, the case in which a client starved of CPU once made the run look settled
+//! (1,260,032).
 
 mod common;
 
@@ -406,101 +406,124 @@ fn judge(want: &Want, r: &Value) -> Vec<String> {
     bad
 }
 
+/// The tests, one per file of labs/.
+macro_rules! full_size {
+    ($($test:ident => $file:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                full_size($file);
+            }
+        )*
+        const FILES: &[&str] = &[$($file),*];
+    };
+}
+
+full_size! {
+    same_host => "01-same-host.toml",
+    cross_host => "02-cross-host.toml",
+    more_server_addresses => "03-more-server-addresses.toml",
+    more_source_addresses => "04-more-source-addresses.toml",
+    both_fixes => "05-both-fixes.toml",
+    container_ports => "06-container-ports.toml",
+    container_ports_wide => "06-container-ports-wide.toml",
+    small_ports => "07-small-ports.toml",
+    no_nat => "08-no-nat.toml",
+    nftables => "09-nftables.toml",
+    host_ipv4_networks => "10-host-ipv4-networks.toml",
+    aws_nat_gateway => "11-aws-nat-gateway.toml",
+    aws_nat_gateway_two_addresses => "12-aws-nat-gateway-two-addresses.toml",
+    gcp_cloud_nat => "13-gcp-cloud-nat.toml",
+    gcp_cloud_nat_two_destinations => "14-gcp-cloud-nat-two-destinations.toml",
+    azure_lb_outbound => "15-azure-lb-outbound.toml",
+    million_200k => "million-200k.toml",
+    million => "million.toml",
+    max => "max.toml",
+}
+
 #[test]
-fn every_lab_meets_its_expectations_at_full_size_for_the_right_reason() {
-    if !root_or_skip("every_lab_meets_its_expectations_at_full_size_for_the_right_reason") {
-        return;
-    }
+fn every_lab_in_labs_has_a_full_size_test() {
     let files = lab_files();
     assert!(files.len() >= 15, "{files:?}");
-    // Every file needs its table entry, also those `LAB_FILES` leaves out.
     for file in &files {
-        want(
-            file.file_name()
-                .and_then(|f| f.to_str())
-                .expect("file name"),
-        );
-    }
-    let only: Vec<String> = std::env::var("LAB_FILES")
-        .map(|v| v.split(',').map(str::to_owned).collect())
-        .unwrap_or_default();
-    let files: Vec<_> = files
-        .into_iter()
-        .filter(|f| {
-            only.is_empty()
-                || only.iter().any(|o| {
-                    f.to_string_lossy()
-                        .rsplit('/')
-                        .next()
-                        .is_some_and(|n| n.contains(o.as_str()))
-                })
-        })
-        .collect();
-    assert!(
-        !files.is_empty(),
-        "LAB_FILES={only:?} names no file in labs/"
-    );
-    // The million and the two million raise global limits.
-    let _host = HostLock::exclusive();
-    let before = host_snapshot();
-    let mut failures = Vec::new();
-    for (n, file) in files.iter().enumerate() {
         let base = file
             .file_name()
             .and_then(|f| f.to_str())
             .expect("file name");
-        let want = want(base);
-        let name = unique_name(&format!("full{n}x"));
-        let _guard = LabGuard { name: name.clone() };
-        let started = std::time::Instant::now();
-        let out = lab(&[
-            "run",
-            "--json",
-            "--quiet",
-            "--name",
-            &name,
-            file.to_str().unwrap(),
-        ]);
-        let secs = started.elapsed().as_secs_f64();
-        // The largest lab is sized for this machine kind (24 GiB); on a smaller one the
-        // preflight refuses it for memory, before building anything, which is its job.
-        if base == "max.toml"
-            && out.status.code() == Some(3)
-            && String::from_utf8_lossy(&out.stderr).contains("memory")
-        {
-            skip(
-                "every_lab_meets_its_expectations_at_full_size_for_the_right_reason",
-                &format!("labs/max.toml does not fit this machine:\n{}", text(&out)),
-            );
-            assert_gone(&name);
-            continue;
-        }
-        let report: Value = match serde_json::from_slice(&out.stdout) {
-            Ok(r) => r,
-            Err(e) => {
-                failures.push(format!("{base}: no JSON report ({e}):\n{}", text(&out)));
-                continue;
-            }
-        };
-        schema::assert_valid(schema::Kind::Run, &report);
-        eprintln!(
-            "{base}: established {} (expected {}) in {secs:.1} s, exit {:?}",
-            report["established"],
-            report["expectations"][0]["expected"],
-            out.status.code()
-        );
         assert!(
-            report["expectations"][0].is_object(),
-            "{base}: every lab states an expectation"
+            FILES.contains(&base),
+            "labs/{base}: add a test for it to `full_size!` in tests/labs.rs"
         );
-        if out.status.code() != Some(0) {
-            failures.push(format!("{base}: exit {:?}", out.status.code()));
-        }
-        for line in judge(&want, &report) {
-            failures.push(format!("{base}: {line}; why: {}", report["verdict"]));
-        }
-        assert_gone(&name);
+        // And what it must show.
+        want(base);
     }
+}
+
+/// Runs labs/`base` at full size and judges it (see the module doc).
+fn full_size(base: &str) {
+    let test = format!("full_size {base}");
+    if !root_or_skip(&test) {
+        return;
+    }
+    let file = lab_file(base);
+    let want = want(base);
+    // Files that raise global limits take turns with every other raise.
+    let raises = std::fs::read_to_string(&file)
+        .expect("lab file")
+        .lines()
+        .any(|l| l.trim_start().starts_with("raise"));
+    let _host = raises.then(HostLock::exclusive);
+    // Tens of thousands of connections and more: one big run at a time.
+    let _heavy = heavy();
+    let before = host_snapshot();
+    let tag: String = base
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(6)
+        .collect();
+    let name = unique_name(&format!("f{tag}"));
+    let _guard = LabGuard { name: name.clone() };
+    let started = std::time::Instant::now();
+    let out = release_lab_command()
+        .args(["run", "--json", "--quiet", "--name", &name])
+        .arg(&file)
+        .output()
+        .expect("run lab");
+    let secs = started.elapsed().as_secs_f64();
+    // The largest lab is sized for this machine kind (24 GiB); on a smaller one the
+    // preflight refuses it for memory, before building anything, which is its job.
+    if base == "max.toml"
+        && out.status.code() == Some(3)
+        && String::from_utf8_lossy(&out.stderr).contains("memory")
+    {
+        skip(
+            &test,
+            &format!("labs/max.toml does not fit this machine:\n{}", text(&out)),
+        );
+        assert_gone(&name);
+        return;
+    }
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{base}: no JSON report ({e}):\n{}", text(&out)));
+    schema::assert_valid(schema::Kind::Run, &report);
+    eprintln!(
+        "{base}: established {} (expected {}) in {secs:.1} s, exit {:?}",
+        report["established"],
+        report["expectations"][0]["expected"],
+        out.status.code()
+    );
+    assert!(
+        report["expectations"][0].is_object(),
+        "{base}: every lab states an expectation"
+    );
+    let mut failures = Vec::new();
+    if out.status.code() != Some(0) {
+        failures.push(format!("{base}: exit {:?}", out.status.code()));
+    }
+    for line in judge(&want, &report) {
+        failures.push(format!("{base}: {line}; why: {}", report["verdict"]));
+    }
+    assert_gone(&name);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(before, host_snapshot(), "the initial namespace changed");
 }

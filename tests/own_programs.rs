@@ -18,13 +18,8 @@ use serde_json::Value;
 /// How long one `lab run` of these tests may take before the test kills it and fails.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
-/// The big runs (tens of thousands of connections, or timed against wrk's 20 s) take turns:
-/// on a small machine two of them at once would only measure the machine.
-static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
-}
+// The big runs (tens of thousands of connections, or timed against wrk's 20 s) take turns
+// (common::heavy): on a small machine two of them at once would only measure the machine.
 
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))

@@ -18,6 +18,22 @@ use std::time::{Duration, Instant};
 
 pub const LAB: &str = env!("CARGO_BIN_EXE_lab");
 
+/// `lab` for the full-size and container tests: the release binary `lab.sh test` built and
+/// named in `LAB_RELEASE_BIN` (a million connections are CPU-bound in the agents; the two
+/// million take 92 s there against 252 s in the debug build), else the debug one, [`LAB`].
+pub fn release_lab() -> PathBuf {
+    std::env::var_os("LAB_RELEASE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(LAB))
+}
+
+/// [`release_lab`] as the tests run it (records in [`RUN_DIR`]).
+pub fn release_lab_command() -> Command {
+    let mut c = Command::new(release_lab());
+    c.env("LAB_RUN_DIR", RUN_DIR);
+    c
+}
+
 /// Lab records of tests live apart from the user's (`/run/lab`), so `lab clean` in a test never
 /// sees a user's labs, and the suite can prove it left no record behind.
 pub const RUN_DIR: &str = "/run/lab-tests";
@@ -295,23 +311,44 @@ fn bump_generation() {
     std::fs::rename(&tmp, generation_file()).expect("rename the raise generation");
 }
 
+/// An exclusive flock on `RUN_DIR/<name>`, held while the file is open: across threads and
+/// test processes (nextest runs each test in a process of its own).
+fn lock_file(name: &str) -> std::fs::File {
+    std::fs::create_dir_all(RUN_DIR).expect("make the tests' record directory");
+    let path = Path::new(RUN_DIR).join(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    // SAFETY: flock on a descriptor we own; it blocks until granted.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {}", path.display());
+    file
+}
+
 impl HostLock {
     /// For a test that runs a lab raising a global limit: taken first, held to the end.
     pub fn exclusive() -> Self {
-        std::fs::create_dir_all(RUN_DIR).expect("make the tests' record directory");
-        let path = Path::new(RUN_DIR).join(".host-limits.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        // SAFETY: flock on a descriptor this struct owns; it blocks until granted.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        assert_eq!(rc, 0, "flock {}", path.display());
+        let file = lock_file(".host-limits.lock");
         bump_generation();
         EXCLUSIVE.with(|e| e.set(true));
         Self { _file: file }
+    }
+}
+
+/// One big run at a time (tens of thousands of connections in a container engine, or a run
+/// timed against wrk): on a small machine two at once would only measure the machine. Held
+/// while it lives.
+pub struct Heavy {
+    _file: std::fs::File,
+}
+
+/// Waits for, then holds, the [`Heavy`] turn.
+pub fn heavy() -> Heavy {
+    Heavy {
+        _file: lock_file(".heavy.lock"),
     }
 }
 
