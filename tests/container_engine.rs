@@ -926,23 +926,57 @@ fn a_container_killed_during_a_run_leaves_nothing_on_the_host() {
     let killed = Instant::now();
     let out = engine.podman(&["kill", &c.name]);
     assert!(out.status.success(), "podman kill: {}", text(&out));
-    // Threads and mounts, polled; then everything, descriptors too, once.
+    // What the claim waits on: every process that referred to them has exited (the container's
+    // init reaped, the kernel reaps the rest of its pid namespace first). How long that takes
+    // is the machine's business: processes holding 64,512 sockets each close them on exit, and
+    // with other tests loading both cores that once took more than 10 s. The bound only keeps
+    // a hung kill from hanging the suite.
+    let pids: BTreeSet<&str> = before
+        .iter()
+        .map(|(_, r)| match r {
+            Reference::Thread { pid, .. }
+            | Reference::Descriptor { pid }
+            | Reference::Mount { pid, .. } => pid.as_str(),
+        })
+        .collect();
     let gone = loop {
-        let left = references_to(&inodes, false);
-        if left.is_empty() {
+        let alive: Vec<&&str> = pids
+            .iter()
+            .filter(|p| Path::new(&format!("/proc/{p}")).exists())
+            .collect();
+        if alive.is_empty() {
             break killed.elapsed();
         }
         assert!(
-            killed.elapsed() < Duration::from_secs(10),
-            "10 s after podman kill: {left:#?}"
+            killed.elapsed() < Duration::from_secs(180),
+            "180 s after podman kill, processes of the container still exist: {alive:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    let left = references_to(&inodes, true);
+    // A namespace's inode number is free again once it is gone, and a test running beside this
+    // one may make a namespace that gets it (in CI a lab on the host once did, with its agents
+    // in it): an inode the host now mounts under another lab's name is that other namespace.
+    let mount_point = |line: &str| line.split(' ').nth(4).unwrap_or_default().to_owned();
+    let ours: BTreeSet<(u64, String)> = before
+        .iter()
+        .filter_map(|(i, r)| match r {
+            Reference::Mount { line, .. } => Some((*i, mount_point(line))),
+            _ => None,
+        })
+        .collect();
+    let all = references_to(&inodes, true);
+    let reused: BTreeSet<u64> = all
+        .iter()
+        .filter_map(|(i, r)| match r {
+            Reference::Mount { line, .. } if !ours.contains(&(*i, mount_point(line))) => Some(*i),
+            _ => None,
+        })
+        .collect();
+    let left: Vec<&(u64, Reference)> = all.iter().filter(|(i, _)| !reused.contains(i)).collect();
     assert!(left.is_empty(), "after podman kill: {left:#?}");
     eprintln!(
-        "{test}: no thread or mount of the lab's namespaces {:.2} s after podman kill, and no \
-         descriptor {:.2} s after it",
+        "{test}: the container's processes gone {:.2} s after podman kill, and nothing of the \
+         lab's namespaces left {:.2} s after it",
         gone.as_secs_f64(),
         killed.elapsed().as_secs_f64()
     );

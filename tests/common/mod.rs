@@ -427,19 +427,18 @@ fn strip_volatile(v: &mut serde_json::Value) {
 }
 
 pub fn host_snapshot() -> HostSnapshot {
-    let taken = if EXCLUSIVE.with(|e| e.get()) {
-        Taken::ByRaiser
-    } else {
-        Taken::In(generation())
-    };
-    let mut snap = snapshot_of(None);
-    snap.1 = taken;
-    snap
+    snapshot_of(None)
 }
 
 /// The snapshot of the initial namespace (`None`) or of a lab namespace (to test the snapshot
 /// itself without touching the machine).
 pub fn snapshot_of(netns: Option<&str>) -> HostSnapshot {
+    // Before reading: a raise that starts while this reads is a raise in between.
+    let taken = if EXCLUSIVE.with(|e| e.get()) {
+        Taken::ByRaiser
+    } else {
+        Taken::In(generation())
+    };
     let (ip, exec) = match netns {
         Some(ns) => (format!("ip -n {ns}"), format!("ip netns exec {ns} ")),
         None => ("ip".to_owned(), String::new()),
@@ -488,7 +487,13 @@ pub fn snapshot_of(netns: Option<&str>) -> HostSnapshot {
         };
         m.insert(format!("sysctl {k}"), value);
     }
-    HostSnapshot(m, Taken::In(0))
+    // A raise that began while this read is in between too (an odd generation compares with
+    // none).
+    let taken = match taken {
+        Taken::In(g) if generation() != g => Taken::In(1),
+        t => t,
+    };
+    HostSnapshot(m, taken)
 }
 
 impl HostSnapshot {
