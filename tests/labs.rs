@@ -7,8 +7,8 @@
 //!
 //! One test per file (`full_size!` below; a file without one fails
 //! `every_lab_in_labs_has_a_full_size_test`), run with the release binary when `lab.sh test`
-//! names it (`LAB_RELEASE_BIN`; the debug one otherwise): two million connections take 92 s
-//! there against 252 s in the debug build. The million and the two million (17 GB of kernel
+//! names it (`LAB_RELEASE_BIN`, as every integration test; the debug one otherwise): two
+//! million connections take 92 s there against 252 s in the debug build. The million and the two million (17 GB of kernel
 //! memory; skipped where the preflight finds too little) raise global limits, so they take
 //! turns with every other raise ([`HostLock`]); the two million's ramp outlives the first
 //! ping round, the case in which a client starved of CPU once made the run look settled
@@ -484,7 +484,7 @@ fn full_size(base: &str) {
     let name = unique_name(&format!("f{tag}"));
     let _guard = LabGuard { name: name.clone() };
     let started = std::time::Instant::now();
-    let out = release_lab_command()
+    let out = lab_command()
         .args(["run", "--json", "--quiet", "--name", &name])
         .arg(&file)
         .output()

@@ -647,7 +647,8 @@ settle = "5s""#,
     let run = Running::start(&file, &name, &["--json"], None);
     // Every process of the run in the lab's namespaces: the built-in server's agent and the
     // client's sh.
-    let procs = wait_for_programs(&name, &[Path::new(LAB), Path::new("/usr/bin/dash")], 2);
+    let lab = release_lab();
+    let procs = wait_for_programs(&name, &[lab.as_path(), Path::new("/usr/bin/dash")], 2);
     let run = run.wait(RUN_LIMIT);
     assert_eq!(run.code, Some(4), "{}", run.text());
     let r = run.report();

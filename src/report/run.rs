@@ -222,13 +222,23 @@ fn verdict(outcome: &Outcome, nat: &[NatView]) -> Vec<String> {
         ));
     }
     for s in last.servers.iter().filter(|s| s.queued > 0) {
-        out.push(format!(
-            "server {}'s program has not accepted {} of its {} connections: they wait in its listen \
-             queue (the NAT's wall is one thing, the program's own limits another)",
-            s.server,
-            count(s.queued),
-            count(s.established)
-        ));
+        out.push(match s.program {
+            Some(_) => format!(
+                "server {}'s program has not accepted {} of its {} connections: they wait in its \
+                 listen queue (the NAT's wall is one thing, the program's own limits another)",
+                s.server,
+                count(s.queued),
+                count(s.established)
+            ),
+            // A built-in server counts what it accepted; at the pause it accepts all it can.
+            None => format!(
+                "server {} could not accept {} connections beyond its {}: they wait in its listen \
+                 queue (out of open files or memory: see the server's detail)",
+                s.server,
+                count(s.queued),
+                count(s.established)
+            ),
+        });
     }
     for d in &last.dead_agents {
         out.push(format!("agent died: {d}"));
@@ -342,11 +352,17 @@ pub fn render(r: &RunReport) -> String {
         for (ip, n) in &s.by_local_address {
             let _ = writeln!(out, "    local address {ip}: {}", count(*n));
         }
-        if s.queued > 0 {
+        if s.queued > 0 && s.program.is_some() {
             let _ = writeln!(
                 out,
                 "    {} of them wait in the listen queue: the kernel completed them, the program \
                  has not accepted them (out of open files? see its log)",
+                count(s.queued)
+            );
+        } else if s.queued > 0 {
+            let _ = writeln!(
+                out,
+                "    and {} more wait in the listen queue, completed by the kernel, not accepted",
                 count(s.queued)
             );
         }
