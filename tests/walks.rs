@@ -67,6 +67,8 @@ fn reaches_its_prediction(tag: &str, text: &str, want: u64) {
     assert!(check.status.success(), "{}", text_of(&check));
     let checked: Value = serde_json::from_slice(&check.stdout).expect("check --json");
     let _guard = LabGuard { name: name.clone() };
+    // The gateway's 60,000 connections take their turn with the other big runs.
+    let _heavy = (want >= 20_000).then(heavy);
     let run = Running::start(
         &file,
         &name,

@@ -497,32 +497,39 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_articles_wall_is_dealt_out_so_every_port_of_the_path_is_presented_once() {
-        // Lab 02: three containers x 25,000 through one masquerade path of 64,512 ports.
-        let (plan, walks) = walks_of("02-cross-host.toml");
+    /// Deals `lab`'s ports and checks that its one full path's kept ports `lo..=hi` are dealt
+    /// `each` to every container sharing it, each port once; returns the walks.
+    fn assert_dealt_once(
+        lab: &str,
+        each: usize,
+        (lo, hi): (u16, u16),
+    ) -> HashMap<(usize, usize), Vec<ProcessShare>> {
+        let (plan, walks) = walks_of(lab);
         assert_sound(&plan, &walks);
-        let dealt = dealt_on_path("02-cross-host.toml");
-        assert_eq!(dealt.iter().map(Vec::len).collect::<Vec<_>>(), [21_504; 3]);
+        let dealt = dealt_on_path(lab);
+        assert!(dealt.iter().all(|d| d.len() == each), "{lab}");
         let mut all: Vec<u16> = dealt.concat();
         all.sort();
         all.dedup();
-        assert_eq!(all.len(), 64_512, "each port of the path once");
-        assert_eq!((all[0], all[all.len() - 1]), (1024, 65_535));
+        assert_eq!(
+            all.len(),
+            usize::from(hi - lo) + 1,
+            "{lab}: each port of the path once"
+        );
+        assert_eq!((all[0], all[all.len() - 1]), (lo, hi));
+        walks
+    }
+
+    #[test]
+    fn the_articles_wall_is_dealt_out_so_every_port_of_the_path_is_presented_once() {
+        // Lab 02: three containers x 25,000 through one masquerade path of 64,512 ports.
+        assert_dealt_once("02-cross-host.toml", 21_504, (1024, 65_535));
     }
 
     #[test]
     fn an_aws_gateways_55000_ports_are_dealt_out_on_its_own_range() {
         // Lab 11: two instances x 30,000 through one address: 1024-56023.
-        let (plan, walks) = walks_of("11-aws-nat-gateway.toml");
-        assert_sound(&plan, &walks);
-        let dealt = dealt_on_path("11-aws-nat-gateway.toml");
-        assert_eq!(dealt.iter().map(Vec::len).collect::<Vec<_>>(), [27_500; 2]);
-        let mut all: Vec<u16> = dealt.concat();
-        all.sort();
-        all.dedup();
-        assert_eq!(all.len(), 55_000);
-        assert_eq!((all[0], all[all.len() - 1]), (1024, 56_023));
+        let walks = assert_dealt_once("11-aws-nat-gateway.toml", 27_500, (1024, 56_023));
         // Each process walks its part of the gateway's ports before any other.
         for shares in walks.values() {
             for s in shares {

@@ -354,17 +354,19 @@ impl Drop for HostLock {
     }
 }
 
+/// Whether the lab file `file` allows raising a global limit (`lab up` and `lab run` do).
+pub fn raises(file: &Path) -> bool {
+    std::fs::read_to_string(file).is_ok_and(|text| {
+        text.lines()
+            .any(|l| l.trim_start().starts_with("raise") && l.contains('='))
+    })
+}
+
 /// Panics unless this thread holds [`HostLock::exclusive`] when the lab file `file` raises a
 /// global limit: such a test would otherwise skew other tests' snapshots of the host.
 pub fn check_raises_are_locked(file: &Path) {
-    let Ok(text) = std::fs::read_to_string(file) else {
-        return;
-    };
-    let raises = text
-        .lines()
-        .any(|l| l.trim_start().starts_with("raise") && l.contains('='));
     assert!(
-        !raises || EXCLUSIVE.with(|e| e.get()),
+        !raises(file) || EXCLUSIVE.with(|e| e.get()),
         "{} raises global limits: the test must hold common::HostLock::exclusive() first",
         file.display()
     );
