@@ -298,9 +298,14 @@ fn generation() -> u64 {
         .unwrap_or(0)
 }
 
-/// The next generation, written whole (rename) so that a reader never sees half of it.
-fn bump_generation() {
-    let next = generation() + 1;
+/// The next generation that is odd (`raising`) or even, written whole (rename) so that a
+/// reader never sees half of it. By parity, not by one: a raiser killed mid-way leaves an odd
+/// number, which the next raiser's start and end make even again.
+fn bump_generation(raising: bool) {
+    let mut next = generation() + 1;
+    if (next % 2 == 1) != raising {
+        next += 1;
+    }
     let tmp = Path::new(RUN_DIR).join(format!(".host-limits.gen.{}", std::process::id()));
     std::fs::write(&tmp, next.to_string()).expect("write the raise generation");
     std::fs::rename(&tmp, generation_file()).expect("rename the raise generation");
@@ -327,7 +332,7 @@ impl HostLock {
     /// For a test that runs a lab raising a global limit: taken first, held to the end.
     pub fn exclusive() -> Self {
         let file = lock_file(".host-limits.lock");
-        bump_generation();
+        bump_generation(true);
         EXCLUSIVE.with(|e| e.set(true));
         Self { _file: file }
     }
@@ -350,7 +355,7 @@ pub fn heavy() -> Heavy {
 impl Drop for HostLock {
     fn drop(&mut self) {
         EXCLUSIVE.with(|e| e.set(false));
-        bump_generation();
+        bump_generation(false);
     }
 }
 
