@@ -1342,7 +1342,9 @@ fn the_load_is_paused_before_the_nat_tables_are_read() {
     if !root_or_skip("the_load_is_paused_before_the_nat_tables_are_read") {
         return;
     }
-    let file = pinged_lab("wpause", 200, "[run]\nsettle = \"1s\"\n");
+    // A hold of a second: pings flow for sure before the pause (a ramp that ends before the
+    // first ping round, one interval after the clients start, once left none to see).
+    let file = pinged_lab("wpause", 200, "[run]\nsettle = \"1s\"\nhold = \"1s\"\n");
     let name = unique_name("wpause");
     let _guard = LabGuard { name: name.clone() };
     let run = Running::start_env(

@@ -179,14 +179,21 @@ pub struct Stats {
     pub cpus: usize,
 }
 
-/// Every IPv4 conntrack entry of the calling thread's namespace.
+/// Every IPv4 conntrack entry of the calling thread's namespace, each once.
+///
+/// The dump walks the kernel's one hash table, which every namespace shares; when it is
+/// resized meanwhile (another lab's raise of `nf_conntrack_buckets`), the walk can return an
+/// entry twice: a test once counted 24 connections of a container that held 20. An original
+/// tuple names one entry of a namespace, so the repeats are dropped.
 pub fn dump() -> Result<Vec<Flow>> {
     let what = || format!("dump the conntrack table of {}", this_netns());
     let mut sock = open().with_context(what)?;
     let mut flows = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     sock.ct_dump(nfnl::FAMILY_IPV4, &mut |msg| {
         if let NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) = parse(msg)?.inner
             && let Some(flow) = flow_from(&attrs)?
+            && seen.insert((flow.proto, flow.orig_src, flow.orig_dst))
         {
             flows.push(flow);
         }

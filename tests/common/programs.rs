@@ -1,8 +1,8 @@
 //! The test programs of tests/programs/ (a Go module, standard library only): a server and a
 //! load client like the article's, for tests that run the user's own programs in a lab.
 //!
-//! [`go_programs`] builds both once per test process into `target/test-programs/`, with Go's
-//! cache and module path there too (nothing is written to `$HOME`), and without the network.
+//! [`go_programs`] builds both once per test process into `target/test-programs/bin/<pid>/`,
+//! with Go's cache and module path in `target/test-programs/` (nothing is written to `$HOME`), and without the network.
 //! `./lab.sh test` installs Go (Debian's `golang-go`); without it the helper says so, and the
 //! test calls [`skip`](super::skip) with the reason (which fails under CI).
 //!
@@ -83,11 +83,14 @@ fn build() -> Result<GoPrograms, String> {
         ));
     }
     let go_version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    // A directory of this test process's own: a binary another test process rebuilt in place
+    // would show as "(deleted)" behind the programs running from it (a test that finds them
+    // by their path once found one of two), and Go's cache makes the second build cheap.
+    let bin = out.join("bin").join(std::process::id().to_string());
+    std::fs::create_dir_all(&bin).map_err(|e| format!("create {}: {e}", bin.display()))?;
     let path = |name: &str| -> Result<PathBuf, String> {
-        let dest = out.join(name);
-        // Built under a name of this process, then renamed: another test process building at
-        // the same time never runs a half-written binary.
-        let partial = out.join(format!(".{name}.{}", std::process::id()));
+        let dest = bin.join(name);
+        let partial = bin.join(format!(".{name}"));
         let built = go(&out)
             .args(["build", "-trimpath", "-o"])
             .arg(&partial)
