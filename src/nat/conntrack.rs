@@ -179,13 +179,35 @@ pub struct Stats {
     pub cpus: usize,
 }
 
+/// How many dumps are tried while the kernel's hash table keeps being resized.
+const DUMP_TRIES: usize = 5;
+
+/// The size of the kernel's one conntrack hash table (global; readable in any namespace).
+fn hash_size() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_buckets").ok()
+}
+
 /// Every IPv4 conntrack entry of the calling thread's namespace, each once.
 ///
-/// The dump walks the kernel's one hash table, which every namespace shares; when it is
-/// resized meanwhile (another lab's raise of `nf_conntrack_buckets`), the walk can return an
-/// entry twice: a test once counted 24 connections of a container that held 20. An original
-/// tuple names one entry of a namespace, so the repeats are dropped.
+/// The dump walks the kernel's one hash table, which every namespace shares. When it is
+/// resized meanwhile (another lab's raise of `nf_conntrack_buckets`, or its restore), the walk
+/// can return an entry twice or miss some: tests once counted 24 connections of a container
+/// that held 20, and 3 of 10 on another path. So the table's size is read before and after,
+/// and the dump taken again when it changed; and an original tuple names one entry of a
+/// namespace, so a repeat is dropped.
 pub fn dump() -> Result<Vec<Flow>> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let before = hash_size();
+        let flows = dump_once()?;
+        if tries == DUMP_TRIES || hash_size() == before {
+            return Ok(flows);
+        }
+    }
+}
+
+fn dump_once() -> Result<Vec<Flow>> {
     let what = || format!("dump the conntrack table of {}", this_netns());
     let mut sock = open().with_context(what)?;
     let mut flows = Vec::new();
