@@ -406,14 +406,20 @@ mod tests {
         assert_eq!(server_processes(75_000, NonZeroU32::new(8), 20_000), 8);
     }
 
-    fn walks_of(lab: &str) -> (Plan, HashMap<(usize, usize), Vec<ProcessShare>>) {
+    /// The plan of labs/`lab`.
+    fn plan_of(lab: &str) -> Plan {
         let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("labs")
             .join(lab);
         let text = std::fs::read_to_string(&file).expect("lab file");
         let source = crate::lab::Source::new(file.display().to_string(), text);
-        let loaded = crate::lab::validate::load(&source, &Default::default()).expect("loads");
-        let plan = loaded.plan;
+        crate::lab::validate::load(&source, &Default::default())
+            .expect("loads")
+            .plan
+    }
+
+    fn walks_of(lab: &str) -> (Plan, HashMap<(usize, usize), Vec<ProcessShare>>) {
+        let plan = plan_of(lab);
         let predicted = crate::nat::paths::predict_lab(&plan);
         let walks = client_walks(&plan, &predicted, |gi, _| {
             let g = &plan.clients[gi];
@@ -448,14 +454,9 @@ mod tests {
 
     /// Each container's ports of its path, as dealt (walked first by its processes).
     fn dealt_on_path(lab: &str) -> Vec<Vec<u16>> {
-        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("labs")
-            .join(lab);
-        let text = std::fs::read_to_string(&file).expect("lab file");
-        let source = crate::lab::Source::new(file.display().to_string(), text);
-        let loaded = crate::lab::validate::load(&source, &Default::default()).expect("loads");
-        let predicted = crate::nat::paths::predict_lab(&loaded.plan);
-        deal(&loaded.plan, &predicted, |_, _| 2)
+        let plan = plan_of(lab);
+        let predicted = crate::nat::paths::predict_lab(&plan);
+        deal(&plan, &predicted, |_, _| 2)
             .iter()
             .map(|d| ports(&d.own))
             .collect()
