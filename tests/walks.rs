@@ -51,11 +51,11 @@ fn u(v: &Value) -> u64 {
 /// Runs the lab with a 1 s connect timeout and checks the count against the prediction
 /// (`want`, which `lab check` must say too): clients and servers both, and every connection
 /// not established timed out at the full NAT.
-fn reaches_its_prediction(tag: &str, text: &str, want: u64) {
+fn reaches_its_prediction(tag: &str, spec: &str, want: u64) {
     if !root_or_skip(tag) {
         return;
     }
-    let file = temp_lab(tag, text);
+    let file = temp_lab(tag, spec);
     let name = unique_name(tag);
     let check = lab(&[
         "check",
@@ -64,7 +64,7 @@ fn reaches_its_prediction(tag: &str, text: &str, want: u64) {
         &name,
         file.to_str().expect("utf-8"),
     ]);
-    assert!(check.status.success(), "{}", text_of(&check));
+    assert!(check.status.success(), "{}", text(&check));
     let checked: Value = serde_json::from_slice(&check.stdout).expect("check --json");
     let _guard = LabGuard { name: name.clone() };
     // The gateway's 60,000 connections take their turn with the other big runs.
@@ -106,10 +106,6 @@ fn reaches_its_prediction(tag: &str, text: &str, want: u64) {
         run.text()
     );
     assert_gone(&name);
-}
-
-fn text_of(out: &std::process::Output) -> String {
-    text(out)
 }
 
 #[test]
@@ -201,10 +197,10 @@ fn azure_lb_outbound() {
 }
 
 /// What `lab check` predicts for a lab text (no root needed).
-fn predicted(text: &str) -> u64 {
-    let file = temp_lab("kpred", text);
+fn predicted(spec: &str) -> u64 {
+    let file = temp_lab("kpred", spec);
     let out = lab(&["check", "--json", file.to_str().expect("utf-8")]);
-    assert!(out.status.success(), "{}", text_of(&out));
+    assert!(out.status.success(), "{}", text(&out));
     let v: Value = serde_json::from_slice(&out.stdout).expect("check --json");
     check_total(&v)
 }
